@@ -1,0 +1,308 @@
+// probes.h — what one core of this machine can do at most, measured, so kernel and forward
+// benchmarks can be reported as a fraction of it:
+//   DRAM streaming read bandwidth (GB/s)  — the ceiling for decode (every weight read once)
+//   fp32 FMA peak (GFLOP/s)               — the ceiling for prefill/matmul
+//   int8 VNNI peak (GOP/s, vpdpbusd)      — the ceiling for later int8 kernels
+//
+// Header-only (static functions): every bench/*.c is its own binary, so shared bench code
+// lives here.  bench files are compiled with the default flags, so each vector loop is a
+// function with __attribute__((target(...))) chosen at run time by __builtin_cpu_supports.
+// Every probe returns the best of several timed runs (the least disturbed one).
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "engine/common.h"
+#include "engine/mem.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define PROBE_X86 1
+#else
+#define PROBE_X86 0
+#endif
+
+// A value the compiler cannot prove unused: keeps the probe loops alive.
+static volatile uint64_t probe_sink;
+
+// ---- machine description --------------------------------------------------------------------
+// "model name" from /proc/cpuinfo (x86), else "CPU part"/"Hardware" (arm), else "unknown".
+static void probe_cpu_model(char *out, size_t n) {
+    snprintf(out, n, "unknown");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f) return;
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        if (!strncmp(line, "model name", 10) || !strncmp(line, "Hardware", 8)) {
+            char *c = strchr(line, ':');
+            if (c) {
+                c++;
+                while (*c == ' ' || *c == '\t') c++;
+                snprintf(out, n, "%s", c);
+                out[strcspn(out, "\n")] = 0;
+                break;
+            }
+        }
+    }
+    fclose(f);
+}
+
+// Last-level cache in bytes: sysconf, then sysfs index3/index2, else 32 MiB.  (Under a
+// hypervisor the figure may be the host's whole L3 — treat it as an upper bound.)
+static size_t probe_llc_bytes(void) {
+#ifdef _SC_LEVEL3_CACHE_SIZE
+    long v = sysconf(_SC_LEVEL3_CACHE_SIZE);
+    if (v > 0) return (size_t)v;
+#endif
+    const char *paths[] = {"/sys/devices/system/cpu/cpu0/cache/index3/size",
+                           "/sys/devices/system/cpu/cpu0/cache/index2/size"};
+    for (int i = 0; i < 2; i++) {
+        FILE *f = fopen(paths[i], "r");
+        if (!f) continue;
+        unsigned long x = 0;
+        char unit = 0;
+        int got = fscanf(f, "%lu%c", &x, &unit);
+        fclose(f);
+        if (got >= 1 && x > 0) return (size_t)x * (unit == 'K' ? 1024 : unit == 'M' ? 1 << 20 : 1);
+    }
+    return (size_t)32 << 20;
+}
+
+// ---- DRAM streaming read --------------------------------------------------------------------
+// Sum 64-bit integers over the buffer: integer adds cannot hit denormal slow paths, and 8
+// independent accumulators keep enough loads in flight.  n8 is the length in uint64 words,
+// a multiple of 64 (512 bytes per iteration).
+#if PROBE_X86
+__attribute__((target("avx512f"))) static uint64_t probe_read_avx512(const uint64_t *p, size_t n8) {
+    __m512i s0 = _mm512_setzero_si512(), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0, s7 = s0;
+    for (size_t i = 0; i < n8; i += 64) {
+        s0 = _mm512_add_epi64(s0, _mm512_load_si512((const void *)(p + i + 0)));
+        s1 = _mm512_add_epi64(s1, _mm512_load_si512((const void *)(p + i + 8)));
+        s2 = _mm512_add_epi64(s2, _mm512_load_si512((const void *)(p + i + 16)));
+        s3 = _mm512_add_epi64(s3, _mm512_load_si512((const void *)(p + i + 24)));
+        s4 = _mm512_add_epi64(s4, _mm512_load_si512((const void *)(p + i + 32)));
+        s5 = _mm512_add_epi64(s5, _mm512_load_si512((const void *)(p + i + 40)));
+        s6 = _mm512_add_epi64(s6, _mm512_load_si512((const void *)(p + i + 48)));
+        s7 = _mm512_add_epi64(s7, _mm512_load_si512((const void *)(p + i + 56)));
+    }
+    s0 = _mm512_add_epi64(_mm512_add_epi64(_mm512_add_epi64(s0, s1), _mm512_add_epi64(s2, s3)),
+                          _mm512_add_epi64(_mm512_add_epi64(s4, s5), _mm512_add_epi64(s6, s7)));
+    return (uint64_t)_mm512_reduce_add_epi64(s0);
+}
+
+__attribute__((target("avx2"))) static uint64_t probe_read_avx2(const uint64_t *p, size_t n8) {
+    __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0, s7 = s0;
+    for (size_t i = 0; i < n8; i += 32) {
+        s0 = _mm256_add_epi64(s0, _mm256_load_si256((const __m256i *)(p + i + 0)));
+        s1 = _mm256_add_epi64(s1, _mm256_load_si256((const __m256i *)(p + i + 4)));
+        s2 = _mm256_add_epi64(s2, _mm256_load_si256((const __m256i *)(p + i + 8)));
+        s3 = _mm256_add_epi64(s3, _mm256_load_si256((const __m256i *)(p + i + 12)));
+        s4 = _mm256_add_epi64(s4, _mm256_load_si256((const __m256i *)(p + i + 16)));
+        s5 = _mm256_add_epi64(s5, _mm256_load_si256((const __m256i *)(p + i + 20)));
+        s6 = _mm256_add_epi64(s6, _mm256_load_si256((const __m256i *)(p + i + 24)));
+        s7 = _mm256_add_epi64(s7, _mm256_load_si256((const __m256i *)(p + i + 28)));
+    }
+    s0 = _mm256_add_epi64(_mm256_add_epi64(_mm256_add_epi64(s0, s1), _mm256_add_epi64(s2, s3)),
+                          _mm256_add_epi64(_mm256_add_epi64(s4, s5), _mm256_add_epi64(s6, s7)));
+    uint64_t t[4];
+    _mm256_storeu_si256((__m256i *)t, s0);
+    return t[0] + t[1] + t[2] + t[3];
+}
+#endif
+
+static uint64_t probe_read_scalar(const uint64_t *p, size_t n8) {
+    uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    for (size_t i = 0; i < n8; i += 4) {
+        s0 += p[i];
+        s1 += p[i + 1];
+        s2 += p[i + 2];
+        s3 += p[i + 3];
+    }
+    return s0 + s1 + s2 + s3;
+}
+
+// Which read loop this CPU runs: "avx512", "avx2" or "scalar".
+static const char *probe_read_isa(void) {
+#if PROBE_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) return "avx512";
+    if (__builtin_cpu_supports("avx2")) return "avx2";
+#endif
+    return "scalar";
+}
+
+// Streaming read bandwidth of one core over `bytes` (rounded down to 512-byte units), in
+// GB/s (1e9 bytes/s), best of `runs` passes after one untimed pass.  The buffer comes from
+// a node-local pool (2 MiB aligned, MADV_HUGEPAGE) and is written first, so reads are of
+// real pages, not the shared zero page.  Returns 0 on allocation failure (message set).
+static double probe_dram_read_gbs(size_t bytes, int runs) {
+    bytes &= ~(size_t)511;
+    if (bytes == 0 || runs < 1) return 0;
+    Pool pool;
+    mem_pool_init(&pool, "dram-probe", MEM_NUMA_LOCAL, NULL);
+    uint64_t *buf = mem_alloc(&pool, bytes);
+    if (!buf) return 0;
+    memset(buf, 1, bytes);
+    size_t n8 = bytes / 8;
+    const char *isa = probe_read_isa();
+    double best = 0;
+    for (int r = -1; r < runs; r++) {
+        double t0 = ct_now();
+        uint64_t s;
+#if PROBE_X86
+        if (!strcmp(isa, "avx512")) s = probe_read_avx512(buf, n8);
+        else if (!strcmp(isa, "avx2")) s = probe_read_avx2(buf, n8);
+        else
+#endif
+            s = probe_read_scalar(buf, n8);
+        double dt = ct_now() - t0;
+        probe_sink += s;
+        if (r >= 0 && dt > 0 && (double)bytes / dt / 1e9 > best) best = (double)bytes / dt / 1e9;
+    }
+    mem_free(&pool, buf, bytes);
+    mem_pool_free(&pool);
+    return best;
+}
+
+// Buffer size for the DRAM probe: at least 1 GiB and at least 2x the LLC, at most 4 GiB.
+static size_t probe_dram_bytes(void) {
+    size_t llc = probe_llc_bytes(), b = (size_t)1 << 30;
+    if (2 * llc > b) b = 2 * llc;
+    if (b > ((size_t)4 << 30)) b = (size_t)4 << 30;
+    return b;
+}
+
+// ---- compute peaks --------------------------------------------------------------------------
+// Each loop runs NACC independent dependency chains: with FMA latency ~4 cycles and up to 2
+// FMA pipes, 8 chains cover latency; 16 (avx512, 32 registers) / 12 (avx2, 16 registers)
+// leave margin.  acc = acc * m + c with m < 1 converges to c / (1 - m): no overflow, no
+// denormals.  Returns flops (or int ops) executed.
+#if PROBE_X86
+__attribute__((target("avx512f"))) static double probe_fma_avx512(long iters) {
+    __m512 a[16];
+    for (int k = 0; k < 16; k++) a[k] = _mm512_set1_ps(0.001f * (float)k);
+    const __m512 m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-6f);
+    for (long i = 0; i < iters; i++) {
+        a[0] = _mm512_fmadd_ps(a[0], m, c);   a[1] = _mm512_fmadd_ps(a[1], m, c);
+        a[2] = _mm512_fmadd_ps(a[2], m, c);   a[3] = _mm512_fmadd_ps(a[3], m, c);
+        a[4] = _mm512_fmadd_ps(a[4], m, c);   a[5] = _mm512_fmadd_ps(a[5], m, c);
+        a[6] = _mm512_fmadd_ps(a[6], m, c);   a[7] = _mm512_fmadd_ps(a[7], m, c);
+        a[8] = _mm512_fmadd_ps(a[8], m, c);   a[9] = _mm512_fmadd_ps(a[9], m, c);
+        a[10] = _mm512_fmadd_ps(a[10], m, c); a[11] = _mm512_fmadd_ps(a[11], m, c);
+        a[12] = _mm512_fmadd_ps(a[12], m, c); a[13] = _mm512_fmadd_ps(a[13], m, c);
+        a[14] = _mm512_fmadd_ps(a[14], m, c); a[15] = _mm512_fmadd_ps(a[15], m, c);
+    }
+    __m512 s = a[0];
+    for (int k = 1; k < 16; k++) s = _mm512_add_ps(s, a[k]);
+    float t[16];
+    _mm512_storeu_ps(t, s);
+    probe_sink += (uint64_t)t[0];
+    return (double)iters * 16 * 16 * 2;
+}
+
+__attribute__((target("avx2,fma"))) static double probe_fma_avx2(long iters) {
+    __m256 a[12];
+    for (int k = 0; k < 12; k++) a[k] = _mm256_set1_ps(0.001f * (float)k);
+    const __m256 m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-6f);
+    for (long i = 0; i < iters; i++) {
+        a[0] = _mm256_fmadd_ps(a[0], m, c);   a[1] = _mm256_fmadd_ps(a[1], m, c);
+        a[2] = _mm256_fmadd_ps(a[2], m, c);   a[3] = _mm256_fmadd_ps(a[3], m, c);
+        a[4] = _mm256_fmadd_ps(a[4], m, c);   a[5] = _mm256_fmadd_ps(a[5], m, c);
+        a[6] = _mm256_fmadd_ps(a[6], m, c);   a[7] = _mm256_fmadd_ps(a[7], m, c);
+        a[8] = _mm256_fmadd_ps(a[8], m, c);   a[9] = _mm256_fmadd_ps(a[9], m, c);
+        a[10] = _mm256_fmadd_ps(a[10], m, c); a[11] = _mm256_fmadd_ps(a[11], m, c);
+    }
+    __m256 s = a[0];
+    for (int k = 1; k < 12; k++) s = _mm256_add_ps(s, a[k]);
+    float t[8];
+    _mm256_storeu_ps(t, s);
+    probe_sink += (uint64_t)t[0];
+    return (double)iters * 12 * 8 * 2;
+}
+
+// vpdpbusd: each 32-bit lane adds four u8*s8 products -> 64 multiply-adds = 128 ops per zmm
+// instruction.  int32 accumulators wrap, which is defined for the vector instruction.
+__attribute__((target("avx512f,avx512vnni"))) static double probe_vnni_avx512(long iters) {
+    __m512i a[16];
+    for (int k = 0; k < 16; k++) a[k] = _mm512_set1_epi32(k);
+    const __m512i u = _mm512_set1_epi8(3), s = _mm512_set1_epi8(-5);
+    for (long i = 0; i < iters; i++) {
+        a[0] = _mm512_dpbusd_epi32(a[0], u, s);   a[1] = _mm512_dpbusd_epi32(a[1], u, s);
+        a[2] = _mm512_dpbusd_epi32(a[2], u, s);   a[3] = _mm512_dpbusd_epi32(a[3], u, s);
+        a[4] = _mm512_dpbusd_epi32(a[4], u, s);   a[5] = _mm512_dpbusd_epi32(a[5], u, s);
+        a[6] = _mm512_dpbusd_epi32(a[6], u, s);   a[7] = _mm512_dpbusd_epi32(a[7], u, s);
+        a[8] = _mm512_dpbusd_epi32(a[8], u, s);   a[9] = _mm512_dpbusd_epi32(a[9], u, s);
+        a[10] = _mm512_dpbusd_epi32(a[10], u, s); a[11] = _mm512_dpbusd_epi32(a[11], u, s);
+        a[12] = _mm512_dpbusd_epi32(a[12], u, s); a[13] = _mm512_dpbusd_epi32(a[13], u, s);
+        a[14] = _mm512_dpbusd_epi32(a[14], u, s); a[15] = _mm512_dpbusd_epi32(a[15], u, s);
+    }
+    __m512i t = a[0];
+    for (int k = 1; k < 16; k++) t = _mm512_add_epi32(t, a[k]);
+    probe_sink += (uint64_t)(uint32_t)_mm512_reduce_add_epi32(t);
+    return (double)iters * 16 * 64 * 2;
+}
+#endif
+
+static double probe_fma_scalar(long iters) {
+    float a0 = 0, a1 = 0.1f, a2 = 0.2f, a3 = 0.3f;
+    const float m = 0.999999f, c = 1e-6f;
+    for (long i = 0; i < iters; i++) {   // mul + add (no contraction: -ffp-contract=off)
+        a0 = a0 * m + c; a1 = a1 * m + c; a2 = a2 * m + c; a3 = a3 * m + c;
+    }
+    probe_sink += (uint64_t)(a0 + a1 + a2 + a3);
+    return (double)iters * 4 * 2;
+}
+
+// Time fn(iters) with iters doubled until one call takes >= min_s, then best of runs; the
+// result is units/s / 1e9.
+static double probe_best_rate(double (*fn)(long), int runs, double min_s) {
+    long iters = 1 << 14;
+    for (;;) {
+        double t0 = ct_now();
+        fn(iters);
+        if (ct_now() - t0 >= min_s || iters > (1L << 40)) break;
+        iters *= 2;
+    }
+    double best = 0;
+    for (int r = 0; r < runs; r++) {
+        double t0 = ct_now();
+        double work = fn(iters);
+        double dt = ct_now() - t0;
+        if (dt > 0 && work / dt / 1e9 > best) best = work / dt / 1e9;
+    }
+    return best;
+}
+
+// fp32 FMA peak of one core in GFLOP/s; *isa names the loop used.
+static double probe_fma_gflops(int runs, double min_s, const char **isa) {
+#if PROBE_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) {
+        *isa = "avx512";
+        return probe_best_rate(probe_fma_avx512, runs, min_s);
+    }
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+        *isa = "avx2";
+        return probe_best_rate(probe_fma_avx2, runs, min_s);
+    }
+#endif
+    *isa = "scalar";
+    return probe_best_rate(probe_fma_scalar, runs, min_s);
+}
+
+// int8 VNNI peak of one core in GOP/s (a multiply-add counts 2); 0 with *isa = "n/a" when
+// the CPU has no AVX-512 VNNI.
+static double probe_vnni_gops(int runs, double min_s, const char **isa) {
+#if PROBE_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vnni")) {
+        *isa = "avx512vnni";
+        return probe_best_rate(probe_vnni_avx512, runs, min_s);
+    }
+#endif
+    *isa = "n/a";
+    return 0;
+}

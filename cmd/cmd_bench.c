@@ -1,0 +1,97 @@
+// cmd_bench.c — `ctrace bench-forward`: prefill and decode throughput of one model, as a
+// markdown row.  Decode is also reported as weight bytes streamed per second and, when the
+// caller passes the DRAM read bandwidth it measured in the same run, as a fraction of it.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmd/cli.h"
+#include "simd/simd.h"
+
+void help_bench_forward(void) {
+    printf("usage: ctrace bench-forward MODEL [--threads N] [--prompt P] [--gen G] [--isa ISA]\n"
+           "                            [--dram-gbs X] [--header]\n\n"
+           "Times a P-token prefill (default 64) and G decode steps (default 64) on random\n"
+           "token ids (seed 1) and prints one markdown row.  --dram-gbs adds decode as a fraction\n"
+           "of that bandwidth (weights streamed per token / time); --header prints the header.\n");
+}
+
+int cmd_bench_forward(int argc, char **argv) {
+    const char *cmd = "bench-forward", *path = NULL, *isa = NULL, *v;
+    long threads = 0, P = 64, G = 64;
+    double dram = 0;
+    int header = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--threads")) { if (!(v = cli_value(cmd, argc, argv, &i)) || cli_int(cmd, a, v, 0, 4096, &threads)) return 2; }
+        else if (!strcmp(a, "--prompt")) { if (!(v = cli_value(cmd, argc, argv, &i)) || cli_int(cmd, a, v, 1, 1 << 20, &P)) return 2; }
+        else if (!strcmp(a, "--gen")) { if (!(v = cli_value(cmd, argc, argv, &i)) || cli_int(cmd, a, v, 1, 1 << 20, &G)) return 2; }
+        else if (!strcmp(a, "--dram-gbs")) { if (!(v = cli_value(cmd, argc, argv, &i)) || cli_float(cmd, a, v, 0, 1e6, &dram)) return 2; }
+        else if (!strcmp(a, "--isa")) { if (!(isa = cli_value(cmd, argc, argv, &i))) return 2; }
+        else if (!strcmp(a, "--header")) header = 1;
+        else if (a[0] == '-') return cli_usage(cmd, "unknown option %s", a);
+        else if (!path) path = a;
+        else return cli_usage(cmd, "unexpected argument '%s'", a);
+    }
+    if (!path) return cli_usage(cmd, "missing MODEL");
+    if (isa) {
+        int found = 0;
+        for (int k = 0; k < SIMD_NISA; k++)
+            if (!strcmp(isa, simd_isa_name((SimdIsa)k))) {
+                if (simd_force((SimdIsa)k) != 0) return cli_usage(cmd, "--isa %s: not supported on this CPU/build", isa);
+                found = 1;
+            }
+        if (!found) return cli_usage(cmd, "--isa: expected scalar|avx2|avx512|neon, got '%s'", isa);
+    }
+    Model m;
+    if (model_load_llama2c(&m, path) != CT_OK) return cli_fail(cmd);
+    if (P + G > m.c.seq_len) {
+        model_free(&m);
+        ct_error("--prompt %ld + --gen %ld exceeds the model's seq_len %d", P, G, m.c.seq_len);
+        return cli_fail(cmd);
+    }
+    RunState s;
+    ThreadPool *pool = pool_create((int)threads);
+    if (runstate_init(&s, &m.c, (int)(P + G)) != CT_OK) { model_free(&m); return cli_fail(cmd); }
+    int *ids = malloc(sizeof(int) * (size_t)(P + G));
+    uint64_t r = 1;
+    for (long i = 0; i < P + G; i++) {
+        r = r * 6364136223846793005ull + 1442695040888963407ull;
+        ids[i] = (int)((r >> 33) % (uint64_t)m.c.vocab_size);
+    }
+    // Warm-up: touch every weight once so the first timing is not page faults.
+    model_forward_seq(&m, &s, ids, 1, NULL, NULL, pool);
+    double t0 = ct_now();
+    model_forward_seq(&m, &s, ids, (int)P, NULL, NULL, pool);
+    double t1 = ct_now();
+    for (long i = 0; i < G; i++) model_forward(&m, &s, ids[P + i], (int)(P + i), NULL, pool);
+    double t2 = ct_now();
+    double prefill = (double)P / (t1 - t0), decode = (double)G / (t2 - t1);
+    // Bytes a decode step must stream: every weight matrix once (norms are negligible).
+    size_t params = model_param_count(&m.c);
+    double gbs = decode * (double)params * sizeof(float) / 1e9;
+    char cpu[128] = "?";
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (f) {
+        char line[512];
+        while (fgets(line, sizeof line, f))
+            if (!strncmp(line, "model name", 10)) {
+                char *c = strchr(line, ':');
+                if (c) { snprintf(cpu, sizeof cpu, "%s", c + 2); cpu[strcspn(cpu, "\n")] = 0; }
+                break;
+            }
+        fclose(f);
+    }
+    if (header)
+        printf("| model | params | CPU | ISA | threads | prefill tok/s (P=%ld) | decode tok/s | decode GB/s | of DRAM read |\n"
+               "|---|---|---|---|---|---|---|---|---|\n", P);
+    const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    printf("| %s | %.1fM | %s | %s | %d | %.1f | %.1f | %.2f | %s%.0f%s |\n", base, params / 1e6, cpu,
+           simd_kernels()->name, pool_size(pool), prefill, decode, gbs, dram > 0 ? "" : "(",
+           dram > 0 ? 100.0 * gbs / dram : 0.0, dram > 0 ? "%" : " no probe)");
+    free(ids);
+    runstate_free(&s);
+    pool_destroy(pool);
+    model_free(&m);
+    return 0;
+}

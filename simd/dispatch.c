@@ -1,0 +1,167 @@
+// dispatch.c — build one table per instruction set the host can run, pick the active one.
+//
+// Every table starts as a copy of the scalar reference and the ISA's fill function
+// overwrites what it implements.  The active table is the best the CPU supports
+// (avx512 > avx2 > scalar on x86-64, neon on aarch64) unless CTRACE_ISA names another.
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
+
+#include "simd/simd.h"
+
+static const char *const isa_names[SIMD_NISA] = {"scalar", "avx2", "avx512", "neon"};
+
+static SimdKernels tables[SIMD_NISA];
+static int supported[SIMD_NISA];
+static pthread_once_t tables_once = PTHREAD_ONCE_INIT;
+static pthread_once_t active_once = PTHREAD_ONCE_INIT;
+static _Atomic(SimdIsa) active_isa = SIMD_SCALAR;
+
+#if defined(__x86_64__)
+// XCR0: which register states the OS saves on a context switch (needs CPUID.OSXSAVE).
+// libgcc's __builtin_cpu_supports checks this too; checking again costs nothing.
+static uint64_t read_xcr0(void)
+{
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & bit_OSXSAVE)) return 0;
+    uint32_t lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return ((uint64_t)hi << 32) | lo;
+}
+#endif
+
+static int cpu_can_run(SimdIsa isa)
+{
+    switch (isa) {
+    case SIMD_SCALAR: return 1;
+#if defined(__x86_64__)
+    case SIMD_AVX2: {
+        __builtin_cpu_init();
+        uint64_t xcr0 = read_xcr0();
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+               (xcr0 & 0x6) == 0x6;                        // SSE + AVX state
+    }
+    case SIMD_AVX512: {
+        __builtin_cpu_init();
+        uint64_t xcr0 = read_xcr0();
+        return cpu_can_run(SIMD_AVX2) && __builtin_cpu_supports("avx512f") &&
+               __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+               __builtin_cpu_supports("avx512dq") && (xcr0 & 0xe6) == 0xe6;   // + opmask, ZMM
+    }
+#endif
+#if defined(__aarch64__)
+    case SIMD_NEON: return 1;   // Advanced SIMD is mandatory on AArch64
+#endif
+    default: return 0;
+    }
+}
+
+// Whether this binary contains the ISA's kernels at all (vs. whether the CPU can run them).
+static int compiled_in(SimdIsa isa)
+{
+#if defined(__x86_64__)
+    return isa == SIMD_SCALAR || isa == SIMD_AVX2 || isa == SIMD_AVX512;
+#elif defined(__aarch64__)
+    return isa == SIMD_SCALAR || isa == SIMD_NEON;
+#else
+    return isa == SIMD_SCALAR;
+#endif
+}
+
+static void build_tables(void)
+{
+    for (int i = 0; i < SIMD_NISA; i++) {
+        supported[i] = cpu_can_run((SimdIsa)i);
+        if (!supported[i]) continue;
+        simd_fill_scalar(&tables[i]);
+        switch ((SimdIsa)i) {
+#if defined(__x86_64__)
+        case SIMD_AVX2: simd_fill_avx2(&tables[i]); break;
+        case SIMD_AVX512: simd_fill_avx512(&tables[i]); break;
+#endif
+#if defined(__aarch64__)
+        case SIMD_NEON: simd_fill_neon(&tables[i]); break;
+#endif
+        default: break;
+        }
+    }
+}
+
+static void ensure_tables(void) { pthread_once(&tables_once, build_tables); }
+
+// The CTRACE_ISA override is process configuration: a value this build or CPU cannot honour
+// is reported and the process exits 2 (the one exit() in the library, documented in simd.h).
+static void choose_active(void)
+{
+    ensure_tables();
+    SimdIsa best = SIMD_SCALAR;
+    for (int i = SIMD_NISA - 1; i > 0; i--)
+        if (supported[i]) {
+            best = (SimdIsa)i;
+            break;
+        }
+    const char *env = getenv("CTRACE_ISA");
+    if (env && *env) {
+        int found = -1;
+        for (int i = 0; i < SIMD_NISA; i++)
+            if (strcmp(env, isa_names[i]) == 0) found = i;
+        if (found < 0) {
+            fprintf(stderr, "ctrace: CTRACE_ISA=%s: expected one of scalar, avx2, avx512, neon\n", env);
+            exit(2);
+        }
+        if (!supported[found]) {
+            fprintf(stderr, "ctrace: CTRACE_ISA=%s: %s; use one of:", env,
+                    compiled_in((SimdIsa)found) ? "this CPU does not support it"
+                                                : "this build does not contain it (other architecture)");
+            for (int i = 0; i < SIMD_NISA; i++)
+                if (supported[i]) fprintf(stderr, " %s", isa_names[i]);
+            fprintf(stderr, "\n");
+            exit(2);
+        }
+        best = (SimdIsa)found;
+    }
+    atomic_store(&active_isa, best);
+}
+
+const SimdKernels *simd_kernels(void)
+{
+    pthread_once(&active_once, choose_active);
+    return &tables[atomic_load_explicit(&active_isa, memory_order_acquire)];
+}
+
+SimdIsa simd_active_isa(void)
+{
+    pthread_once(&active_once, choose_active);
+    return atomic_load(&active_isa);
+}
+
+const char *simd_isa_name(SimdIsa isa)
+{
+    return (unsigned)isa < SIMD_NISA ? isa_names[isa] : "unknown";
+}
+
+int simd_isa_supported(SimdIsa isa)
+{
+    if ((unsigned)isa >= SIMD_NISA) return 0;
+    ensure_tables();
+    return supported[isa];
+}
+
+const SimdKernels *simd_kernels_for(SimdIsa isa)
+{
+    return simd_isa_supported(isa) ? &tables[isa] : NULL;
+}
+
+int simd_force(SimdIsa isa)
+{
+    if (!simd_isa_supported(isa)) return -1;
+    pthread_once(&active_once, choose_active);   // so a later first call cannot undo the force
+    atomic_store(&active_isa, isa);
+    return 0;
+}

@@ -1,0 +1,265 @@
+// x86_avx2.c — AVX2 + FMA kernels.  Built with -mavx2 -mfma; dispatch.c calls
+// simd_fill_avx2 only on CPUs that report both.
+//
+// One canonical reduction order serves dot, matvec and matmul, so every row of matvec and
+// every (token, row) of matmul is bit-identical to dot_f32_avx2 (see simd.h):
+//   two 8-lane accumulators a0, a1 step over 16 floats (a0 gets c..c+7, a1 c+8..c+15, fused
+//   multiply-add); one more 8-float chunk goes to a0; the last <8 floats are a masked load
+//   (zeros elsewhere) into a1; then a0 + a1 and a fixed tree reduction (hsum8).
+// matvec/matmul only run several of these dot products side by side to reuse loads.
+#if defined(__x86_64__)
+#include <immintrin.h>
+#include <math.h>
+#include <sleef.h>
+
+#include "simd/simd.h"
+
+#define AI static inline __attribute__((always_inline))
+
+// Lanes i < m all-ones (0 < m < 8): a window into -1 x 8, 0 x 8.
+static const int32_t mask_window[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+AI __m256i tail_mask8(size_t m) { return _mm256_loadu_si256((const __m256i *)(mask_window + 8 - m)); }
+
+// Fixed-order horizontal sum: 8 -> 4 (halves) -> 2 -> 1.
+AI float hsum8(__m256 v)
+{
+    __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+    __m128 s1 = _mm_add_ss(s2, _mm_movehdup_ps(s2));
+    return _mm_cvtss_f32(s1);
+}
+
+// ref: scalar.c dot_f32_scalar (per output).  An R-row x TT-token tile of dot products
+// Y[t*ldy + r] = dot(W + r*ldw, X + t*ldx, cols) in the canonical order; R, TT are constants
+// at every call site so the R*TT*2 accumulators stay in the 16 ymm registers.
+AI void tile_avx2(const int R, const int TT, float *Y, size_t ldy, const float *W, size_t ldw,
+                  const float *X, size_t ldx, size_t cols)
+{
+    __m256 acc[4][2][2];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 2
+        for (int t = 0; t < TT; t++) acc[r][t][0] = acc[r][t][1] = _mm256_setzero_ps();
+
+    size_t c = 0;
+    for (; c + 16 <= cols; c += 16) {
+#pragma GCC unroll 2
+        for (int k = 0; k < 2; k++) {
+            __m256 xv[2];
+#pragma GCC unroll 2
+            for (int t = 0; t < TT; t++) xv[t] = _mm256_loadu_ps(X + t * ldx + c + 8 * k);
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++) {
+                __m256 wv = _mm256_loadu_ps(W + r * ldw + c + 8 * k);
+#pragma GCC unroll 2
+                for (int t = 0; t < TT; t++) acc[r][t][k] = _mm256_fmadd_ps(wv, xv[t], acc[r][t][k]);
+            }
+        }
+    }
+    if (c + 8 <= cols) {    // one full chunk left: into a0
+        __m256 xv[2];
+#pragma GCC unroll 2
+        for (int t = 0; t < TT; t++) xv[t] = _mm256_loadu_ps(X + t * ldx + c);
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            __m256 wv = _mm256_loadu_ps(W + r * ldw + c);
+#pragma GCC unroll 2
+            for (int t = 0; t < TT; t++) acc[r][t][0] = _mm256_fmadd_ps(wv, xv[t], acc[r][t][0]);
+        }
+        c += 8;
+    }
+    if (c < cols) {         // < 8 left: vmaskmov loads (no fault past the end), zeros elsewhere, into a1
+        __m256i m = tail_mask8(cols - c);
+        __m256 xv[2];
+#pragma GCC unroll 2
+        for (int t = 0; t < TT; t++) xv[t] = _mm256_maskload_ps(X + t * ldx + c, m);
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            __m256 wv = _mm256_maskload_ps(W + r * ldw + c, m);
+#pragma GCC unroll 2
+            for (int t = 0; t < TT; t++) acc[r][t][1] = _mm256_fmadd_ps(wv, xv[t], acc[r][t][1]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 2
+        for (int t = 0; t < TT; t++) Y[t * ldy + r] = hsum8(_mm256_add_ps(acc[r][t][0], acc[r][t][1]));
+}
+
+// ref: scalar.c dot_f32_scalar.  A 1x1 tile.
+static float dot_f32_avx2(const float *a, const float *b, size_t n)
+{
+    float y;
+    tile_avx2(1, 1, &y, 0, a, 0, b, 0, n);
+    return y;
+}
+
+// ref: scalar.c matvec_f32_scalar.  4 rows at a time share each x load (8 FMA chains).
+static void matvec_f32_avx2(float *y, const float *W, const float *x, size_t rows, size_t cols)
+{
+    size_t r = 0;
+    for (; r + 4 <= rows; r += 4) tile_avx2(4, 1, y + r, 0, W + r * cols, cols, x, 0, cols);
+    for (; r < rows; r++) tile_avx2(1, 1, y + r, 0, W + r * cols, cols, x, 0, cols);
+}
+
+// ref: scalar.c matmul_f32_scalar.  A block of RB weight rows (~256 KiB, stays in L2) is swept
+// by every 2-token tile of X (stays in L1); inside, 3x2 register tiles (12 accumulators).
+static void matmul_f32_avx2(float *Y, const float *W, const float *X, size_t T, size_t rows,
+                            size_t cols)
+{
+    if (T == 1) {
+        matvec_f32_avx2(Y, W, X, rows, cols);
+        return;
+    }
+    size_t rb = cols ? (64 * 1024) / cols : rows;
+    rb = rb < 3 ? 3 : rb - rb % 3;
+    for (size_t r0 = 0; r0 < rows; r0 += rb) {
+        size_t r1 = r0 + rb < rows ? r0 + rb : rows;
+        size_t t = 0;
+        for (; t + 2 <= T; t += 2) {
+            const float *Xt = X + t * cols;
+            float *Yt = Y + t * rows;
+            size_t r = r0;
+            for (; r + 3 <= r1; r += 3) tile_avx2(3, 2, Yt + r, rows, W + r * cols, cols, Xt, cols, cols);
+            for (; r < r1; r++) tile_avx2(1, 2, Yt + r, rows, W + r * cols, cols, Xt, cols, cols);
+        }
+        for (; t < T; t++) {
+            const float *Xt = X + t * cols;
+            float *Yt = Y + t * rows;
+            size_t r = r0;
+            for (; r + 4 <= r1; r += 4) tile_avx2(4, 1, Yt + r, 0, W + r * cols, cols, Xt, 0, cols);
+            for (; r < r1; r++) tile_avx2(1, 1, Yt + r, 0, W + r * cols, cols, Xt, 0, cols);
+        }
+    }
+}
+
+// ref: scalar.c rmsnorm_f32_scalar.  Sum of squares is this table's dot(x, x); the scalar
+// steps and the per-element w * (inv * x) are the reference's, so only the sum differs.
+static float rmsnorm_f32_avx2(float *out, const float *x, const float *w, size_t n, float eps)
+{
+    if (n == 0) return 0.0f;
+    float ss = dot_f32_avx2(x, x, n);
+    ss /= (float)n;
+    ss += eps;
+    ss = 1.0f / sqrtf(ss);
+    __m256 inv = _mm256_set1_ps(ss);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_mul_ps(inv, _mm256_loadu_ps(x + i));
+        if (w) v = _mm256_mul_ps(_mm256_loadu_ps(w + i), v);
+        _mm256_storeu_ps(out + i, v);
+    }
+    for (; i < n; i++) out[i] = w ? w[i] * (ss * x[i]) : ss * x[i];   // same roundings as above
+    return ss;
+}
+
+// ref: scalar.c softmax_f32_scalar.  Vector max, SLEEF expf (1 ulp), one vector running sum,
+// then an exact division per element as in the reference.
+static void softmax_f32_avx2(float *x, size_t n)
+{
+    if (n == 0) return;
+    __m256 vmax = _mm256_set1_ps(x[0]);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(x + i));
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(vmax), _mm256_extractf128_ps(vmax, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    float mx = _mm_cvtss_f32(m4);
+    for (; i < n; i++)
+        if (x[i] > mx) mx = x[i];
+    __m256 vmx = _mm256_set1_ps(mx);
+    __m256 sum = _mm256_setzero_ps();
+    for (i = 0; i + 8 <= n; i += 8) {
+        __m256 e = Sleef_expf8_u10avx2(_mm256_sub_ps(_mm256_loadu_ps(x + i), vmx));
+        _mm256_storeu_ps(x + i, e);
+        sum = _mm256_add_ps(sum, e);
+    }
+    if (i < n) {   // tail through the vector exp too, so every element sees the same exp
+        __m256i m = tail_mask8(n - i);
+        __m256 e = Sleef_expf8_u10avx2(_mm256_sub_ps(_mm256_maskload_ps(x + i, m), vmx));
+        _mm256_maskstore_ps(x + i, m, e);
+        sum = _mm256_add_ps(sum, _mm256_and_ps(e, _mm256_castsi256_ps(m)));   // masked lanes add +0
+    }
+    __m256 s = _mm256_set1_ps(hsum8(sum));
+    for (i = 0; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_div_ps(_mm256_loadu_ps(x + i), s));
+    float sf = _mm256_cvtss_f32(s);
+    for (; i < n; i++) x[i] /= sf;
+}
+
+// One 8-lane SwiGLU step in the reference order: g * (1 / (1 + exp(-g))) * u.
+AI __m256 swiglu8(__m256 g, __m256 u)
+{
+    __m256 one = _mm256_set1_ps(1.0f);
+    __m256 e = Sleef_expf8_u10avx2(_mm256_sub_ps(_mm256_setzero_ps(), g));
+    __m256 sig = _mm256_div_ps(one, _mm256_add_ps(one, e));
+    return _mm256_mul_ps(_mm256_mul_ps(g, sig), u);
+}
+
+// ref: scalar.c swiglu_f32_scalar.  SLEEF expf; masked tail.
+static void swiglu_f32_avx2(float *g, const float *u, size_t n)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(g + i, swiglu8(_mm256_loadu_ps(g + i), _mm256_loadu_ps(u + i)));
+    if (i < n) {
+        __m256i m = tail_mask8(n - i);
+        __m256 v = swiglu8(_mm256_maskload_ps(g + i, m), _mm256_maskload_ps(u + i, m));
+        _mm256_maskstore_ps(g + i, m, v);
+    }
+}
+
+// ref: scalar.c rope_pairs_f32_scalar.  4 pairs per step: duplicate c, s to pair lanes, and
+// addsub(x*c, xswap*s) — the reference's two rounded products and one rounded add/sub, so
+// bit-identical to it.
+static void rope_pairs_f32_avx2(float *x, const float *c, const float *s, size_t npairs)
+{
+    const __m256i dup = _mm256_set_epi32(3, 3, 2, 2, 1, 1, 0, 0);
+    size_t i = 0;
+    for (; i + 4 <= npairs; i += 4) {
+        __m256 v = _mm256_loadu_ps(x + 2 * i);
+        __m256 cc = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_loadu_ps(c + i)), dup);
+        __m256 ss = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_loadu_ps(s + i)), dup);
+        __m256 vs = _mm256_permute_ps(v, 0xB1);   // (v1, v0) in each pair
+        _mm256_storeu_ps(x + 2 * i, _mm256_addsub_ps(_mm256_mul_ps(v, cc), _mm256_mul_ps(vs, ss)));
+    }
+    for (; i < npairs; i++) {
+        float v0 = x[2 * i], v1 = x[2 * i + 1];
+        x[2 * i] = v0 * c[i] - v1 * s[i];
+        x[2 * i + 1] = v0 * s[i] + v1 * c[i];
+    }
+}
+
+// ref: scalar.c axpy_f32_scalar.  Multiply then add (not fused), like the reference.
+static void axpy_f32_avx2(float *y, float a, const float *x, size_t n)
+{
+    __m256 va = _mm256_set1_ps(a);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(y + i), _mm256_mul_ps(va, _mm256_loadu_ps(x + i))));
+    for (; i < n; i++) y[i] += a * x[i];
+}
+
+// ref: scalar.c scale_f32_scalar.
+static void scale_f32_avx2(float *y, float a, const float *x, size_t n)
+{
+    __m256 va = _mm256_set1_ps(a);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_mul_ps(va, _mm256_loadu_ps(x + i)));
+    for (; i < n; i++) y[i] = a * x[i];
+}
+
+void simd_fill_avx2(SimdKernels *k)
+{
+    k->name = "avx2";
+    k->dot_f32 = dot_f32_avx2;
+    k->matvec_f32 = matvec_f32_avx2;
+    k->matmul_f32 = matmul_f32_avx2;
+    k->rmsnorm_f32 = rmsnorm_f32_avx2;
+    k->softmax_f32 = softmax_f32_avx2;
+    k->swiglu_f32 = swiglu_f32_avx2;
+    k->rope_pairs_f32 = rope_pairs_f32_avx2;
+    k->axpy_f32 = axpy_f32_avx2;
+    k->scale_f32 = scale_f32_avx2;
+}
+#else
+typedef int ct_avx2_unused;
+#endif

@@ -1,0 +1,72 @@
+#!/bin/sh
+# tests/run.sh MODE — runs the test suites and prints one closing line "N passed, N failed".
+#   unit : every Criterion suite build/tests/test_* and every tests/cli/*.sh script
+#   asan : the Criterion suites and CLI scripts built with ASan+UBSan, under CTRACE_ISA=avx2
+#          and CTRACE_ISA=scalar (sanitizers cannot run AVX-512 here)
+#   neon : the aarch64 kernel self-test and the golden forward check under qemu-aarch64
+#   all  : unit, asan and neon
+# Counts are test cases: Criterion's "Tested/Passing" lines and one per CLI script.
+MODE=${1:-all}
+SHARED=${SHARED:-../shared}
+export SHARED
+B=${B:-build}
+PASS=0
+FAIL=0
+FAILED=""
+LOG=$(mktemp -d)
+trap 'rm -rf "$LOG"' EXIT
+
+# run_suite NAME CMD...: run a Criterion binary, add its counts.
+run_suite() {
+    name=$1; shift
+    if "$@" --jobs 2 >"$LOG/out" 2>&1; then rc=0; else rc=$?; fi
+    line=$(grep 'Synthesis:' "$LOG/out" | tail -1)
+    t=$(echo "$line" | sed -n 's/.*Tested: \([0-9]*\).*/\1/p')
+    p=$(echo "$line" | sed -n 's/.*Passing: \([0-9]*\).*/\1/p')
+    if [ -z "$t" ]; then t=1; p=0; fi
+    f=$((t - p))
+    if [ "$rc" != 0 ] && [ "$f" = 0 ]; then f=1; fi
+    PASS=$((PASS + p)); FAIL=$((FAIL + f))
+    if [ "$f" != 0 ]; then
+        FAILED="$FAILED $name"
+        echo "---- $name FAILED:"; grep -v '^\[----\]' "$LOG/out" | tail -40
+    fi
+    echo "$name: $p/$t passed"
+}
+
+# run_script NAME CMD...: a shell test, one case, passes on exit 0.
+run_script() {
+    name=$1; shift
+    if "$@" >"$LOG/out" 2>&1; then
+        PASS=$((PASS + 1)); echo "$name: ok"
+    else
+        FAIL=$((FAIL + 1)); FAILED="$FAILED $name"
+        echo "---- $name FAILED:"; tail -40 "$LOG/out"
+    fi
+}
+
+unit() {
+    prefix=$1
+    for t in "$prefix"/tests/test_*; do
+        case "$t" in *.o|*.d) continue;; esac
+        [ -x "$t" ] && run_suite "$(basename "$t")$2" "$t"
+    done
+    for s in tests/cli/*.sh; do
+        [ -f "$s" ] && CTRACE="$prefix/ctrace" run_script "$(basename "$s")$2" sh "$s"
+    done
+}
+
+if [ "$MODE" = unit ] || [ "$MODE" = all ]; then unit "$B" ""; fi
+if [ "$MODE" = asan ] || [ "$MODE" = all ]; then
+    export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1
+    for isa in avx2 scalar; do CTRACE_ISA=$isa unit "$B/asan" " [asan,$isa]"; done
+    unset ASAN_OPTIONS UBSAN_OPTIONS
+fi
+if [ "$MODE" = neon ] || [ "$MODE" = all ]; then
+    QEMU="qemu-aarch64 -L /usr/aarch64-linux-gnu"
+    run_script "kernels_selftest [neon,qemu]" $QEMU "$B/aarch64/kernels_selftest"
+    run_script "forward_selftest [neon,qemu]" $QEMU "$B/aarch64/forward_selftest"
+fi
+echo
+echo "$PASS passed, $FAIL failed"
+[ "$FAIL" = 0 ] || { echo "failed:$FAILED"; exit 1; }

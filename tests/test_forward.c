@@ -1,0 +1,97 @@
+// test_forward.c — the forward pass against the reference program's goldens, for every ISA
+// this machine runs and for 1 and 2 threads; decode == prefill; thread-count determinism;
+// a second real model (aidreams260K) runs with its own header.
+#include <criterion/criterion.h>
+#include <stdlib.h>
+
+#include "simd/simd.h"
+#include "tests/golden_checks.h"
+#include "tests/lib/testutil.h"
+
+static const char *shared(void) { return getenv("SHARED") ? getenv("SHARED") : "../shared"; }
+
+static void check_isa(SimdIsa isa, int threads) {
+    if (!simd_isa_supported(isa)) return;
+    cr_assert_eq(simd_force(isa), 0);
+    ThreadPool *pool = pool_create(threads);
+    GoldenResult r = golden_check_all(shared(), pool);
+    pool_destroy(pool);
+    cr_assert_eq(r.fails, 0, "[%s, %d threads]\n%s", simd_isa_name(isa), threads, r.msg);
+}
+
+Test(forward, goldens_scalar) { check_isa(SIMD_SCALAR, 1); }
+Test(forward, goldens_avx2) { check_isa(SIMD_AVX2, 1); }
+Test(forward, goldens_avx512) { check_isa(SIMD_AVX512, 1); }
+Test(forward, goldens_avx512_2threads) { check_isa(SIMD_AVX512, 2); }
+Test(forward, goldens_scalar_2threads) { check_isa(SIMD_SCALAR, 2); }
+
+Test(forward, at_least_one_vector_isa) {
+    // On x86-64 with AVX2 the vector tables must be in the build (or the above tests skip).
+    int any = simd_isa_supported(SIMD_AVX2) || simd_isa_supported(SIMD_AVX512) || simd_isa_supported(SIMD_NEON);
+    cr_assert(any, "no vector kernel table is available on this machine");
+}
+
+// Logits of a random GQA model with an untied classifier are byte-identical for 1, 2, 3
+// threads, for prefill and decode, with a model large enough that the pool really splits.
+Test(forward, thread_count_determinism) {
+    char *dir = tu_mkdtemp("ct_fwd");
+    cr_assert_not_null(dir);
+    char *path = tu_join(dir, "m.bin");
+    Config c = {.dim = 256, .hidden_dim = 688, .n_layers = 2, .n_heads = 8, .n_kv_heads = 2,
+                .vocab_size = 1000, .seq_len = 96, .shared_classifier = 0};
+    cr_assert_eq(model_write_random(path, &c, 7), CT_OK, "%s", ct_errmsg());
+    Model m;
+    cr_assert_eq(model_load_llama2c(&m, path), CT_OK, "%s", ct_errmsg());
+    cr_assert_eq(m.c.shared_classifier, 0);
+    int n = 80;
+    int ids[80];
+    for (int i = 0; i < n; i++) ids[i] = (i * 37 + 11) % 1000;
+    size_t V = 1000;
+    float *ref = NULL;
+    for (int th = 1; th <= 3; th++) {
+        ThreadPool *pool = pool_create(th);
+        RunState s;
+        cr_assert_eq(runstate_init(&s, &m.c, n), CT_OK);
+        float *lg = malloc(sizeof(float) * (size_t)n * V);
+        cr_assert_eq(model_forward_seq(&m, &s, ids, n, lg, NULL, pool), CT_OK);
+        for (int i = 0; i < (int)((size_t)n * V); i++) cr_assert(isfinite(lg[i]));
+        if (!ref) ref = lg;
+        else {
+            cr_assert_eq(memcmp(ref, lg, sizeof(float) * (size_t)n * V), 0, "threads=%d changed the logits", th);
+            free(lg);
+        }
+        runstate_free(&s);
+        pool_destroy(pool);
+    }
+    free(ref);
+    model_free(&m);
+    tu_rmtree(dir);
+    free(path);
+    free(dir);
+}
+
+// aidreams260K: other header (4 layers, no GQA, seq_len 128), runs and is deterministic.
+Test(forward, aidreams_header_and_run) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/models/aidreams260K/aidreams260K.bin", shared());
+    Model m;
+    cr_assert_eq(model_load_llama2c(&m, path), CT_OK, "%s", ct_errmsg());
+    cr_assert_eq(m.c.n_layers, 4);
+    cr_assert_eq(m.c.n_heads, 4);
+    cr_assert_eq(m.c.n_kv_heads, 4);
+    cr_assert_eq(m.c.seq_len, 128);
+    RunState s;
+    cr_assert_eq(runstate_init(&s, &m.c, 128), CT_OK);
+    int ids[128];
+    for (int i = 0; i < 128; i++) ids[i] = i == 0 ? 1 : 259 + (i * 7) % 253;
+    float *lg = malloc(sizeof(float) * 128 * 512);
+    cr_assert_eq(model_forward_seq(&m, &s, ids, 128, lg, NULL, NULL), CT_OK);
+    for (int i = 0; i < 128 * 512; i++) cr_assert(isfinite(lg[i]));
+    // A 129th token does not fit the context.
+    int big[129] = {0};
+    cr_assert_eq(model_forward_seq(&m, &s, big, 129, NULL, NULL, NULL), CT_ERR);
+    cr_assert(strstr(ct_errmsg(), "129") != NULL, "%s", ct_errmsg());
+    free(lg);
+    runstate_free(&s);
+    model_free(&m);
+}
