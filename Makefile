@@ -15,8 +15,9 @@ SHARED  ?= ../shared
 OPT      ?= -O2
 CFLAGS_COMMON = -std=c11 $(OPT) -g -Wall -Wextra -Wno-unused-parameter -Wshadow -fno-fast-math \
                 -ffp-contract=off -D_GNU_SOURCE -I. -pthread
-CFLAGS  += $(CFLAGS_COMMON) -DCTRACE_HAVE_NUMA=1
-LDLIBS  += -lsleef -lnuma -lxxhash -ljansson -lyaml -lzip -lm -pthread
+# EXTRA_CFLAGS / EXTRA_LDFLAGS carry sanitizer flags into the asan build.
+CFLAGS   = $(CFLAGS_COMMON) -DCTRACE_HAVE_NUMA=1 $(EXTRA_CFLAGS)
+LDLIBS   = $(EXTRA_LDFLAGS) -lsleef -lnuma -lxxhash -ljansson -lyaml -lzip -lm -pthread
 
 # Per-ISA flags: each simd/ file is built for its own instruction set; dispatch picks at run time.
 FLAGS_x86_avx2   = -mavx2 -mfma -mf16c
@@ -87,9 +88,8 @@ test-unit: $(B)/ctrace $(TEST_BIN)
 # AVX-512 here, so the dispatch override picks the paths they can check).
 ASAN_FLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 asan-build: | $(DEPS_OK)
-	$(MAKE) --no-print-directory B=$(B)/asan OPT=-O1 CFLAGS="$(ASAN_FLAGS)" \
-	    LDFLAGS="$(ASAN_FLAGS)" LDLIBS="$(ASAN_FLAGS) $(LDLIBS)" $(B)/asan/ctrace \
-	    $(TEST_SRC:tests/%.c=$(B)/asan/tests/%)
+	$(MAKE) --no-print-directory B=$(B)/asan OPT=-O1 EXTRA_CFLAGS="$(ASAN_FLAGS)" \
+	    EXTRA_LDFLAGS="$(ASAN_FLAGS)" $(B)/asan/ctrace $(TEST_SRC:tests/%.c=$(B)/asan/tests/%)
 asan: asan-build
 	SHARED=$(SHARED) sh tests/run.sh asan
 
@@ -97,7 +97,7 @@ asan: asan-build
 AARCH64_CC = aarch64-linux-gnu-gcc
 A64 := $(B)/aarch64
 A64_CFLAGS = $(CFLAGS_COMMON) -march=armv8.2-a+dotprod -I/usr/include/aarch64-linux-gnu -DCTRACE_HAVE_NUMA=1
-A64_LIBS   = -L/usr/lib/aarch64-linux-gnu $(LDLIBS)
+A64_LIBS   = -L/usr/lib/aarch64-linux-gnu -lsleef -lnuma -lxxhash -ljansson -lyaml -lzip -lm -pthread
 A64_LIB_SRC := $(LIB_SRC)
 A64_LIB_OBJ := $(A64_LIB_SRC:%.c=$(A64)/%.o)
 $(A64)/%.o: %.c | $(DEPS_OK)

@@ -60,7 +60,8 @@ typedef struct CltLayer {
     float *threshold;      // (F) JumpReLU thresholds, else NULL
     float *W_skip;         // (D, D) (out, in): skip = W_skip x; NULL when absent
     int n_out;             // output layers per decoder row: L - l (CLT) or 1 (PLT)
-    const float *W_dec;    // (F, n_out, D) resident fp32 (owned or a view of the mapping), or NULL
+    float *W_dec;          // (F, n_out, D) resident fp32 in params, or a READ-ONLY view of an
+                           // F32 file mapping (never write through it unless c->params owns it), or NULL
     const uint8_t *W_dec_raw; // (F, n_out, D) in W_dec_dtype inside a mapping (lazy decoders), or NULL
     StDtype W_dec_dtype;
     char *src_enc;         // file holding the encoder, for messages ("dir/W_enc_3.safetensors")
@@ -173,6 +174,7 @@ typedef struct CltWork {
     CltSparse *sp;      // (L) active features of the last reconstruction
     float *row;         // (D)
     float *tmp;         // (D)
+    int sp_n;           // L
 } CltWork;
 int clt_work_init(CltWork *w, const Clt *c);
 void clt_work_free(CltWork *w);

@@ -37,28 +37,25 @@ int runstate_init(RunState *s, const Config *c, int T) {
                         T, c->seq_len);
     size_t D = (size_t)c->dim, Hd = (size_t)c->hidden_dim, Dh = (size_t)c->head_dim;
     size_t H = (size_t)c->n_heads, Dkv = (size_t)c->n_kv_heads * Dh, L = (size_t)c->n_layers;
-    size_t V = (size_t)c->vocab_size, B = CHUNK;
-    struct { float **p; size_t n; } tab[] = {
-        {&s->x, B * D},           {&s->xb, B * D},          {&s->xb2, B * D},
-        {&s->hb, B * Hd},         {&s->hb2, B * Hd},        {&s->q, B * H * Dh},
-        {&s->att, B * H * (size_t)T}, {&s->logits, B * V},
-        {&s->key_cache, L * (size_t)T * Dkv}, {&s->value_cache, L * (size_t)T * Dkv},
-        {&s->rope_cos, (size_t)T * Dh / 2},  {&s->rope_sin, (size_t)T * Dh / 2},
+    size_t V = (size_t)c->vocab_size, B = CHUNK, t = (size_t)T, F4 = sizeof(float);
+    MemCarveEntry tab[] = {
+        {"x", B * D * F4, (void **)&s->x},           {"xb", B * D * F4, (void **)&s->xb},
+        {"xb2", B * D * F4, (void **)&s->xb2},       {"hb", B * Hd * F4, (void **)&s->hb},
+        {"hb2", B * Hd * F4, (void **)&s->hb2},      {"q", B * H * Dh * F4, (void **)&s->q},
+        {"att", B * H * t * F4, (void **)&s->att},   {"logits", B * V * F4, (void **)&s->logits},
+        {"key_cache", L * t * Dkv * F4, (void **)&s->key_cache},
+        {"value_cache", L * t * Dkv * F4, (void **)&s->value_cache},
+        {"rope_cos", t * Dh / 2 * F4, (void **)&s->rope_cos},
+        {"rope_sin", t * Dh / 2 * F4, (void **)&s->rope_sin},
     };
-    size_t total = 0, n = sizeof tab / sizeof tab[0];
-    for (size_t i = 0; i < n; i++) total += (tab[i].n + 15) & ~(size_t)15;  // 64-byte steps
-    float *mem = NULL;
-    if (posix_memalign((void **)&mem, 64, total * sizeof(float)) != 0)
-        return ct_error("run state: out of memory (%zu MiB for T = %d)", total * 4 >> 20, T);
-    memset(mem, 0, total * sizeof(float));
-    float *p = mem;
-    for (size_t i = 0; i < n; i++) {
-        *tab[i].p = p;
-        p += (tab[i].n + 15) & ~(size_t)15;
+    mem_pool_init(&s->pool, "run state", MEM_NUMA_LOCAL, NULL);
+    if (mem_carve(&s->carve, &s->pool, tab, sizeof tab / sizeof tab[0]) != CT_OK) {
+        ct_error_ctx("run state for T = %d", T);
+        mem_pool_free(&s->pool);
+        return CT_ERR;
     }
-    s->mem = mem;
     s->T = T;
-    // RoPE angles exactly as llama2.c computes them, so the bits match the reference:
+// RoPE angles exactly as llama2.c computes them, so the bits match the reference:
     // freq = 1 / powf(theta, head_dim_index / Dh), angle = pos * freq.
     for (int pos = 0; pos < T; pos++)
         for (size_t i = 0; i < Dh / 2; i++) {
@@ -71,45 +68,68 @@ int runstate_init(RunState *s, const Config *c, int T) {
 }
 
 void runstate_free(RunState *s) {
-    free(s->mem);
+    if (s->carve.base) mem_carve_free(&s->carve);
+    mem_pool_free(&s->pool);
     memset(s, 0, sizeof *s);
 }
 
 // ---- capture --------------------------------------------------------------------------------
-int capture_init(Capture *cap, const Config *c, int T, int flags) {
+// The capture's sizes table: only the groups named in flags get storage.
+static size_t capture_table(Capture *cap, const Config *c, int T, int flags, MemCarveEntry *tab) {
     memset(cap, 0, sizeof *cap);
     size_t D = (size_t)c->dim, L = (size_t)c->n_layers, H = (size_t)c->n_heads, t = (size_t)T;
+    size_t F4 = sizeof(float);
     cap->flags = flags;
     cap->T = T;
     cap->L = c->n_layers;
     cap->D = c->dim;
     cap->H = c->n_heads;
-    struct { float **p; size_t n; int flag; } tab[] = {
-        {&cap->resid_pre, t * (L + 1) * D, CAP_RESID}, {&cap->resid_mid, t * L * D, CAP_RESID},
-        {&cap->attn_out, t * L * D, CAP_ATTN_OUT},     {&cap->mlp_in, t * L * D, CAP_MLP},
-        {&cap->mlp_out, t * L * D, CAP_MLP},           {&cap->att, L * H * t * t, CAP_PATTERNS},
-        {&cap->inv_rms_att, t * L, CAP_NORMS},         {&cap->inv_rms_ffn, t * L, CAP_NORMS},
-        {&cap->inv_rms_final, t, CAP_NORMS},           {&cap->final_normed, t * D, CAP_NORMS},
+    struct { const char *name; float **p; size_t n; int flag; } g[] = {
+        {"resid_pre", &cap->resid_pre, t * (L + 1) * D, CAP_RESID},
+        {"resid_mid", &cap->resid_mid, t * L * D, CAP_RESID},
+        {"attn_out", &cap->attn_out, t * L * D, CAP_ATTN_OUT},
+        {"mlp_in", &cap->mlp_in, t * L * D, CAP_MLP},
+        {"mlp_out", &cap->mlp_out, t * L * D, CAP_MLP},
+        {"att", &cap->att, L * H * t * t, CAP_PATTERNS},
+        {"inv_rms_att", &cap->inv_rms_att, t * L, CAP_NORMS},
+        {"inv_rms_ffn", &cap->inv_rms_ffn, t * L, CAP_NORMS},
+        {"inv_rms_final", &cap->inv_rms_final, t, CAP_NORMS},
+        {"final_normed", &cap->final_normed, t * D, CAP_NORMS},
     };
-    size_t total = 0, n = sizeof tab / sizeof tab[0];
-    for (size_t i = 0; i < n; i++)
-        if (flags & tab[i].flag) total += (tab[i].n + 15) & ~(size_t)15;
-    float *mem = NULL;
-    if (posix_memalign((void **)&mem, 64, (total ? total : 16) * sizeof(float)) != 0)
-        return ct_error("capture: out of memory (%zu MiB for T = %d)", total * 4 >> 20, T);
-    memset(mem, 0, (total ? total : 16) * sizeof(float));
-    float *p = mem;
-    for (size_t i = 0; i < n; i++) {
-        if (!(flags & tab[i].flag)) continue;
-        *tab[i].p = p;
-        p += (tab[i].n + 15) & ~(size_t)15;
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof g / sizeof g[0]; i++)
+        if (flags & g[i].flag) tab[n++] = (MemCarveEntry){g[i].name, g[i].n * F4, (void **)g[i].p};
+    return n;
+}
+
+int capture_init(Capture *cap, const Config *c, int T, int flags) {
+    MemCarveEntry tab[16];
+    size_t n = capture_table(cap, c, T, flags, tab);
+    mem_pool_init(&cap->pool, "capture", MEM_NUMA_LOCAL, NULL);
+    if (mem_carve(&cap->carve, &cap->pool, tab, n) != CT_OK) {
+        ct_error_ctx("capture for T = %d", T);
+        mem_pool_free(&cap->pool);
+        return CT_ERR;
     }
-    cap->mem = mem;
+    return CT_OK;
+}
+
+int capture_init_arena(Capture *cap, const Config *c, int T, int flags, Arena *arena) {
+    MemCarveEntry tab[16];
+    size_t n = capture_table(cap, c, T, flags, tab), off[16], total;
+    if (mem_carve_layout(tab, n, off, &total) != CT_OK) return CT_ERR;
+    uint8_t *base = arena_alloc(arena, total);
+    if (!base) return ct_error_ctx("capture for T = %d", T);
+    memset(base, 0, total);
+    for (size_t i = 0; i < n; i++) *tab[i].out = base + off[i];
     return CT_OK;
 }
 
 void capture_free(Capture *cap) {
-    free(cap->mem);
+    if (cap->carve.base) {
+        mem_carve_free(&cap->carve);
+        mem_pool_free(&cap->pool);
+    }
     memset(cap, 0, sizeof *cap);
 }
 

@@ -16,6 +16,9 @@
 // one zmm register); pool buffers of MEM_LARGE_BYTES or more are 2 MiB aligned and marked
 // MADV_HUGEPAGE, so a large weight or KV buffer costs few TLB entries.
 //
+// Not thread-safe: a Pool or Arena belongs to one owner (a model, a run state, a thread);
+// threads that need scratch get an Arena each.
+//
 // Zero-size requests are legal and return a distinct, freeable, non-NULL pointer (they
 // take MEM_ALIGN bytes), so NULL always means failure (with ct_error set).
 #pragma once

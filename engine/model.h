@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "engine/common.h"
+#include "engine/mem.h"
 #include "engine/threads.h"
 
 typedef struct Config {
@@ -83,10 +84,14 @@ typedef struct Capture {
     float *inv_rms_ffn;    // (T, L)
     float *inv_rms_final;  // (T)
     float *final_normed;   // (T, D)
-    void *mem;             // one allocation carved by a sizes table
+    Pool pool;             // owns the carved block (unused when the capture lives in an arena)
+    MemCarve carve;        // one allocation carved by a sizes table
 } Capture;
 
+// A capture with its own carved allocation (capture_free releases it) ...
 int capture_init(Capture *cap, const Config *c, int T, int flags);
+// ... or carved out of a per-prompt arena (arena_reset releases it; capture_free is a no-op).
+int capture_init_arena(Capture *cap, const Config *c, int T, int flags, Arena *arena);
 void capture_free(Capture *cap);
 
 // ---- run state: KV cache and scratch for one sequence ---------------------------------------
@@ -104,7 +109,8 @@ typedef struct RunState {
     float *value_cache;// (L, T, Hkv*Dh)
     float *rope_cos;   // (T, Dh/2)
     float *rope_sin;   // (T, Dh/2)
-    void *mem;         // one allocation carved by a sizes table
+    Pool pool;         // node-local pool (libnuma when available); do not copy a RunState
+    MemCarve carve;    // every buffer above, one allocation carved by a sizes table
 } RunState;
 
 int runstate_init(RunState *s, const Config *c, int T);

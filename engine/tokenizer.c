@@ -177,6 +177,14 @@ static int parse_tokenizer(Tokenizer *t, const char *path, const uint8_t *d, siz
                 break;
         }
     }
+    // Can BPE run word by word? Only if no piece could span a "non-space, space" boundary.
+    t->word_split = 1;
+    for (int i = 0; i < V && t->word_split; i++)
+        for (int k = 1; k < t->piece_len[i]; k++)
+            if (t->vocab[i][k] == ' ' && t->vocab[i][k - 1] != ' ') {
+                t->word_split = 0;
+                break;
+            }
     for (int i = 0; i < 256; i++) {
         t->byte_pieces[i * 2] = (unsigned char)i;
         t->byte_pieces[i * 2 + 1] = '\0';
@@ -340,9 +348,7 @@ static int try_pair(const Tokenizer *t, Work *w, int l, int r, int normal_only) 
 
 // Greedy BPE: pop the best candidate; skip it if either side changed since it was queued;
 // otherwise the left symbol absorbs the right one and its two new pairs are queued.
-static int merge_all(const Tokenizer *t, Work *w, int normal_only) {
-    for (int i = 0; i + 1 < w->nsym; i++)
-        if (try_pair(t, w, i, i + 1, normal_only) != CT_OK) return CT_ERR;
+static int merge_queued(const Tokenizer *t, Work *w, int normal_only) {
     while (w->nheap > 0) {
         Cand c = heap_pop(w);
         Sym *a = &w->sym[c.left], *b = &w->sym[c.right];
@@ -355,6 +361,29 @@ static int merge_all(const Tokenizer *t, Work *w, int normal_only) {
         b->ver = 0;
         if (try_pair(t, w, a->prev, c.left, normal_only) != CT_OK) return CT_ERR;
         if (try_pair(t, w, c.left, a->next, normal_only) != CT_OK) return CT_ERR;
+    }
+    return CT_OK;
+}
+
+// When the vocabulary allows it (t->word_split), the text is cut before each space that
+// follows a non-space byte and each word is merged on its own: no piece can span such a cut,
+// so no pair across it is ever queued, and the merges inside a word happen in the same
+// order as in the global loop. The only effect is a small, cache-resident heap.
+static int merge_all(const Tokenizer *t, Work *w, int normal_only) {
+    for (int i0 = 0, i1; i0 < w->nsym; i0 = i1) {
+        i1 = i0 + 1;
+        if (t->word_split) {
+            for (; i1 < w->nsym; i1++) {
+                const Sym *y = &w->sym[i1];
+                if (y->len > 0 && y->start > 0 && w->buf[y->start] == ' ' && w->buf[y->start - 1] != ' ')
+                    break;
+            }
+        } else {
+            i1 = w->nsym;
+        }
+        for (int i = i0; i + 1 < i1; i++)
+            if (try_pair(t, w, i, i + 1, normal_only) != CT_OK) return CT_ERR;
+        if (merge_queued(t, w, normal_only) != CT_OK) return CT_ERR;
     }
     return CT_OK;
 }

@@ -13,7 +13,8 @@
 // not a piece) + greedy BPE: repeatedly merge the adjacent pair whose concatenation is a
 // piece with the highest score (leftmost on ties) + [EOS]. Merges use a binary heap over a
 // linked list of symbols, so encoding is O(n log n) in the text length (run.c rescans every
-// pair after every merge: O(n^2)); the ids are identical.
+// pair after every merge: O(n^2)); the ids are identical. When no piece holds a space after
+// a non-space byte (SentencePiece vocabularies), each word gets its own small heap.
 //
 // Whitespace: TOK_WS_RUNC (the default) keeps every space, exactly as run.c does, so a
 // leading, trailing or repeated space becomes its own " " token. TOK_WS_SENTENCEPIECE
@@ -40,6 +41,8 @@ typedef struct Tokenizer {
     int vocab_size;           // V
     int max_token_length;     // from the file header; every piece is at most this long
     int max_piece_len;        // longest piece actually stored (bounds merge candidates)
+    int word_split;           // 1 if no piece holds a space right after a non-space byte, so
+                              // BPE can run word by word (true for SentencePiece vocabularies)
     char **vocab;             // (V) NUL-terminated pieces, exactly as stored
     int *piece_len;           // (V) byte length of each piece
     float *scores;            // (V) merge priority: the higher, the earlier a pair merges

@@ -55,6 +55,7 @@ AI void tile_avx512(const int R, const int TT, float *Y, size_t ldy, const float
 #pragma GCC unroll 4
             for (int r = 0; r < R; r++) {
                 __m512 wv = _mm512_loadu_ps(W + r * ldw + c + 16 * k);
+                if (TT > 1) __asm__("" : "+v"(wv));   // keep wv in a register: load W once, not per token
 #pragma GCC unroll 3
                 for (int t = 0; t < TT; t++) acc[r][t][k] = _mm512_fmadd_ps(wv, xv[t], acc[r][t][k]);
             }

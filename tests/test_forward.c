@@ -95,3 +95,41 @@ Test(forward, aidreams_header_and_run) {
     runstate_free(&s);
     model_free(&m);
 }
+
+// A capture carved from a per-prompt arena holds the same bits as one with its own block,
+// and arena_reset lets the next prompt reuse the memory without a new allocation.
+Test(forward, capture_in_arena) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/models/stories260K/stories260K.bin", shared());
+    Model m;
+    cr_assert_eq(model_load_llama2c(&m, path), CT_OK, "%s", ct_errmsg());
+    int ids[6] = {1, 403, 407, 261, 378, 383};
+    RunState s;
+    cr_assert_eq(runstate_init(&s, &m.c, 6), CT_OK);
+    Capture own, ar;
+    cr_assert_eq(capture_init(&own, &m.c, 6, CAP_ALL), CT_OK);
+    cr_assert_eq(model_forward_seq(&m, &s, ids, 6, NULL, &own, NULL), CT_OK);
+    Pool pool;
+    mem_pool_init(&pool, "test", MEM_NUMA_OFF, NULL);
+    Arena arena;
+    cr_assert_eq(arena_init(&arena, &pool, "prompt", 4 << 20, 1), 0);
+    for (int round = 0; round < 2; round++) {
+        cr_assert_eq(capture_init_arena(&ar, &m.c, 6, CAP_ALL, &arena), CT_OK, "%s", ct_errmsg());
+        cr_assert_eq(model_forward_seq(&m, &s, ids, 6, NULL, &ar, NULL), CT_OK);
+        size_t LD = (size_t)6 * 5 * 64;
+        cr_assert_eq(memcmp(own.mlp_out, ar.mlp_out, LD * 4), 0);
+        cr_assert_eq(memcmp(own.resid_mid, ar.resid_mid, LD * 4), 0);
+        cr_assert_eq(memcmp(own.att, ar.att, (size_t)5 * 8 * 36 * 4), 0);
+        cr_assert_eq(memcmp(own.inv_rms_ffn, ar.inv_rms_ffn, (size_t)6 * 5 * 4), 0);
+        size_t allocs = pool.n_allocs;
+        arena_reset(&arena);
+        cr_assert_eq(pool.n_allocs, allocs, "arena_reset allocated");
+    }
+    // A capture too big for a fixed arena is an error, not an overflow.
+    cr_assert_eq(capture_init_arena(&ar, &m.c, 512, CAP_ALL, &arena), CT_ERR);
+    arena_free(&arena);
+    cr_assert_eq(mem_pool_free(&pool), 0);
+    capture_free(&own);
+    runstate_free(&s);
+    model_free(&m);
+}

@@ -1,5 +1,5 @@
 # Bad input: a clear message naming the file / field, a non-zero exit, no crash, no output.
-. tests/cli/lib.sh
+. tests/cli_lib.sh
 M=$S260/stories260K.bin
 Z=$S260/tok512.bin
 expect_fail "missing model" "/nonexistent/m.bin" $CTRACE generate /nonexistent/m.bin -z "$Z"

@@ -1,6 +1,6 @@
 # info, logits, mkmodel end to end: fingerprint equals xxhsum's XXH3, logits file shape and
 # thread-count determinism, mkmodel reproducible for a seed.
-. tests/cli/lib.sh
+. tests/cli_lib.sh
 M=$S260/stories260K.bin
 $CTRACE info "$M" >"$TMP/info" || fail "info"
 grep -q '^n_kv_heads   4$' "$TMP/info" || fail "info: n_kv_heads"

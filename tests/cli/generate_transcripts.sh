@@ -1,6 +1,6 @@
 # Generated text equals the reference program's stdout byte for byte (greedy and seeded
 # top-p samples), for stories260K: ../shared/models/stories260K/golden/runc_cli/*.txt
-. tests/cli/lib.sh
+. tests/cli_lib.sh
 G=$S260/golden/runc_cli
 check() {
     want=$1; shift

@@ -1,4 +1,4 @@
-# tests/cli/lib.sh — sourced by every CLI test: paths, a temp dir, assertions.
+# tests/cli_lib.sh — sourced by every CLI test: paths, a temp dir, assertions.
 # $CTRACE is the binary under test (may include a runner prefix), $SHARED the shared data.
 set -u
 CTRACE=${CTRACE:-build/ctrace}

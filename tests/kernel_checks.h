@@ -1,0 +1,522 @@
+// kernel_checks.h — checks for every SimdKernels entry, shared by tests/test_simd.c
+// (Criterion) and tests/kernels_selftest.c (plain main, run under qemu-aarch64 for NEON).
+//
+// Each kc_check_* runs one kernel of one table over the edge sizes (0, 1, w-1, w, w+1 for
+// w in 4..64, and large odd sizes), with pointers at offset 0 and offset 1 float, and counts
+// one pass or fail per case in KcStats; a failing case prints one line naming the table,
+// kernel, sizes, index, got, expected and tolerance.  Expected values come from
+// double-precision loops written here (tolerances from simd.h), from the same table's
+// dot_f32 (bit-identity contracts), or from llama2.c-style float loops (scalar fidelity).
+// Output buffers carry canaries before and after, so stray writes of masked tails show up.
+#pragma once
+#include <float.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "simd/simd.h"
+
+typedef struct KcStats {
+    int passed, failed;
+} KcStats;
+
+// Count one case; on failure print "FAIL <table> <what>".
+static inline void kc_case(KcStats *st, int ok, const char *table, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static inline void kc_case(KcStats *st, int ok, const char *table, const char *fmt, ...)
+{
+    if (ok) {
+        st->passed++;
+        return;
+    }
+    st->failed++;
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "FAIL %s ", table);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+// Edge sizes: 0, 1, width-1, width, width+1 for widths 4..64, and two large odd sizes.
+static const size_t kc_sizes[] = {0, 1, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 1001, 4099};
+#define KC_NSIZES (sizeof kc_sizes / sizeof kc_sizes[0])
+#define KC_GUARD 8
+static const float kc_canary = -7.0e33f;
+
+// splitmix64: seeded, so every run and every table sees the same data.
+static inline uint64_t kc_rand(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+static inline float kc_uniform(uint64_t *s, float lo, float hi)
+{
+    return lo + (hi - lo) * (float)((kc_rand(s) >> 40) * (1.0 / 16777216.0));
+}
+static inline void kc_fill(float *x, size_t n, uint64_t *s, float lo, float hi)
+{
+    for (size_t i = 0; i < n; i++) x[i] = kc_uniform(s, lo, hi);
+}
+
+static inline uint32_t kc_bits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+static inline int kc_same(float a, float b) { return kc_bits(a) == kc_bits(b); }
+
+// An input buffer: exactly off + n floats (so ASan sees over-reads), data at +off.
+static inline float *kc_in(size_t off, size_t n) { return malloc((off + n ? off + n : 1) * sizeof(float)); }
+
+// An output buffer with canaries: [off canaries][n data][KC_GUARD canaries].
+static inline float *kc_out(size_t off, size_t n)
+{
+    float *b = malloc((off + n + KC_GUARD) * sizeof(float));
+    for (size_t i = 0; i < off + n + KC_GUARD; i++) b[i] = kc_canary;
+    return b;
+}
+static inline int kc_guards_ok(const float *b, size_t off, size_t n)
+{
+    for (size_t i = 0; i < off; i++)
+        if (!kc_same(b[i], kc_canary)) return 0;
+    for (size_t i = 0; i < KC_GUARD; i++)
+        if (!kc_same(b[off + n + i], kc_canary)) return 0;
+    return 1;
+}
+
+// Reduction tolerance of simd.h: 4 eps sqrt(n) sum|a_i b_i| + tiny absolute slack.
+static inline double kc_red_tol(size_t n, double sumabs) { return 4.0 * FLT_EPSILON * sqrt((double)n) * sumabs + 1e-30; }
+
+// Double-accumulated reference dot and its sum of |a_i b_i|.
+static inline double kc_ref_dot(const float *a, const float *b, size_t n, double *sumabs)
+{
+    double s = 0, sa = 0;
+    for (size_t i = 0; i < n; i++) {
+        s += (double)a[i] * b[i];
+        sa += fabs((double)a[i] * b[i]);
+    }
+    *sumabs = sa;
+    return s;
+}
+
+// ---- dot ----------------------------------------------------------------------------------
+static inline void kc_check_dot(KcStats *st, const SimdKernels *K)
+{
+    uint64_t seed = 1;
+    for (size_t si = 0; si < KC_NSIZES; si++)
+        for (size_t off = 0; off < 2; off++) {
+            size_t n = kc_sizes[si];
+            float *a = kc_in(off, n), *b = kc_in(off, n);
+            kc_fill(a + off, n, &seed, -1, 1);
+            kc_fill(b + off, n, &seed, -1, 1);
+            float got = K->dot_f32(a + off, b + off, n);
+            double sa, ref = kc_ref_dot(a + off, b + off, n, &sa), tol = kc_red_tol(n, sa);
+            int ok = n == 0 ? kc_same(got, 0.0f) : fabs(got - ref) <= tol;
+            kc_case(st, ok, K->name, "dot_f32 n=%zu off=%zu got=%.9g ref=%.9g tol=%.3g", n, off, got, ref, tol);
+            free(a);
+            free(b);
+        }
+    // Honest NaN/Inf: a NaN in the (masked/scalar) tail or in the body reaches the result.
+    size_t nn[] = {5, 37, 100};
+    for (size_t k = 0; k < 3; k++) {
+        size_t n = nn[k];
+        float *a = kc_in(0, n), *b = kc_in(0, n);
+        kc_fill(a, n, &seed, -1, 1);
+        kc_fill(b, n, &seed, -1, 1);
+        a[n - 1] = NAN;
+        int ok = isnan(K->dot_f32(a, b, n));
+        a[n - 1] = 0.5f;
+        b[n / 2] = INFINITY;
+        float g = K->dot_f32(a, b, n);
+        ok = ok && (isinf(g) || (a[n / 2] == 0 && isnan(g)));
+        kc_case(st, ok, K->name, "dot_f32 n=%zu: NaN/Inf input not propagated", n);
+        free(a);
+        free(b);
+    }
+}
+
+// ---- matvec: bit-identical to dot, within tolerance of double ------------------------------
+static inline void kc_check_matvec(KcStats *st, const SimdKernels *K)
+{
+    static const size_t rowss[] = {1, 2, 3, 4, 5, 7, 8, 9, 17};
+    uint64_t seed = 2;
+    for (size_t ri = 0; ri < sizeof rowss / sizeof rowss[0]; ri++)
+        for (size_t si = 0; si < KC_NSIZES; si++)
+            for (size_t off = 0; off < 2; off++) {
+                size_t rows = rowss[ri], cols = kc_sizes[si];
+                float *W = kc_in(off, rows * cols), *x = kc_in(off, cols), *y = kc_out(off, rows);
+                kc_fill(W + off, rows * cols, &seed, -1, 1);
+                kc_fill(x + off, cols, &seed, -1, 1);
+                K->matvec_f32(y + off, W + off, x + off, rows, cols);
+                int ok = kc_guards_ok(y, off, rows);
+                size_t bad = rows;
+                double ref = 0, tol = 0;
+                for (size_t r = 0; r < rows && ok; r++) {
+                    const float *w = W + off + r * cols;
+                    double sa;
+                    ref = kc_ref_dot(w, x + off, cols, &sa);
+                    tol = kc_red_tol(cols, sa);
+                    if (!kc_same(y[off + r], K->dot_f32(w, x + off, cols)) || fabs(y[off + r] - ref) > tol) {
+                        ok = 0;
+                        bad = r;
+                    }
+                }
+                kc_case(st, ok, K->name,
+                        "matvec_f32 rows=%zu cols=%zu off=%zu: row %zu got=%.9g dot=%.9g ref=%.9g tol=%.3g%s",
+                        rows, cols, off, bad, bad < rows ? y[off + bad] : 0.0f,
+                        bad < rows ? K->dot_f32(W + off + bad * cols, x + off, cols) : 0.0f, ref, tol,
+                        kc_guards_ok(y, off, rows) ? "" : " (wrote outside y)");
+                free(W);
+                free(x);
+                free(y);
+            }
+}
+
+// ---- matmul: each (t, r) bit-identical to dot ---------------------------------------------
+static inline void kc_matmul_case(KcStats *st, const SimdKernels *K, size_t T, size_t rows, size_t cols,
+                           size_t off, uint64_t *seed)
+{
+    float *W = kc_in(off, rows * cols), *X = kc_in(off, T * cols), *Y = kc_out(off, T * rows);
+    kc_fill(W + off, rows * cols, seed, -1, 1);
+    kc_fill(X + off, T * cols, seed, -1, 1);
+    K->matmul_f32(Y + off, W + off, X + off, T, rows, cols);
+    int ok = kc_guards_ok(Y, off, T * rows);
+    size_t bt = 0, br = 0;
+    double ref = 0, tol = 0;
+    for (size_t t = 0; t < T && ok; t++)
+        for (size_t r = 0; r < rows && ok; r++) {
+            const float *w = W + off + r * cols, *x = X + off + t * cols;
+            float got = Y[off + t * rows + r];
+            double sa;
+            ref = kc_ref_dot(w, x, cols, &sa);
+            tol = kc_red_tol(cols, sa);
+            if (!kc_same(got, K->dot_f32(w, x, cols)) || fabs(got - ref) > tol) {
+                ok = 0;
+                bt = t;
+                br = r;
+            }
+        }
+    kc_case(st, ok, K->name, "matmul_f32 T=%zu rows=%zu cols=%zu off=%zu: first bad (t=%zu, r=%zu) ref=%.9g tol=%.3g%s",
+            T, rows, cols, off, bt, br, ref, tol, kc_guards_ok(Y, off, T * rows) ? "" : " (wrote outside Y)");
+    free(W);
+    free(X);
+    free(Y);
+}
+
+static inline void kc_check_matmul(KcStats *st, const SimdKernels *K)
+{
+    static const size_t Ts[] = {1, 2, 3, 4, 5, 7};
+    static const size_t rowss[] = {1, 3, 4, 5, 9};
+    static const size_t colss[] = {0, 1, 7, 8, 9, 15, 16, 17, 31, 33, 63, 65, 1001};
+    uint64_t seed = 3;
+    for (size_t ti = 0; ti < sizeof Ts / sizeof Ts[0]; ti++)
+        for (size_t ri = 0; ri < sizeof rowss / sizeof rowss[0]; ri++)
+            for (size_t ci = 0; ci < sizeof colss / sizeof colss[0]; ci++)
+                for (size_t off = 0; off < 2; off++)
+                    kc_matmul_case(st, K, Ts[ti], rowss[ri], colss[ci], off, &seed);
+    // Several row blocks of the cache-blocked path, with leftover rows and tokens.
+    kc_matmul_case(st, K, 7, 203, 768, 1, &seed);
+    kc_matmul_case(st, K, 5, 37, 4099, 0, &seed);
+    kc_matmul_case(st, K, 8, 64, 2048, 1, &seed);
+}
+
+// ---- rmsnorm -----------------------------------------------------------------------------
+// |got - ref| <= (2 sqrt(n) + 4) eps |ref|: half the sum's relative error (the sqrt) plus the
+// roundings of /n, +eps, sqrtf, 1/x and two products.
+static inline void kc_check_rmsnorm(KcStats *st, const SimdKernels *K)
+{
+    const float eps = 1e-5f;
+    uint64_t seed = 4;
+    for (size_t si = 0; si < KC_NSIZES; si++)
+        for (size_t off = 0; off < 2; off++)
+            for (int gain = 0; gain < 2; gain++) {
+                size_t n = kc_sizes[si];
+                float *x = kc_in(off, n), *w = kc_in(off, n), *o = kc_out(off, n), *xa = kc_out(off, n);
+                kc_fill(x + off, n, &seed, -2, 2);
+                kc_fill(w + off, n, &seed, 0.5f, 1.5f);
+                const float *wp = gain ? w + off : NULL;
+                float inv = K->rmsnorm_f32(o + off, x + off, wp, n, eps);
+                double ss = 0;
+                for (size_t i = 0; i < n; i++) ss += (double)x[off + i] * x[off + i];
+                double inv_ref = n ? 1.0 / sqrt(ss / (double)n + (double)eps) : 0.0;
+                double rel = (2.0 * sqrt((double)n) + 4.0) * FLT_EPSILON;
+                int ok = kc_guards_ok(o, off, n) && fabs(inv - inv_ref) <= rel * inv_ref;
+                size_t bad = n;
+                for (size_t i = 0; i < n && ok; i++) {
+                    double ref = (wp ? (double)wp[i] : 1.0) * x[off + i] * inv_ref;
+                    if (fabs(o[off + i] - ref) > rel * fabs(ref) + 1e-37) {
+                        ok = 0;
+                        bad = i;
+                    }
+                }
+                // Aliasing: out == x gives the same bits as a separate out.
+                memcpy(xa + off, x + off, n * sizeof(float));
+                float inv2 = K->rmsnorm_f32(xa + off, xa + off, wp, n, eps);
+                int alias_ok = kc_same(inv, inv2) && kc_guards_ok(xa, off, n) &&
+                               memcmp(xa + off, o + off, n * sizeof(float)) == 0;
+                kc_case(st, ok && alias_ok, K->name,
+                        "rmsnorm_f32 n=%zu off=%zu gain=%d: inv=%.9g ref=%.9g, first bad element %zu%s", n, off,
+                        gain, inv, inv_ref, bad, alias_ok ? "" : ", aliased out differs");
+                free(x);
+                free(w);
+                free(o);
+                free(xa);
+            }
+}
+
+// ---- softmax -----------------------------------------------------------------------------
+// |got - ref| <= (16 + 4 sqrt(n) + |x_i - max|) eps ref: exp (<= 8 eps), the sum (4 sqrt(n)),
+// and the rounding of x_i - max, which exp magnifies by |x_i - max|.
+static inline void kc_check_softmax(KcStats *st, const SimdKernels *K)
+{
+    uint64_t seed = 5;
+    for (size_t si = 0; si < KC_NSIZES; si++)
+        for (size_t off = 0; off < 3; off++) {
+            size_t n = kc_sizes[si];
+            int masked = off == 2;   // third variant: offset 1 with -inf entries (attention masks)
+            size_t o = masked ? 1 : off;
+            float *x = kc_out(o, n);
+            double *ref = malloc((n + 1) * sizeof(double));
+            kc_fill(x + o, n, &seed, -20, 20);
+            if (masked)
+                for (size_t i = 1; i < n; i += 3) x[o + i] = -INFINITY;
+            double mx = -INFINITY, sum = 0;
+            for (size_t i = 0; i < n; i++) mx = x[o + i] > mx ? x[o + i] : mx;
+            for (size_t i = 0; i < n; i++) sum += (ref[i] = exp((double)x[o + i] - mx));
+            for (size_t i = 0; i < n; i++) ref[i] /= sum;
+            double *d = malloc((n + 1) * sizeof(double));
+            for (size_t i = 0; i < n; i++) d[i] = isinf(x[o + i]) ? 0 : fabs(x[o + i] - mx);
+            K->softmax_f32(x + o, n);
+            int ok = kc_guards_ok(x, o, n);
+            size_t bad = n;
+            for (size_t i = 0; i < n && ok; i++) {
+                double tol = (16.0 + 4.0 * sqrt((double)n) + d[i]) * FLT_EPSILON * ref[i] + 1e-37;
+                if (!(fabs(x[o + i] - ref[i]) <= tol)) {
+                    ok = 0;
+                    bad = i;
+                }
+            }
+            kc_case(st, ok, K->name, "softmax_f32 n=%zu off=%zu%s: element %zu got=%.9g ref=%.9g", n, o,
+                    masked ? " with -inf" : "", bad, bad < n ? x[o + bad] : 0.0f, bad < n ? ref[bad] : 0.0);
+            free(x);
+            free(ref);
+            free(d);
+        }
+}
+
+// ---- swiglu ------------------------------------------------------------------------------
+// |got - ref| <= 16 eps |ref| + tiny: exp (<= 8 eps, damped by the sigmoid) and four roundings.
+static inline void kc_check_swiglu(KcStats *st, const SimdKernels *K)
+{
+    static const float specials[] = {0.0f, -0.0f, 100.0f, -100.0f, 88.0f, -88.0f, 1e-20f, -30.0f};
+    uint64_t seed = 6;
+    for (size_t si = 0; si < KC_NSIZES; si++)
+        for (size_t off = 0; off < 2; off++) {
+            size_t n = kc_sizes[si];
+            float *g = kc_out(off, n), *u = kc_in(off, n);
+            double *ref = malloc((n + 1) * sizeof(double));
+            kc_fill(g + off, n, &seed, -10, 10);
+            kc_fill(u + off, n, &seed, -2, 2);
+            for (size_t i = 0; i < n; i += 5) g[off + i] = specials[(i / 5) % 8];
+            for (size_t i = 0; i < n; i++) {
+                double v = g[off + i];
+                ref[i] = v / (1.0 + exp(-v)) * u[off + i];
+            }
+            K->swiglu_f32(g + off, u + off, n);
+            int ok = kc_guards_ok(g, off, n);
+            size_t bad = n;
+            for (size_t i = 0; i < n && ok; i++)
+                if (!(fabs(g[off + i] - ref[i]) <= 16.0 * FLT_EPSILON * fabs(ref[i]) + 1e-37)) {
+                    ok = 0;
+                    bad = i;
+                }
+            kc_case(st, ok, K->name, "swiglu_f32 n=%zu off=%zu: element %zu got=%.9g ref=%.9g", n, off, bad,
+                    bad < n ? g[off + bad] : 0.0f, bad < n ? ref[bad] : 0.0);
+            free(g);
+            free(u);
+            free(ref);
+        }
+}
+
+// ---- rope, axpy, scale: elementwise, and bit-identical to scalar.c in every table ---------
+static inline void kc_check_rope(KcStats *st, const SimdKernels *K, const SimdKernels *S)
+{
+    uint64_t seed = 7;
+    for (size_t si = 0; si < KC_NSIZES; si++)
+        for (size_t off = 0; off < 2; off++) {
+            size_t np = kc_sizes[si];
+            float *x = kc_out(off, 2 * np), *xs = kc_out(off, 2 * np), *c = kc_in(off, np), *s = kc_in(off, np);
+            kc_fill(x + off, 2 * np, &seed, -2, 2);
+            for (size_t i = 0; i < np; i++) {
+                float ang = kc_uniform(&seed, -100, 100);
+                c[off + i] = cosf(ang);
+                s[off + i] = sinf(ang);
+            }
+            memcpy(xs + off, x + off, 2 * np * sizeof(float));
+            double *ref = malloc((2 * np + 1) * sizeof(double)), *tol = malloc((2 * np + 1) * sizeof(double));
+            for (size_t i = 0; i < np; i++) {
+                double v0 = x[off + 2 * i], v1 = x[off + 2 * i + 1], cc = c[off + i], ss = s[off + i];
+                ref[2 * i] = v0 * cc - v1 * ss;
+                ref[2 * i + 1] = v0 * ss + v1 * cc;
+                tol[2 * i] = 2 * FLT_EPSILON * (fabs(v0 * cc) + fabs(v1 * ss)) + 1e-37;
+                tol[2 * i + 1] = 2 * FLT_EPSILON * (fabs(v0 * ss) + fabs(v1 * cc)) + 1e-37;
+            }
+            K->rope_pairs_f32(x + off, c + off, s + off, np);
+            S->rope_pairs_f32(xs + off, c + off, s + off, np);
+            int ok = kc_guards_ok(x, off, 2 * np), same = memcmp(x + off, xs + off, 2 * np * sizeof(float)) == 0;
+            size_t bad = 2 * np;
+            for (size_t i = 0; i < 2 * np && ok; i++)
+                if (!(fabs(x[off + i] - ref[i]) <= tol[i])) {
+                    ok = 0;
+                    bad = i;
+                }
+            kc_case(st, ok && same, K->name, "rope_pairs_f32 npairs=%zu off=%zu: bad element %zu%s", np, off, bad,
+                    same ? "" : ", differs from scalar.c bits");
+            free(x);
+            free(xs);
+            free(c);
+            free(s);
+            free(ref);
+            free(tol);
+        }
+}
+
+static inline void kc_check_axpy_scale(KcStats *st, const SimdKernels *K, const SimdKernels *S)
+{
+    uint64_t seed = 8;
+    for (size_t si = 0; si < KC_NSIZES; si++)
+        for (size_t off = 0; off < 2; off++) {
+            size_t n = kc_sizes[si];
+            float a = kc_uniform(&seed, -3, 3);
+            float *x = kc_in(off, n), *y = kc_out(off, n), *ys = kc_out(off, n);
+            double *ref = malloc((n + 1) * sizeof(double)), *tol = malloc((n + 1) * sizeof(double));
+            kc_fill(x + off, n, &seed, -2, 2);
+            kc_fill(y + off, n, &seed, -2, 2);
+            memcpy(ys + off, y + off, n * sizeof(float));
+            // axpy: two roundings -> |err| <= eps (|y| + |a x|).
+            for (size_t i = 0; i < n; i++) {
+                double ax = (double)a * x[off + i];
+                ref[i] = y[off + i] + ax;
+                tol[i] = FLT_EPSILON * (fabs((double)y[off + i]) + fabs(ax)) + 1e-37;
+            }
+            K->axpy_f32(y + off, a, x + off, n);
+            S->axpy_f32(ys + off, a, x + off, n);
+            int ok = kc_guards_ok(y, off, n), same = memcmp(y + off, ys + off, n * sizeof(float)) == 0;
+            for (size_t i = 0; i < n && ok; i++) ok = fabs(y[off + i] - ref[i]) <= tol[i];
+            kc_case(st, ok && same, K->name, "axpy_f32 n=%zu off=%zu%s", n, off, same ? "" : ": differs from scalar.c bits");
+
+            // scale: one rounding -> |err| <= eps |ref|; also in place (y == x).
+            for (size_t i = 0; i < n; i++) ref[i] = (double)a * x[off + i];
+            K->scale_f32(y + off, a, x + off, n);
+            ok = kc_guards_ok(y, off, n);
+            for (size_t i = 0; i < n && ok; i++) ok = fabs(y[off + i] - ref[i]) <= FLT_EPSILON * fabs(ref[i]) + 1e-37;
+            memcpy(ys + off, x + off, n * sizeof(float));
+            K->scale_f32(ys + off, a, ys + off, n);
+            same = memcmp(y + off, ys + off, n * sizeof(float)) == 0 && kc_guards_ok(ys, off, n);
+            kc_case(st, ok && same, K->name, "scale_f32 n=%zu off=%zu%s", n, off, same ? "" : ": in-place result differs");
+            free(x);
+            free(y);
+            free(ys);
+            free(ref);
+            free(tol);
+        }
+}
+
+// ---- scalar fidelity: scalar.c is llama2.c run.c, bit for bit --------------------------------
+// These loops are written the way run.c writes them (float accumulators, a*b then +, expf).
+static inline void kc_check_scalar_fidelity(KcStats *st, const SimdKernels *K)
+{
+    uint64_t seed = 9;
+    static const size_t ns[] = {1, 7, 64, 288, 1001, 4099};
+    for (size_t k = 0; k < sizeof ns / sizeof ns[0]; k++) {
+        size_t n = ns[k], rows = 5;
+        float *a = kc_in(0, n), *b = kc_in(0, n), *w = kc_in(0, rows * n), *y = kc_in(0, rows);
+        float *o = kc_in(0, n), *o2 = kc_in(0, n), *sm = kc_in(0, n), *sm2 = kc_in(0, n);
+        float *u = kc_in(0, n), *g = kc_in(0, n), *g2 = kc_in(0, n);
+        kc_fill(a, n, &seed, -1, 1);
+        kc_fill(b, n, &seed, -1, 1);
+        kc_fill(w, rows * n, &seed, -1, 1);
+        kc_fill(sm, n, &seed, -10, 10);
+        kc_fill(g, n, &seed, -8, 8);
+        kc_fill(u, n, &seed, -2, 2);
+        memcpy(sm2, sm, n * sizeof(float));
+        memcpy(g2, g, n * sizeof(float));
+
+        float val = 0.0f;   // run.c matmul inner loop
+        for (size_t j = 0; j < n; j++) val += a[j] * b[j];
+        int ok = kc_same(K->dot_f32(a, b, n), val);
+
+        K->matvec_f32(y, w, b, rows, n);
+        for (size_t i = 0; i < rows; i++) {
+            float v = 0.0f;
+            for (size_t j = 0; j < n; j++) v += w[i * n + j] * b[j];
+            ok = ok && kc_same(y[i], v);
+        }
+        kc_case(st, ok, K->name, "fidelity dot/matvec n=%zu: not bit-identical to run.c loops", n);
+
+        float ss = 0.0f;   // run.c rmsnorm
+        for (size_t j = 0; j < n; j++) ss += a[j] * a[j];
+        ss /= (float)n;
+        ss += 1e-5f;
+        ss = 1.0f / sqrtf(ss);
+        for (size_t j = 0; j < n; j++) o2[j] = b[j] * (ss * a[j]);
+        float inv = K->rmsnorm_f32(o, a, b, n, 1e-5f);
+        kc_case(st, kc_same(inv, ss) && memcmp(o, o2, n * sizeof(float)) == 0, K->name,
+                "fidelity rmsnorm n=%zu: not bit-identical to run.c", n);
+
+        float mx = sm2[0];   // run.c softmax
+        for (size_t i = 1; i < n; i++)
+            if (sm2[i] > mx) mx = sm2[i];
+        float sum = 0.0f;
+        for (size_t i = 0; i < n; i++) {
+            sm2[i] = expf(sm2[i] - mx);
+            sum += sm2[i];
+        }
+        for (size_t i = 0; i < n; i++) sm2[i] /= sum;
+        K->softmax_f32(sm, n);
+        kc_case(st, memcmp(sm, sm2, n * sizeof(float)) == 0, K->name, "fidelity softmax n=%zu: not bit-identical to run.c", n);
+
+        for (size_t i = 0; i < n; i++) {   // run.c SwiGLU
+            float v = g2[i];
+            v *= (1.0f / (1.0f + expf(-v)));
+            v *= u[i];
+            g2[i] = v;
+        }
+        K->swiglu_f32(g, u, n);
+        kc_case(st, memcmp(g, g2, n * sizeof(float)) == 0, K->name, "fidelity swiglu n=%zu: not bit-identical to run.c", n);
+
+        free(a); free(b); free(w); free(y); free(o); free(o2); free(sm); free(sm2); free(u); free(g); free(g2);
+    }
+}
+
+// Tables to test: those the host supports.  When CTRACE_ISA is set (e.g. sanitizer runs that
+// must avoid AVX-512), only scalar and that table.
+static inline int kc_isa_enabled(SimdIsa isa)
+{
+    if (!simd_isa_supported(isa)) return 0;
+    const char *env = getenv("CTRACE_ISA");
+    if (!env || !*env || isa == SIMD_SCALAR) return 1;
+    return strcmp(env, simd_isa_name(isa)) == 0;
+}
+
+// Every check on one table (plus the fidelity check on the scalar table).
+static inline void kc_check_all(KcStats *st, const SimdKernels *K)
+{
+    const SimdKernels *S = simd_kernels_for(SIMD_SCALAR);
+    kc_check_dot(st, K);
+    kc_check_matvec(st, K);
+    kc_check_matmul(st, K);
+    kc_check_rmsnorm(st, K);
+    kc_check_softmax(st, K);
+    kc_check_swiglu(st, K);
+    kc_check_rope(st, K, S);
+    kc_check_axpy_scale(st, K, S);
+    if (K == S) kc_check_scalar_fidelity(st, K);
+}

@@ -1,0 +1,179 @@
+// test_simd.c — every kernel of every table this host can run, against double-precision
+// references (tolerances of simd.h), the same table's dot_f32 (bit-identity of matvec and
+// matmul), scalar.c (elementwise ops) and llama2.c-style loops (scalar fidelity); then the
+// dispatch rules: default choice, CTRACE_ISA override, errors for ISAs that cannot run.
+// The checks live in kernel_checks.h, shared with the NEON selftest run under qemu.
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "tests/kernel_checks.h"
+
+// Run one check over every enabled table; each failing case has already printed a line.
+static void for_each_table(void (*check)(KcStats *, const SimdKernels *), const char *what)
+{
+    int tested = 0;
+    for (int i = 0; i < SIMD_NISA; i++) {
+        if (!kc_isa_enabled((SimdIsa)i)) continue;
+        const SimdKernels *K = simd_kernels_for((SimdIsa)i);
+        cr_assert_not_null(K, "%s reported supported but has no table", simd_isa_name((SimdIsa)i));
+        cr_assert_str_eq(K->name, simd_isa_name((SimdIsa)i));
+        KcStats st = {0, 0};
+        check(&st, K);
+        cr_expect_eq(st.failed, 0, "%s: %d of %d %s cases failed (lines above)", K->name, st.failed,
+                     st.passed + st.failed, what);
+        cr_expect_gt(st.passed, 0, "%s: no %s cases ran", K->name, what);
+        tested++;
+    }
+    cr_assert_geq(tested, 1, "no table tested");
+}
+
+static void check_rope(KcStats *st, const SimdKernels *K) { kc_check_rope(st, K, simd_kernels_for(SIMD_SCALAR)); }
+static void check_axpy_scale(KcStats *st, const SimdKernels *K)
+{
+    kc_check_axpy_scale(st, K, simd_kernels_for(SIMD_SCALAR));
+}
+
+Test(simd, dot) { for_each_table(kc_check_dot, "dot_f32"); }
+Test(simd, matvec_bit_identical_to_dot) { for_each_table(kc_check_matvec, "matvec_f32"); }
+Test(simd, matmul_bit_identical_to_dot) { for_each_table(kc_check_matmul, "matmul_f32"); }
+Test(simd, rmsnorm_and_aliasing) { for_each_table(kc_check_rmsnorm, "rmsnorm_f32"); }
+Test(simd, softmax) { for_each_table(kc_check_softmax, "softmax_f32"); }
+Test(simd, swiglu) { for_each_table(kc_check_swiglu, "swiglu_f32"); }
+Test(simd, rope_pairs) { for_each_table(check_rope, "rope_pairs_f32"); }
+Test(simd, axpy_scale) { for_each_table(check_axpy_scale, "axpy/scale"); }
+
+// The engine's scalar path must reproduce llama2.c's logits: scalar.c == run.c's loops.
+Test(simd, scalar_matches_llama2c_loops)
+{
+    KcStats st = {0, 0};
+    kc_check_scalar_fidelity(&st, simd_kernels_for(SIMD_SCALAR));
+    cr_expect_eq(st.failed, 0, "%d fidelity cases failed", st.failed);
+    cr_expect_gt(st.passed, 0);
+}
+
+// Every entry of every table is filled (a half-written ISA still falls back to scalar).
+Test(simd, tables_complete)
+{
+    for (int i = 0; i < SIMD_NISA; i++) {
+        const SimdKernels *K = simd_kernels_for((SimdIsa)i);
+        if (!simd_isa_supported((SimdIsa)i)) {
+            cr_expect_null(K);
+            continue;
+        }
+        cr_assert(K->name && K->dot_f32 && K->matvec_f32 && K->matmul_f32 && K->rmsnorm_f32 &&
+                  K->softmax_f32 && K->swiglu_f32 && K->rope_pairs_f32 && K->axpy_f32 && K->scale_f32,
+                  "%s table has a NULL entry", simd_isa_name((SimdIsa)i));
+    }
+    cr_expect(simd_isa_supported(SIMD_SCALAR));
+#if defined(__x86_64__)
+    cr_expect(!simd_isa_supported(SIMD_NEON), "neon cannot be supported on x86-64");
+#endif
+    cr_expect_str_eq(simd_isa_name(SIMD_AVX512), "avx512");
+    cr_expect_str_eq(simd_isa_name((SimdIsa)99), "unknown");
+    cr_expect(!simd_isa_supported((SimdIsa)99));
+}
+
+// ---- dispatch ---------------------------------------------------------------------------
+// Criterion runs each test in its own process, so each sees a fresh dispatch state.
+
+Test(dispatch, default_is_best_supported)
+{
+    unsetenv("CTRACE_ISA");
+    SimdIsa best = SIMD_SCALAR;
+    for (int i = 0; i < SIMD_NISA; i++)
+        if (simd_isa_supported((SimdIsa)i)) best = (SimdIsa)i;
+    cr_expect_eq(simd_active_isa(), best, "active %s, best %s", simd_isa_name(simd_active_isa()),
+                 simd_isa_name(best));
+    cr_expect_eq(simd_kernels(), simd_kernels_for(best));
+}
+
+Test(dispatch, env_override_scalar)
+{
+    setenv("CTRACE_ISA", "scalar", 1);
+    cr_expect_eq(simd_active_isa(), SIMD_SCALAR);
+    cr_expect_str_eq(simd_kernels()->name, "scalar");
+}
+
+Test(dispatch, env_override_each_supported_isa)
+{
+    // Each choice needs a fresh process: fork one per ISA.
+    for (int i = 0; i < SIMD_NISA; i++) {
+        if (!simd_isa_supported((SimdIsa)i)) continue;
+        pid_t pid = fork();
+        cr_assert_geq(pid, 0);
+        if (pid == 0) {
+            setenv("CTRACE_ISA", simd_isa_name((SimdIsa)i), 1);
+            _exit(simd_active_isa() == (SimdIsa)i && strcmp(simd_kernels()->name, simd_isa_name((SimdIsa)i)) == 0 ? 0 : 1);
+        }
+        int status = 0;
+        waitpid(pid, &status, 0);
+        cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "CTRACE_ISA=%s not honoured",
+                  simd_isa_name((SimdIsa)i));
+    }
+}
+
+// Run simd_kernels() in a child with CTRACE_ISA=value; return its exit status and stderr.
+static int child_with_isa(const char *value, char *err, size_t errcap)
+{
+    int fd[2];
+    cr_assert_eq(pipe(fd), 0);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        close(fd[0]);
+        dup2(fd[1], 2);
+        setenv("CTRACE_ISA", value, 1);
+        simd_kernels();
+        _exit(0);
+    }
+    close(fd[1]);
+    size_t len = 0;
+    ssize_t got;
+    while (len + 1 < errcap && (got = read(fd[0], err + len, errcap - 1 - len)) > 0) len += (size_t)got;
+    err[len] = 0;
+    close(fd[0]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+Test(dispatch, env_override_unrunnable_exits_2)
+{
+    char err[512];
+#if defined(__x86_64__)
+    const char *other = "neon";
+#else
+    const char *other = "avx2";
+#endif
+    cr_expect_eq(child_with_isa(other, err, sizeof err), 2, "CTRACE_ISA=%s should exit 2", other);
+    cr_expect(strstr(err, "CTRACE_ISA") && strstr(err, other), "message should name the variable and value: %s", err);
+    cr_expect_eq(child_with_isa("sse9", err, sizeof err), 2);
+    cr_expect(strstr(err, "sse9") && strstr(err, "scalar"), "message should list the choices: %s", err);
+    // An ISA this build has but the CPU lacks also exits 2 (only testable on such a CPU).
+    for (int i = 0; i < SIMD_NISA; i++)
+        if (!simd_isa_supported((SimdIsa)i))
+            cr_expect_eq(child_with_isa(simd_isa_name((SimdIsa)i), err, sizeof err), 2, "%s", simd_isa_name((SimdIsa)i));
+}
+
+Test(dispatch, unknown_value_exit_code, .exit_code = 2)
+{
+    setenv("CTRACE_ISA", "AVX512", 1);   // names are lower case
+    simd_kernels();
+}
+
+Test(dispatch, force)
+{
+    unsetenv("CTRACE_ISA");
+    cr_expect_eq(simd_force(SIMD_SCALAR), 0);
+    cr_expect_eq(simd_active_isa(), SIMD_SCALAR);
+    cr_expect_eq(simd_kernels(), simd_kernels_for(SIMD_SCALAR));
+#if defined(__x86_64__)
+    cr_expect_eq(simd_force(SIMD_NEON), -1);
+#else
+    cr_expect_eq(simd_force(SIMD_AVX2), -1);
+#endif
+    cr_expect_eq(simd_active_isa(), SIMD_SCALAR, "a failed force must not change the table");
+    cr_expect_eq(simd_force((SimdIsa)99), -1);
+}
