@@ -86,9 +86,10 @@ int cmd_bench_forward(int argc, char **argv) {
         printf("| model | params | CPU | ISA | threads | prefill tok/s (P=%ld) | decode tok/s | decode GB/s | of DRAM read |\n"
                "|---|---|---|---|---|---|---|---|---|\n", P);
     const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
-    printf("| %s | %.1fM | %s | %s | %d | %.1f | %.1f | %.2f | %s%.0f%s |\n", base, params / 1e6, cpu,
-           simd_kernels()->name, pool_size(pool), prefill, decode, gbs, dram > 0 ? "" : "(",
-           dram > 0 ? 100.0 * gbs / dram : 0.0, dram > 0 ? "%" : " no probe)");
+    char frac[32] = "n/a (no probe)";
+    if (dram > 0) snprintf(frac, sizeof frac, "%.0f%%", 100.0 * gbs / dram);
+    printf("| %s | %.1fM | %s | %s | %d | %.1f | %.1f | %.2f | %s |\n", base, params / 1e6, cpu,
+           simd_kernels()->name, pool_size(pool), prefill, decode, gbs, frac);
     free(ids);
     runstate_free(&s);
     pool_destroy(pool);

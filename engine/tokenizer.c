@@ -130,6 +130,8 @@ static int parse_tokenizer(Tokenizer *t, const char *path, const uint8_t *d, siz
     int V = 0;
     size_t blob_bytes = 0;
     if (scan_tokens(path, d, n, max_len, vocab_size, &V, &blob_bytes) != CT_OK) return CT_ERR;
+    if (V > (1 << 28))   // keeps the hash table size below 2^32
+        return ct_error("tokenizer %s: token count: expected at most %d, got %d", path, 1 << 28, V);
 
     t->vocab_size = V;
     t->max_token_length = max_len;

@@ -24,6 +24,9 @@
 // replaces malformed UTF-8 bytes by U+FFFD and keeps byte/control pieces out of merges, as
 // SentencePiece does. The model was trained on SentencePiece output; the goldens and run.c
 // use the run.c form.
+//
+// A loaded Tokenizer is read-only: encode/decode may run on it from several threads at once
+// (encode allocates its scratch per call).
 #pragma once
 #include <stdint.h>
 #include <stdio.h>

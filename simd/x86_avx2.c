@@ -51,6 +51,7 @@ AI void tile_avx2(const int R, const int TT, float *Y, size_t ldy, const float *
 #pragma GCC unroll 4
             for (int r = 0; r < R; r++) {
                 __m256 wv = _mm256_loadu_ps(W + r * ldw + c + 8 * k);
+                if (TT > 1) __asm__("" : "+x"(wv));   // keep wv in a register: load W once, not per token
 #pragma GCC unroll 2
                 for (int t = 0; t < TT; t++) acc[r][t][k] = _mm256_fmadd_ps(wv, xv[t], acc[r][t][k]);
             }
