@@ -84,8 +84,8 @@ test: $(B)/ctrace $(TEST_BIN) asan-build neon-build
 test-unit: $(B)/ctrace $(TEST_BIN)
 	SHARED=$(SHARED) sh tests/run.sh unit
 
-# ---- sanitizers: ASan + UBSan on the scalar and AVX2 tables (valgrind and ASan cannot run
-# AVX-512 here, so the dispatch override picks the paths they can check).
+# ---- sanitizers: ASan + UBSan on the scalar and AVX2 tables (valgrind cannot run AVX-512
+# here; the dispatch override picks the paths valgrind could also check).
 ASAN_FLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 asan-build: | $(DEPS_OK)
 	$(MAKE) --no-print-directory B=$(B)/asan OPT=-O1 EXTRA_CFLAGS="$(ASAN_FLAGS)" \
@@ -113,7 +113,7 @@ $(A64)/kernels_selftest: $(A64)/tests/kernels_selftest.o $(A64)/libctrace.a
 neon-build: $(A64)/kernels_selftest $(A64)/forward_selftest $(A64)/ctrace
 test-neon: neon-build
 	SHARED=$(SHARED) sh tests/run.sh neon
--include $(A64_LIB_OBJ:.o=.d)
+-include $(A64_LIB_OBJ:.o=.d) $(wildcard $(A64)/tests/*.d $(A64)/cmd/*.d)
 
 # ---- benchmarks and demo -------------------------------------------------------------------
 bench: $(B)/ctrace $(BENCH_BIN)

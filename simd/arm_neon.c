@@ -23,10 +23,10 @@
 AI void tile_neon(const int R, const int TT, float *Y, size_t ldy, const float *W, size_t ldw,
                   const float *X, size_t ldx, size_t cols)
 {
-    float32x4_t acc[4][3][4];
+    float32x4_t acc[4][2][4];
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++)
-#pragma GCC unroll 3
+#pragma GCC unroll 2
         for (int t = 0; t < TT; t++)
 #pragma GCC unroll 4
             for (int k = 0; k < 4; k++) acc[r][t][k] = vdupq_n_f32(0.0f);
@@ -35,31 +35,31 @@ AI void tile_neon(const int R, const int TT, float *Y, size_t ldy, const float *
     for (; c + 16 <= cols; c += 16) {
 #pragma GCC unroll 4
         for (int k = 0; k < 4; k++) {
-            float32x4_t xv[3];
-#pragma GCC unroll 3
+            float32x4_t xv[2];
+#pragma GCC unroll 2
             for (int t = 0; t < TT; t++) xv[t] = vld1q_f32(X + t * ldx + c + 4 * k);
 #pragma GCC unroll 4
             for (int r = 0; r < R; r++) {
                 float32x4_t wv = vld1q_f32(W + r * ldw + c + 4 * k);
-#pragma GCC unroll 3
+#pragma GCC unroll 2
                 for (int t = 0; t < TT; t++) acc[r][t][k] = vfmaq_f32(acc[r][t][k], wv, xv[t]);
             }
         }
     }
     for (; c + 4 <= cols; c += 4) {   // up to three 4-float chunks: into a0
-        float32x4_t xv[3];
-#pragma GCC unroll 3
+        float32x4_t xv[2];
+#pragma GCC unroll 2
         for (int t = 0; t < TT; t++) xv[t] = vld1q_f32(X + t * ldx + c);
 #pragma GCC unroll 4
         for (int r = 0; r < R; r++) {
             float32x4_t wv = vld1q_f32(W + r * ldw + c);
-#pragma GCC unroll 3
+#pragma GCC unroll 2
             for (int t = 0; t < TT; t++) acc[r][t][0] = vfmaq_f32(acc[r][t][0], wv, xv[t]);
         }
     }
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++)
-#pragma GCC unroll 3
+#pragma GCC unroll 2
         for (int t = 0; t < TT; t++) {
             float32x4_t v = vaddq_f32(vaddq_f32(acc[r][t][0], acc[r][t][1]),
                                       vaddq_f32(acc[r][t][2], acc[r][t][3]));
@@ -87,7 +87,7 @@ static void matvec_f32_neon(float *y, const float *W, const float *x, size_t row
 }
 
 // ref: scalar.c matmul_f32_scalar.  A block of RB weight rows (~256 KiB) is swept by every
-// 3-token tile of X; inside, 2x3 register tiles (24 accumulators).
+// 2-token tile of X; inside, 2x2 register tiles (16 accumulators; 2x3 made gcc spill).
 static void matmul_f32_neon(float *Y, const float *W, const float *X, size_t T, size_t rows,
                             size_t cols)
 {
@@ -100,12 +100,12 @@ static void matmul_f32_neon(float *Y, const float *W, const float *X, size_t T, 
     for (size_t r0 = 0; r0 < rows; r0 += rb) {
         size_t r1 = r0 + rb < rows ? r0 + rb : rows;
         size_t t = 0;
-        for (; t + 3 <= T; t += 3) {
+        for (; t + 2 <= T; t += 2) {
             const float *Xt = X + t * cols;
             float *Yt = Y + t * rows;
             size_t r = r0;
-            for (; r + 2 <= r1; r += 2) tile_neon(2, 3, Yt + r, rows, W + r * cols, cols, Xt, cols, cols);
-            for (; r < r1; r++) tile_neon(1, 3, Yt + r, rows, W + r * cols, cols, Xt, cols, cols);
+            for (; r + 2 <= r1; r += 2) tile_neon(2, 2, Yt + r, rows, W + r * cols, cols, Xt, cols, cols);
+            for (; r < r1; r++) tile_neon(1, 2, Yt + r, rows, W + r * cols, cols, Xt, cols, cols);
         }
         for (; t < T; t++) {
             const float *Xt = X + t * cols;

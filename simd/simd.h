@@ -7,13 +7,27 @@
 //   - kernel names carry types and ISA (dot_f32_avx512); table fields drop the ISA.
 //   - every entry below has its contract and tolerance written next to it.
 //   - pointers carry no alignment promise: every kernel accepts any float-aligned pointer.
-//   - n == 0 is legal everywhere and does nothing (dot returns 0).
+//   - n == 0 is legal everywhere and does nothing (dot returns 0, rmsnorm returns 0).
+//   - results never depend on pointer alignment, on how rows are split over calls or threads,
+//     or on T in matmul; 64-byte aligned weights are only faster (split loads cost ~1.3x).
 //
-// Tolerances (checked by tests/test_simd.c against a double-accumulated reference):
-//   reductions (dot, matvec, matmul, rmsnorm's sum of squares, softmax's sum):
-//       |got - ref| <= 4 * FLT_EPSILON * sqrt(n) * sum_i |a_i * b_i|  (+ tiny absolute slack)
-//   elementwise exact ops (axpy, rope):  <= 2 ulp of the double result
-//   exp/silu through SLEEF (u10 = 1.0 ulp functions): <= 8 * FLT_EPSILON relative
+// Tolerances (checked by tests/test_simd.c against a double-accumulated reference; eps is
+// FLT_EPSILON, "tiny" an absolute slack of 1e-30 for sums and 1e-37 for elementwise results):
+//   dot, matvec, matmul:  |got - ref| <= 4 eps sqrt(n) sum_i |a_i b_i| + tiny
+//   rmsnorm:  inv and each out[i] within (2 sqrt(n) + 4) eps relative (half the sum's error,
+//             plus the roundings of /n, +eps, sqrtf, 1/x and two products)
+//   softmax:  |got_i - ref_i| <= (16 + 4 sqrt(n) + |x_i - max|) eps ref_i + tiny  (exp's 1 ulp
+//             SLEEF u10 / libm error, the sum, and the rounding of x_i - max that exp magnifies)
+//   swiglu:   |got - ref| <= 16 eps |ref| + tiny   (exp through SLEEF u10 or libm expf)
+//   rope:     |x0' - ref| <= 2 eps (|x0 c| + |x1 s|) + tiny  (and likewise x1'); relative to
+//             the products because x0 c - x1 s may cancel
+//   axpy:     |got - ref| <= eps (|y| + |a x|) + tiny;   scale: <= eps |ref| + tiny
+// Exactness contracts (bit for bit):
+//   matvec rows and matmul entries == the same table's dot_f32 (see each entry);
+//   scalar.c == llama2.c run.c's loops (float accumulator, a*b then +, libm expf), so the
+//     scalar table reproduces the reference program's logits;
+//   rope_pairs, axpy, scale: every table gives scalar.c's bits (no fused multiply-add), so
+//     these never depend on the ISA.
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
@@ -58,8 +72,11 @@ typedef struct SimdKernels {
 // ISA ids for dispatch and for tests that loop over every table the host can run.
 typedef enum { SIMD_SCALAR = 0, SIMD_AVX2, SIMD_AVX512, SIMD_NEON, SIMD_NISA } SimdIsa;
 
-// The active table: chosen once from cpuid (or CTRACE_ISA=scalar|avx2|avx512|neon; an
-// override the CPU cannot run is an error printed to stderr, and the process exits 2).
+// The active table: chosen once (thread-safe) from cpuid — avx512 (F+BW+VL+DQ) > avx2 (+FMA)
+// > scalar on x86-64, neon on aarch64 — or from CTRACE_ISA=scalar|avx2|avx512|neon.  An
+// unknown name or an override this build/CPU cannot run is process configuration gone
+// wrong: a message naming the value and the choices goes to stderr and the process exits 2
+// (the library's one exit()).
 const SimdKernels *simd_kernels(void);
 SimdIsa simd_active_isa(void);
 const char *simd_isa_name(SimdIsa isa);
@@ -67,7 +84,8 @@ const char *simd_isa_name(SimdIsa isa);
 int simd_isa_supported(SimdIsa isa);
 // The table for one ISA (scalar entries where the ISA has none); NULL if unsupported.
 const SimdKernels *simd_kernels_for(SimdIsa isa);
-// Force a table for the rest of the process (tests, benchmarks); returns 0 or -1 if unsupported.
+// Force a table for the rest of the process (tests, benchmarks); returns 0 or -1 if unsupported
+// (then the active table is unchanged).  Not meant to race with kernels running on other threads.
 int simd_force(SimdIsa isa);
 
 // Per-ISA fill functions: each overwrites the entries its file implements.

@@ -123,6 +123,25 @@ static inline void kc_check_dot(KcStats *st, const SimdKernels *K)
             free(a);
             free(b);
         }
+    // The same data at every float offset mod 16 gives the same bits (no alignment peeling).
+    for (size_t si = 0; si < KC_NSIZES; si++) {
+        size_t n = kc_sizes[si];
+        float *a = kc_in(16, n), *b = kc_in(16, n), *a0 = kc_in(0, n), *b0 = kc_in(0, n);
+        kc_fill(a0, n, &seed, -1, 1);
+        kc_fill(b0, n, &seed, -1, 1);
+        float want = K->dot_f32(a0, b0, n);
+        int ok = 1;
+        for (size_t off = 0; off < 16; off++) {
+            memcpy(a + off, a0, n * sizeof(float));
+            memcpy(b + 15 - off, b0, n * sizeof(float));
+            ok = ok && kc_same(K->dot_f32(a + off, b + 15 - off, n), want);
+        }
+        kc_case(st, ok, K->name, "dot_f32 n=%zu: result depends on pointer alignment", n);
+        free(a);
+        free(b);
+        free(a0);
+        free(b0);
+    }
     // Honest NaN/Inf: a NaN in the (masked/scalar) tail or in the body reaches the result.
     size_t nn[] = {5, 37, 100};
     for (size_t k = 0; k < 3; k++) {

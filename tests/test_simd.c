@@ -4,6 +4,7 @@
 // dispatch rules: default choice, CTRACE_ISA override, errors for ISAs that cannot run.
 // The checks live in kernel_checks.h, shared with the NEON selftest run under qemu.
 #include <criterion/criterion.h>
+#include <criterion/redirect.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -157,7 +158,7 @@ Test(dispatch, env_override_unrunnable_exits_2)
             cr_expect_eq(child_with_isa(simd_isa_name((SimdIsa)i), err, sizeof err), 2, "%s", simd_isa_name((SimdIsa)i));
 }
 
-Test(dispatch, unknown_value_exit_code, .exit_code = 2)
+Test(dispatch, unknown_value_exit_code, .exit_code = 2, .init = cr_redirect_stderr)
 {
     setenv("CTRACE_ISA", "AVX512", 1);   // names are lower case
     simd_kernels();

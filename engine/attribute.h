@@ -1,0 +1,107 @@
+// attribute.h — attribution rows by batched transposed-linear sweeps over the local replacement
+// model (METHOD §2), target selection, the feature budget, and the Graph they fill.
+//
+// Columns of a row ("source space", SRC = n_active + L*T + T):
+//     [ active features of the Replacement, in its (l, p, f) order | errors l*T + p | tokens p ]
+// Entry (t, s) is the change of target t's pre-activation (feature target) or demeaned logit
+// (logit target) caused by source s's contribution in the frozen linear model:
+//     feature s = (l_s, p_s, f_s):  a_s * W_dec[l_s][f_s][l' - l_s] added to mlp_out[l'](p_s), l' >= l_s
+//     error (l, p):                 eps_l(p) added to mlp_out[l](p)
+//     token p:                      token_embedding[tok_p] (the embedding output at p)
+//
+// The algorithm (one sweep = B targets; shapes in elements):
+//
+//   G      (P, B, D)    gradient of every target wrt the residual stream at positions 0..P-1,
+//                       P = 1 + max target position (causality: nothing after it matters)
+//   GO     (P, B, H*Dh) gradient at the attention's wo input
+//   targets sorted by injection layer, descending: at layer l the rows with l_t > l are a
+//   prefix (nr), those with l_t >= l a longer prefix (na); other rows are still zero.
+//
+//   G[T-1][b] = inv_rms_final(T-1) * rms_final ⊙ u_b           logit rows (u_b = W_U[v] - mean_u W_U[u])
+//   for l = L-1 .. 0:
+//     per position p (threads split positions):
+//       S  = [eps_l(p); W_dec[l_s][f][l - l_s] for active (l_s <= l, p, f)]   (n_lp, D) gathered
+//       Y  = G[p][0:nr] S^T                                    (nr, n_lp)   one matmul
+//       row[b][err(l,p)] = Y[b,0];  row[b][feat s] += a_s Y[b,j]            sources read here
+//       G[p][0:nr] += G[p][0:nr] W_skip[l]                     (skip stays linear; only with skip)
+//       G[p][b] += W_enc[l][f_b]  for feature targets (l, p, f_b)           injected at resid_mid[l]
+//       GO[p][0:na] = G[p][0:na] Wo[l]                         (na, H*Dh)   WoT materialised once
+//     per position t (threads split positions):
+//       GV[b] = sum_{p >= t} sum_h A[l,h,p,t] GO[p][b][h]  -> kv head of h    (na, Hkv*Dh)
+//       G[t][0:na] += (rms_att[l] * inv_rms_att(t,l)) ⊙ (GV Wv[l])          WvT materialised once
+//   row[b][tok p] = <G[p][b], token_embedding[tok_p]>
+//
+// The MLPs are blocked, so the gradient wrt mlp_out[l] equals the gradient wrt the residual
+// after layer l: the sources of layer l are read before layer l's own targets are injected,
+// which makes same-layer feature->feature edges exactly 0 (decoders write after the encoder
+// reads).  Every product goes through the kernel table's matmul (fp32) or a double loop
+// (--fp64: the same sweep instantiated with double; engine/attribute_sweep.h is the template).
+// Threads split positions statically and each output element is computed by the same code in
+// the same order, so results are byte-identical for any thread count.
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/graph.h"
+#include "engine/replacement.h"
+#include "engine/threads.h"
+
+// ---- low level: rows of explicit targets ------------------------------------------------------
+typedef enum { TARGET_FEATURE = 0, TARGET_LOGIT = 1 } TargetKind;
+
+typedef struct AttribTarget {
+    int kind;        // TargetKind
+    // feature target: its (layer, pos, feature); the injected vector is W_enc[layer][feature]
+    int layer, pos, feature;
+    // logit target at the last position: token a; b >= 0 makes it logit_a - logit_b,
+    // b < 0 the demeaned logit_a - mean_u logit_u
+    int tok_a, tok_b;
+} AttribTarget;
+
+typedef struct Sweeper Sweeper;
+
+// Per-run state: transposed weight copies (float or double), patterns transposed for the
+// backward pass, per-thread scratch, and the (P, B, D) gradient buffers for max_batch rows.
+int sweeper_init(Sweeper **out, const Replacement *r, int max_batch, int fp64, ThreadPool *pool);
+void sweeper_free(Sweeper *sw);
+// Number of source columns: n_active + L*T + T.
+size_t sweeper_ncols(const Sweeper *sw);
+// Rows of n targets (any n; processed max_batch at a time, in the given order).  Row i is
+// written to rows32[i] (fp32 sweeper) or rows64[i] (fp64 sweeper), sweeper_ncols() entries;
+// the other pointer array must be NULL.  Targets are validated (ranges, vocabulary).
+int sweeper_rows(Sweeper *sw, const AttribTarget *t, int n, float *const *rows32,
+                 double *const *rows64);
+
+// ---- logit targets ---------------------------------------------------------------------------
+// Salient logits of the real last-position distribution (softmax in double): tokens by
+// probability descending (ties: lower id), until the cumulative probability >= min_prob,
+// at most max_k.  ids/probs need max_k entries.  Returns the count (>= 1) or -1.
+int attribute_salient_logits(const Replacement *r, int max_k, double min_prob, int *ids,
+                             double *probs);
+
+// ---- the whole graph -------------------------------------------------------------------------
+typedef struct AttribOptions {
+    int max_feature_nodes;    // M >= 1; features beyond the budget are not nodes.  INT32_MAX: all
+    int batch;                // rows per sweep (>= 1); 64 is a good default
+    int update_interval;      // batches between partial-influence re-rankings (>= 1; 4)
+    int max_logits;           // salient logits: at most this many (10)
+    double logit_prob;        // salient logits: cumulative probability (0.95)
+    const int *target_tokens; // explicit logit targets (n_target_tokens > 0) instead of salient
+    int n_target_tokens;
+    int diff_a, diff_b;       // both >= 0: one target logit_a - logit_b (overrides the above)
+    int fp64;                 // sweeps in double (rows rounded to fp32 into the graph)
+    ThreadPool *pool;
+    // Called after every batch from the calling thread: rows done, rows planned.
+    void (*progress)(void *ctx, size_t done, size_t total);
+    void *progress_ctx;
+} AttribOptions;
+
+void attribute_options_default(AttribOptions *o);
+
+// Fill g (allocated here; graph_free it) from r: node table in METHOD §2 order (visited
+// features only, sorted by (l, p, f)), the dense adjacency with the rows of every visited
+// feature and every logit, tokens, n_active_total, max_feature_nodes and sizes.  Provenance
+// strings, fingerprints and thresholds are the caller's.  Logit node prob = softmax
+// probability of the token (a difference target: that of token a); activation = the logit
+// (difference: logit_a - logit_b).
+int attribute_graph(Graph *g, const Replacement *r, const AttribOptions *o);
