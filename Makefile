@@ -47,7 +47,7 @@ PROBES = /usr/include/criterion/criterion.h /usr/include/x86_64-linux-gnu/sleef.
          /usr/include/zip.h /usr/bin/aarch64-linux-gnu-gcc /usr/bin/qemu-aarch64 \
          /usr/include/aarch64-linux-gnu/sleef.h /usr/lib/aarch64-linux-gnu/libjansson.so \
          /usr/lib/aarch64-linux-gnu/libzip.so /usr/lib/aarch64-linux-gnu/libyaml.so \
-         /usr/lib/aarch64-linux-gnu/libnuma.so /usr/lib/aarch64-linux-gnu/libxxhash.so /usr/bin/xxhsum
+         /usr/lib/aarch64-linux-gnu/libnuma.so /usr/lib/aarch64-linux-gnu/libxxhash.so /usr/bin/xxhsum /usr/bin/valgrind
 $(DEPS_OK):
 	@missing=""; for f in $(PROBES); do [ -e $$f ] || missing="$$missing $$f"; done; \
 	if [ -n "$$missing" ]; then echo "missing:$$missing -> scripts/setup-deps.sh" >&2; \
