@@ -25,6 +25,10 @@ void help_info(void);
 void help_logits(void);
 void help_mkmodel(void);
 void help_bench_forward(void);
+int cmd_attribute(int argc, char **argv);
+void help_attribute(void);
+int cmd_graph_info(int argc, char **argv);
+void help_graph_info(void);
 
 // Print "ctrace <cmd>: <message>" and return 1 (runtime) — for ct_errmsg() failures.
 int cli_fail(const char *cmd);

@@ -19,6 +19,10 @@ static const Subcommand COMMANDS[] = {
      help_mkmodel},
     {"bench-forward", "time prefill and decode of a model (markdown rows)", cmd_bench_forward,
      help_bench_forward},
+    {"attribute", "attribution graph of a prompt: model + transcoder -> viewer JSON, .ctg, scores",
+     cmd_attribute, help_attribute},
+    {"graph-info", "summarise a saved attribution graph (.ctg): counts, scores, top nodes",
+     cmd_graph_info, help_graph_info},
 };
 #define NCOMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])
 

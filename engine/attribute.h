@@ -79,6 +79,16 @@ int sweeper_rows(Sweeper *sw, const AttribTarget *t, int n, float *const *rows32
 int attribute_salient_logits(const Replacement *r, int max_k, double min_prob, int *ids,
                              double *probs);
 
+// ---- partial influence (the budget's ranking) ------------------------------------------------
+// I (n_active): METHOD §3's influence of every active feature on the logits using only the rows
+// computed so far (logit rows, and feat_rows[s] for visited features s, NULL otherwise),
+// A^ = |A| / max(rowsum, 1e-10) with the given row sums (den).  One pass in reverse
+// topological order (logits, then features by layer descending) — equal to the series
+// w A^ + w A^2 + ... without the CSR that prune_rows_influence builds.
+void attribute_partial_influence(const Replacement *r, int K, float *const *logit_rows,
+                                 const double *logit_w, const double *logit_den,
+                                 float *const *feat_rows, const double *feat_den, double *I);
+
 // ---- the whole graph -------------------------------------------------------------------------
 typedef struct AttribOptions {
     int max_feature_nodes;    // M >= 1; features beyond the budget are not nodes.  INT32_MAX: all

@@ -52,8 +52,9 @@ static int csr_from_rows(Csr *c, int N, size_t n_rows, const float *const *rows,
             return ct_error("prune: row %zu: node index expected in [0, %d), got %d", r, N, t);
         }
         if (which[t] >= 0) {
+            int32_t first = which[t];
             free(row), free(which);
-            return ct_error("prune: node %d has two rows (%d and %zu)", t, which[t], r);
+            return ct_error("prune: node %d has two rows (%d and %zu)", t, first, r);
         }
         which[t] = (int32_t)r;
     }

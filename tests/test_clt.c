@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zip.h>
 
@@ -119,6 +120,35 @@ Test(clt_format, roundtrip_every_layout_and_dtype) {
                 cr_assert_eq(clt_decoder_row_f32(&b, 1, 2, 1) != NULL, dts[k] == ST_F32);
                 cr_assert(clt_decoder_row_f32(&e, 1, 2, 1) != NULL);
                 cr_assert_lt(b.n_params, e.n_params, "lazy load keeps decoders out of the block");
+                if (kind == CLT_CROSS_LAYER && skip) {
+                    // circuit-tracer applies W_skip_i as x @ W_skip_i: the file holds our transpose
+                    char *p = tu_join(dir, "W_enc_2.safetensors");
+                    StFile f;
+                    const StTensor *t;
+                    ASSERT_OK(st_open(&f, p));
+                    ASSERT_OK(st_get(&f, "W_skip_2", &t));
+                    float ws[64];
+                    ASSERT_OK(st_read_f32(&f, t, ws));
+                    for (int i = 0; i < 8; i++)
+                        for (int j = 0; j < 8; j++)
+                            cr_assert_eq(ws[i * 8 + j], round_dt(a.layers[2].W_skip[j * 8 + i], dts[k]));
+                    st_close(&f);
+                    free(p);
+                }
+                {
+                    char *p = tu_join(dir, "config.yaml");
+                    size_t n = 0;
+                    char *y = tu_read_file(p, &n);
+                    cr_assert(y);
+                    y = realloc(y, n + 1);
+                    y[n] = 0;
+                    cr_assert(strstr(y, kind == CLT_CROSS_LAYER ? "model_kind: cross_layer_transcoder"
+                                                                : "model_kind: transcoder_set"),
+                              "%s", y);
+                    cr_assert(strstr(y, "feature_output_hook: \"hook_mlp_out\""), "%s", y);
+                    free(y);
+                    free(p);
+                }
 
                 // Saving what was loaded reproduces the files byte for byte.
                 char *dir2 = fresh_dir("ctrace_clt2");
@@ -452,13 +482,11 @@ Test(clt_npz, malformed) {
     ASSERT_ERR(clt_load(&c, p, 0), "missing array W_dec.npy");
     // an array whose header promises more data than it holds ('<f8' header on '<f4' bytes)
     {
-        size_t shp[1] = {8};
-        Npy a = npy_make("<f8", "False", shp, 1, g.b_enc, 8 * 4);
-        Npy b = npy_make("<f4", "False", shp, 1, g.b_enc, 8 * 4);
-        const char *names[2] = {"b_enc.npy", "W_enc.npy"};
-        Npy arrs[2] = {a, b};
-        npz_write(p, names, arrs, 2, 0);
-        ASSERT_ERR(clt_load(&c, p, 0), "needs 64");
+        size_t shp[2] = {4, 8};
+        Npy a = npy_make("<f8", "False", shp, 2, g.W_enc_t, 32 * 4);
+        const char *names[1] = {"W_enc.npy"};
+        npz_write(p, names, &a, 1, 0);
+        ASSERT_ERR(clt_load(&c, p, 0), "data holds 128 bytes but descr '<f8' with shape (4, 8) needs 256");
     }
     // a shape that disagrees with the others
     {
@@ -584,7 +612,9 @@ Test(clt_format, malformed_layouts) {
     // a gap in the layer numbering, then a missing decoder file
     char *e1 = tu_join(dir, "W_enc_1.safetensors"), *d1 = tu_join(dir, "W_dec_1.safetensors"),
          *d2 = tu_join(dir, "W_dec_2.safetensors");
-    cr_assert_eq(rename(e1, tu_join(dir, "W_enc_1.bak")), 0);
+    char *bak = tu_join(dir, "W_enc_1.bak");
+    cr_assert_eq(rename(e1, bak), 0);
+    free(bak);
     ASSERT_ERR(clt_load(&c, dir, 0), "W_enc_1.safetensors is missing");
     unlink(d1);
     ASSERT_ERR(clt_load(&c, dir, 0), "W_enc_1.safetensors is missing");

@@ -1,0 +1,659 @@
+// attribute.c — attribution rows by batched backward sweeps through the frozen linear model,
+// logit targets, the influence-ordered feature budget, and the Graph they fill.
+// The algorithm, with shapes, is in attribute.h; the sweep itself is attribute_sweep.h,
+// instantiated below for float (kernel table) and double (--fp64).
+#include "engine/attribute.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "simd/simd.h"
+
+// ---- per-run state ---------------------------------------------------------------------------
+struct Sweeper {
+    const Replacement *r;
+    ThreadPool *pool;
+    int nt;             // tasks per parallel step (= threads)
+    int fp64;           // REAL = double when set, else float
+    int B;              // max rows per sweep
+    int L, T, D, H, Hkv, Dh, Dq, Dkv, V;
+    size_t ncols;       // n_active + L*T + T
+    // REAL copies, made once per run
+    void *WoT;          // (L, H*Dh, D)    WoT[l][j][i] = wo[l][i][j]
+    void *WvT;          // (L, D, Hkv*Dh)  WvT[l][i][j] = wv[l][j][i]
+    void *WskT;         // (L, D, D)       WskT[l][i][o] = W_skip[l][o][i], or NULL
+    void *gain_att;     // (L, T, D)       rms_att[l] * inv_rms_att(t, l): the frozen norm's slope
+    void *emb;          // (T, D)          token_embedding[tok_p]
+    double *ufin;       // (D)             rms_final * inv_rms_final(T-1)
+    double *wmean;      // (D)             mean over the vocabulary of the classifier rows
+    int max_nlp;        // largest gathered source block (rows)
+    // sweep buffers
+    void *G;            // (T, B, D)
+    void *GO;           // (T, B, H*Dh)
+    void *tvec;         // (B, D) injection vectors of the current sweep
+    void **S;           // (nt) (max_nlp, D) gathered sources
+    void **Y;           // (nt) (B, max_nlp) source products
+    void **GV;          // (nt) (B, Hkv*Dh)
+    void **GX;          // (nt) (B, D)
+    float **tmp;        // (nt) (D) decoder-row conversion scratch
+    int *tl, *tpos, *perm;   // (B) sorted targets of the current sweep
+    void **rowp;        // (B) output rows of the current sweep, sorted order
+};
+
+typedef struct SweepJob {
+    const Sweeper *sw;
+    int l;              // layer being swept
+    int P;              // positions 0..P-1
+    int nb;             // rows
+    int nr, na;         // rows with l_t > l (read sources), rows with l_t >= l (alive)
+    const int *tpos;    // (nb)
+    const void *tvec;   // (nb, D) REAL
+    void *const *rows;  // (nb) REAL output rows
+} SweepJob;
+
+// ---- primitives for the two instantiations ----------------------------------------------------
+// Y[t*rows + r] = W[r] . X[t]   W: (rows, cols), X: (T, cols)
+static inline void mm_f32(float *Y, const float *W, const float *X, size_t T, size_t rows, size_t cols) {
+    if (T && rows) simd_kernels()->matmul_f32(Y, W, X, T, rows, cols);
+}
+// Double reference order: four interleaved partial sums, combined pairwise.
+static void mm_f64(double *Y, const double *W, const double *X, size_t T, size_t rows, size_t cols) {
+    for (size_t t = 0; t < T; t++) {
+        const double *x = X + t * cols;
+        for (size_t r = 0; r < rows; r++) {
+            const double *w = W + r * cols;
+            double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+            size_t c = 0;
+            for (; c + 4 <= cols; c += 4) {
+                s0 += w[c] * x[c];
+                s1 += w[c + 1] * x[c + 1];
+                s2 += w[c + 2] * x[c + 2];
+                s3 += w[c + 3] * x[c + 3];
+            }
+            for (; c < cols; c++) s0 += w[c] * x[c];
+            Y[t * rows + r] = (s0 + s1) + (s2 + s3);
+        }
+    }
+}
+// Elementwise y += a x (no reduction: the order cannot change a bit); short rows (Dh).
+static inline void axpy_inl_f32(float *restrict y, float a, const float *restrict x, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] += a * x[i];
+}
+static inline void axpy_inl_f64(double *restrict y, double a, const double *restrict x, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] += a * x[i];
+}
+static inline float dot_f32(const float *a, const float *b, size_t n) { return simd_kernels()->dot_f32(a, b, n); }
+static inline double dot_f64(const double *a, const double *b, size_t n) {
+    double s = 0;
+    mm_f64(&s, a, b, 1, 1, n);
+    return s;
+}
+
+#define REAL float
+#define SFX(x) x##_f32
+#define MM mm_f32
+#define AXPY_INL axpy_inl_f32
+#define DOT dot_f32
+#include "engine/attribute_sweep.h"
+#undef REAL
+#undef SFX
+#undef MM
+#undef AXPY_INL
+#undef DOT
+#define REAL double
+#define SFX(x) x##_f64
+#define MM mm_f64
+#define AXPY_INL axpy_inl_f64
+#define DOT dot_f64
+#include "engine/attribute_sweep.h"
+#undef REAL
+#undef SFX
+#undef MM
+#undef AXPY_INL
+#undef DOT
+
+// ---- sweeper ---------------------------------------------------------------------------------
+static void *alloc_real(int fp64, size_t n) {
+    return malloc((n ? n : 1) * (fp64 ? sizeof(double) : sizeof(float)));
+}
+static inline void put_real(void *a, int fp64, size_t i, double v) {
+    if (fp64) ((double *)a)[i] = v;
+    else ((float *)a)[i] = (float)v;
+}
+
+size_t sweeper_ncols(const Sweeper *sw) { return sw->ncols; }
+
+void sweeper_free(Sweeper *sw) {
+    if (!sw) return;
+    free(sw->WoT), free(sw->WvT), free(sw->WskT), free(sw->gain_att), free(sw->emb);
+    free(sw->ufin), free(sw->wmean), free(sw->G), free(sw->GO), free(sw->tvec);
+    for (int i = 0; i < sw->nt; i++) {
+        if (sw->S) free(sw->S[i]);
+        if (sw->Y) free(sw->Y[i]);
+        if (sw->GV) free(sw->GV[i]);
+        if (sw->GX) free(sw->GX[i]);
+        if (sw->tmp) free(sw->tmp[i]);
+    }
+    free(sw->S), free(sw->Y), free(sw->GV), free(sw->GX), free(sw->tmp);
+    free(sw->tl), free(sw->tpos), free(sw->perm), free(sw->rowp);
+    free(sw);
+}
+
+int sweeper_init(Sweeper **out, const Replacement *r, int max_batch, int fp64, ThreadPool *pool) {
+    *out = NULL;
+    if (max_batch < 1) return ct_error("attribution: batch size must be >= 1, got %d", max_batch);
+    const Model *m = r->m;
+    const Config *c = &m->c;
+    Sweeper *sw = calloc(1, sizeof *sw);
+    if (!sw) return ct_error("attribution: out of memory");
+    sw->r = r;
+    sw->pool = pool;
+    sw->nt = pool_size(pool);
+    sw->fp64 = fp64 != 0;
+    sw->B = max_batch;
+    sw->L = r->L, sw->T = r->T, sw->D = r->D, sw->V = r->V;
+    sw->H = c->n_heads, sw->Hkv = c->n_kv_heads, sw->Dh = c->head_dim;
+    sw->Dq = sw->H * sw->Dh, sw->Dkv = sw->Hkv * sw->Dh;
+    size_t L = (size_t)sw->L, T = (size_t)sw->T, D = (size_t)sw->D, Dq = (size_t)sw->Dq,
+           Dkv = (size_t)sw->Dkv, B = (size_t)sw->B, V = (size_t)sw->V;
+    int f64 = sw->fp64;
+    sw->ncols = (size_t)r->n_active + L * T + T;
+
+    // largest source block: 1 error row + active features of layers <= l at p
+    int mx = 1;
+    for (size_t l = 0; l < L; l++)
+        for (size_t p = 0; p < T; p++) {
+            int n = 1;
+            size_t ls0 = r->clt->kind == CLT_PER_LAYER ? l : 0;
+            for (size_t ls = ls0; ls <= l; ls++) n += r->lp_start[ls * T + p + 1] - r->lp_start[ls * T + p];
+            if (n > mx) mx = n;
+        }
+    sw->max_nlp = mx;
+
+    sw->WoT = alloc_real(f64, L * Dq * D);
+    sw->WvT = alloc_real(f64, L * D * Dkv);
+    sw->WskT = r->clt->has_skip ? alloc_real(f64, L * D * D) : NULL;
+    sw->gain_att = alloc_real(f64, L * T * D);
+    sw->emb = alloc_real(f64, T * D);
+    sw->ufin = malloc(D * sizeof(double));
+    sw->wmean = calloc(D, sizeof(double));
+    sw->G = alloc_real(f64, T * B * D);
+    sw->GO = alloc_real(f64, T * B * Dq);
+    sw->tvec = alloc_real(f64, B * D);
+    sw->S = calloc((size_t)sw->nt, sizeof(void *));
+    sw->Y = calloc((size_t)sw->nt, sizeof(void *));
+    sw->GV = calloc((size_t)sw->nt, sizeof(void *));
+    sw->GX = calloc((size_t)sw->nt, sizeof(void *));
+    sw->tmp = calloc((size_t)sw->nt, sizeof(float *));
+    sw->tl = malloc(B * sizeof(int));
+    sw->tpos = malloc(B * sizeof(int));
+    sw->perm = malloc(B * sizeof(int));
+    sw->rowp = malloc(B * sizeof(void *));
+    int ok = sw->WoT && sw->WvT && (sw->WskT || !r->clt->has_skip) && sw->gain_att && sw->emb &&
+             sw->ufin && sw->wmean && sw->G && sw->GO && sw->tvec && sw->S && sw->Y && sw->GV &&
+             sw->GX && sw->tmp && sw->tl && sw->tpos && sw->perm && sw->rowp;
+    for (int i = 0; ok && i < sw->nt; i++) {
+        sw->S[i] = alloc_real(f64, (size_t)mx * D);
+        sw->Y[i] = alloc_real(f64, B * (size_t)mx);
+        sw->GV[i] = alloc_real(f64, B * Dkv);
+        sw->GX[i] = alloc_real(f64, B * D);
+        sw->tmp[i] = malloc(D * sizeof(float));
+        ok = sw->S[i] && sw->Y[i] && sw->GV[i] && sw->GX[i] && sw->tmp[i];
+    }
+    if (!ok) {
+        sweeper_free(sw);
+        return ct_error("attribution: out of memory for sweep buffers (batch %d, T = %d, D = %d, "
+                        "largest source block %d rows); try a smaller --batch", max_batch, r->T, r->D, mx);
+    }
+
+    const Weights *w = &m->w;
+    for (size_t l = 0; l < L; l++) {
+        const float *wo = w->wo + l * D * Dq;   // (D, Dq)
+        const float *wv = w->wv + l * Dkv * D;  // (Dkv, D)
+        for (size_t i = 0; i < D; i++)
+            for (size_t jq = 0; jq < Dq; jq++) put_real(sw->WoT, f64, (l * Dq + jq) * D + i, wo[i * Dq + jq]);
+        for (size_t jv = 0; jv < Dkv; jv++)
+            for (size_t i = 0; i < D; i++) put_real(sw->WvT, f64, (l * D + i) * Dkv + jv, wv[jv * D + i]);
+        if (sw->WskT) {
+            const float *ws = r->clt->layers[l].W_skip;  // (D out, D in)
+            for (size_t o = 0; o < D; o++)
+                for (size_t i = 0; i < D; i++) put_real(sw->WskT, f64, (l * D + i) * D + o, ws[o * D + i]);
+        }
+        for (size_t t = 0; t < T; t++) {
+            double inv = r->cap.inv_rms_att[t * L + l];
+            for (size_t i = 0; i < D; i++)
+                put_real(sw->gain_att, f64, (l * T + t) * D + i, (double)w->rms_att[l * D + i] * inv);
+        }
+    }
+    for (size_t t = 0; t < T; t++)
+        for (size_t i = 0; i < D; i++)
+            put_real(sw->emb, f64, t * D + i, w->token_embedding[(size_t)r->tokens[t] * D + i]);
+    double invf = r->cap.inv_rms_final[T - 1];
+    for (size_t i = 0; i < D; i++) sw->ufin[i] = (double)w->rms_final[i] * invf;
+    for (size_t v = 0; v < V; v++)
+        for (size_t i = 0; i < D; i++) sw->wmean[i] += w->wcls[v * D + i];
+    for (size_t i = 0; i < D; i++) sw->wmean[i] /= (double)V;
+    *out = sw;
+    return CT_OK;
+}
+
+static int target_check(const Sweeper *sw, const AttribTarget *t, int i) {
+    if (t->kind == TARGET_FEATURE) {
+        if (t->layer < 0 || t->layer >= sw->L || t->pos < 0 || t->pos >= sw->T || t->feature < 0 ||
+            t->feature >= sw->r->F)
+            return ct_error("attribution target %d: feature (layer %d, pos %d, feature %d) outside "
+                            "L = %d, T = %d, F = %d", i, t->layer, t->pos, t->feature, sw->L, sw->T, sw->r->F);
+    } else if (t->kind == TARGET_LOGIT) {
+        if (t->tok_a < 0 || t->tok_a >= sw->V || t->tok_b >= sw->V)
+            return ct_error("attribution target %d: token %d%s%d outside the vocabulary [0, %d)", i,
+                            t->tok_a, t->tok_b >= 0 ? " - " : "", t->tok_b >= 0 ? t->tok_b : 0, sw->V);
+    } else {
+        return ct_error("attribution target %d: unknown kind %d", i, t->kind);
+    }
+    return CT_OK;
+}
+
+// Sort key of a target: injection layer (logits: L), descending; ties keep the input order.
+typedef struct { const AttribTarget *t; int L; } TargetSortCtx;
+static int cmp_target(const void *a, const void *b, void *ctx) {
+    const TargetSortCtx *c = ctx;
+    int i = *(const int *)a, j = *(const int *)b;
+    int li = c->t[i].kind == TARGET_LOGIT ? c->L : c->t[i].layer;
+    int lj = c->t[j].kind == TARGET_LOGIT ? c->L : c->t[j].layer;
+    if (li != lj) return li > lj ? -1 : 1;
+    return (i > j) - (i < j);
+}
+
+int sweeper_rows(Sweeper *sw, const AttribTarget *t, int n, float *const *rows32, double *const *rows64) {
+    if ((sw->fp64 && !rows64) || (!sw->fp64 && !rows32))
+        return ct_error("sweeper_rows: %s rows expected for a%s sweeper", sw->fp64 ? "double" : "float",
+                        sw->fp64 ? "n fp64" : "n fp32");
+    for (int i = 0; i < n; i++)
+        if (target_check(sw, &t[i], i) != CT_OK) return CT_ERR;
+    const Weights *w = &sw->r->m->w;
+    size_t D = (size_t)sw->D;
+    for (int c0 = 0; c0 < n; c0 += sw->B) {
+        int nb = n - c0 < sw->B ? n - c0 : sw->B;
+        for (int b = 0; b < nb; b++) sw->perm[b] = b;
+        TargetSortCtx sc = {t + c0, sw->L};
+        qsort_r(sw->perm, (size_t)nb, sizeof(int), cmp_target, &sc);
+        for (int b = 0; b < nb; b++) {
+            const AttribTarget *tg = &t[c0 + sw->perm[b]];
+            if (tg->kind == TARGET_LOGIT) {
+                // d(logit_a - mean_u logit_u)/d x_final = (W_U[a] - mean_u W_U[u]) ⊙ rms_final * inv_rms
+                const float *wa = w->wcls + (size_t)tg->tok_a * D;
+                const float *wb = tg->tok_b >= 0 ? w->wcls + (size_t)tg->tok_b * D : NULL;
+                for (size_t i = 0; i < D; i++) {
+                    double u = (double)wa[i] - (wb ? (double)wb[i] : sw->wmean[i]);
+                    put_real(sw->tvec, sw->fp64, (size_t)b * D + i, u * sw->ufin[i]);
+                }
+                sw->tl[b] = sw->L;
+                sw->tpos[b] = sw->T - 1;
+            } else {
+                const float *we = sw->r->clt->layers[tg->layer].W_enc + (size_t)tg->feature * D;
+                for (size_t i = 0; i < D; i++) put_real(sw->tvec, sw->fp64, (size_t)b * D + i, we[i]);
+                sw->tl[b] = tg->layer;
+                sw->tpos[b] = tg->pos;
+            }
+            sw->rowp[b] = sw->fp64 ? (void *)rows64[c0 + sw->perm[b]] : (void *)rows32[c0 + sw->perm[b]];
+        }
+        if (sw->fp64) sweep_f64(sw, nb, sw->tl, sw->tpos, sw->tvec, (double *const *)sw->rowp);
+        else sweep_f32(sw, nb, sw->tl, sw->tpos, sw->tvec, (float *const *)sw->rowp);
+    }
+    return CT_OK;
+}
+
+// ---- logit targets ----------------------------------------------------------------------------
+typedef struct ProbIdx {
+    double p;
+    int i;
+} ProbIdx;
+static int cmp_prob(const void *a, const void *b) {
+    const ProbIdx *x = a, *y = b;
+    if (x->p != y->p) return x->p < y->p ? 1 : -1;
+    return (x->i > y->i) - (x->i < y->i);
+}
+
+// softmax of the last-position logits in double
+static double *softmax_last(const Replacement *r) {
+    double *p = malloc((size_t)r->V * sizeof(double));
+    if (!p) return NULL;
+    double mx = -INFINITY, s = 0;
+    for (int v = 0; v < r->V; v++) mx = r->logits[v] > mx ? r->logits[v] : mx;
+    for (int v = 0; v < r->V; v++) s += (p[v] = exp((double)r->logits[v] - mx));
+    for (int v = 0; v < r->V; v++) p[v] /= s;
+    return p;
+}
+
+int attribute_salient_logits(const Replacement *r, int max_k, double min_prob, int *ids, double *probs) {
+    if (max_k < 1) return ct_error("attribution: --max-logits must be >= 1, got %d", max_k);
+    double *p = softmax_last(r);
+    ProbIdx *pi = malloc((size_t)r->V * sizeof *pi);
+    if (!p || !pi) {
+        free(p), free(pi);
+        return ct_error("attribution: out of memory (V = %d)", r->V);
+    }
+    for (int v = 0; v < r->V; v++) pi[v].p = p[v], pi[v].i = v;
+    qsort(pi, (size_t)r->V, sizeof *pi, cmp_prob);
+    int k = 0;
+    double cum = 0;
+    while (k < max_k && k < r->V) {
+        ids[k] = pi[k].i, probs[k] = pi[k].p;
+        cum += pi[k].p;
+        k++;
+        if (cum >= min_prob) break;   // circuit-tracer: searchsorted(cumsum, p) + 1
+    }
+    free(p), free(pi);
+    return k;
+}
+
+// ---- partial influence for the budget ---------------------------------------------------------
+// I (n_active) = influence of every feature on the logits through the rows computed so far
+// (METHOD §3 on those rows; rows not computed count as zero).  Rows are processed in reverse
+// topological order — logits, then visited features by index descending, i.e. layer
+// descending (a feature's edges come only from lower layers) — so each node's total weight
+// q = w + I is final when its row is spread: I[s] += q_t |A[t,s]| / max(rowsum_t, 1e-10).
+// One pass over the rows equals the series w A^ + w A^2 + ... (tests/test_attribute.c checks
+// it against prune_rows_influence).
+void attribute_partial_influence(const Replacement *r, int K, float *const *logit_rows,
+                                 const double *logit_w, const double *logit_den,
+                                 float *const *feat_rows, const double *feat_den, double *I) {
+    size_t na = (size_t)r->n_active;
+    memset(I, 0, na * sizeof(double));
+    for (int k = 0; k < K; k++) {
+        double cf = logit_w[k] / (logit_den[k] > 1e-10 ? logit_den[k] : 1e-10);
+        if (cf == 0) continue;
+        const float *row = logit_rows[k];
+        for (size_t s = 0; s < na; s++) I[s] += cf * fabs((double)row[s]);
+    }
+    for (size_t t = na; t-- > 0;) {
+        if (!feat_rows[t] || I[t] == 0) continue;
+        double cf = I[t] / (feat_den[t] > 1e-10 ? feat_den[t] : 1e-10);
+        const float *row = feat_rows[t];
+        size_t hi = (size_t)r->lp_start[(size_t)r->act_layer[t] * (size_t)r->T];  // features of lower layers
+        for (size_t s = 0; s < hi; s++) I[s] += cf * fabs((double)row[s]);
+    }
+}
+
+// ---- the whole graph ---------------------------------------------------------------------------
+void attribute_options_default(AttribOptions *o) {
+    memset(o, 0, sizeof *o);
+    o->max_feature_nodes = 7500;   // circuit-tracer's CLI default
+    o->batch = 64;
+    o->update_interval = 4;
+    o->max_logits = 10;
+    o->logit_prob = 0.95;
+    o->diff_a = o->diff_b = -1;
+}
+
+// Order of a queue of features for batching: by position, then layer, then index, so one
+// sweep's targets share their positions (P small) and the layer prefix trick applies.
+static int cmp_pos_layer(const void *a, const void *b, void *ctx) {
+    int i = *(const int *)a, j = *(const int *)b;
+    const Replacement *r = ctx;
+    if (r->act_pos[i] != r->act_pos[j]) return r->act_pos[i] < r->act_pos[j] ? -1 : 1;
+    if (r->act_layer[i] != r->act_layer[j]) return r->act_layer[i] < r->act_layer[j] ? -1 : 1;
+    return (i > j) - (i < j);
+}
+static int cmp_keyidx_desc(const void *a, const void *b) {
+    const ProbIdx *x = a, *y = b;   // reuse: p = key, i = index
+    if (x->p != y->p) return x->p < y->p ? 1 : -1;
+    return (x->i > y->i) - (x->i < y->i);
+}
+
+// Rows of n targets into float rows (fp64 sweeps go through a double scratch of the batch).
+static int rows_into(Sweeper *sw, const AttribTarget *t, int n, float *const *dst, double *scratch,
+                     double **sp, int B) {
+    if (!sw->fp64) return sweeper_rows(sw, t, n, dst, NULL);
+    size_t nc = sweeper_ncols(sw);
+    for (int c0 = 0; c0 < n; c0 += B) {
+        int nb = n - c0 < B ? n - c0 : B;
+        for (int b = 0; b < nb; b++) sp[b] = scratch + (size_t)b * nc;
+        if (sweeper_rows(sw, t + c0, nb, NULL, sp) != CT_OK) return CT_ERR;
+        for (int b = 0; b < nb; b++)
+            for (size_t c = 0; c < nc; c++) dst[c0 + b][c] = (float)sp[b][c];
+    }
+    return CT_OK;
+}
+
+static double row_abs_sum(const float *row, size_t n) {
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += fabs((double)row[i]);
+    return s;
+}
+
+int attribute_graph(Graph *g, const Replacement *r, const AttribOptions *o) {
+    memset(g, 0, sizeof *g);
+    if (o->max_feature_nodes < 1)
+        return ct_error("attribution: the feature budget (max_feature_nodes) must be >= 1, got %d",
+                        o->max_feature_nodes);
+    if (o->batch < 1) return ct_error("attribution: the batch size must be >= 1, got %d", o->batch);
+    if (o->update_interval < 1) return ct_error("attribution: update_interval must be >= 1, got %d", o->update_interval);
+    int L = r->L, T = r->T, V = r->V, B = o->batch;
+    size_t n_act = (size_t)r->n_active;
+
+    // 1. logit targets
+    int K = 0, *ids = NULL, *ids_b = NULL;
+    double *probs = NULL, *pall = softmax_last(r);
+    if (!pall) return ct_error("attribution: out of memory (V = %d)", V);
+    if (o->diff_a >= 0 || o->diff_b >= 0) {
+        if (o->diff_a < 0 || o->diff_a >= V || o->diff_b < 0 || o->diff_b >= V || o->diff_a == o->diff_b) {
+            free(pall);
+            return ct_error("attribution: target difference %d,%d: both tokens must be distinct ids in "
+                            "[0, %d)", o->diff_a, o->diff_b, V);
+        }
+        K = 1;
+    } else if (o->n_target_tokens > 0) {
+        K = o->n_target_tokens;
+        for (int k = 0; k < K; k++)
+            if (o->target_tokens[k] < 0 || o->target_tokens[k] >= V) {
+                free(pall);
+                return ct_error("attribution: target token %d is outside the vocabulary [0, %d)",
+                                o->target_tokens[k], V);
+            }
+    } else {
+        if (o->max_logits < 1 || !(o->logit_prob > 0 && o->logit_prob <= 1)) {
+            free(pall);
+            return ct_error("attribution: salient logits need max_logits >= 1 (got %d) and logit_prob "
+                            "in (0, 1] (got %g)", o->max_logits, o->logit_prob);
+        }
+        K = o->max_logits < V ? o->max_logits : V;
+    }
+    ids = malloc((size_t)K * sizeof(int));
+    ids_b = malloc((size_t)K * sizeof(int));
+    probs = malloc((size_t)K * sizeof(double));
+    if (!ids || !ids_b || !probs) {
+        free(pall), free(ids), free(ids_b), free(probs);
+        return ct_error("attribution: out of memory");
+    }
+    if (o->diff_a >= 0) {
+        ids[0] = o->diff_a, ids_b[0] = o->diff_b, probs[0] = pall[o->diff_a];
+    } else if (o->n_target_tokens > 0) {
+        for (int k = 0; k < K; k++) ids[k] = o->target_tokens[k], ids_b[k] = -1, probs[k] = pall[ids[k]];
+    } else {
+        K = attribute_salient_logits(r, K, o->logit_prob, ids, probs);
+        for (int k = 0; k < K; k++) ids_b[k] = -1;
+    }
+    free(pall);
+
+    int M = o->max_feature_nodes < (long long)n_act ? o->max_feature_nodes : (int)n_act;
+    int full = (size_t)M == n_act;
+    size_t nsrc = n_act + (size_t)L * T + T;          // source columns of a row
+    Sweeper *sw = NULL;
+    AttribTarget *tg = malloc((size_t)(B > K ? B : K) * sizeof *tg);
+    double *scratch = o->fp64 ? malloc((size_t)B * nsrc * sizeof(double)) : NULL;
+    double **sp = o->fp64 ? malloc((size_t)B * sizeof(double *)) : NULL;
+    float **dst = calloc((size_t)(B > K ? B : K), sizeof(float *));
+    int *queue = malloc((n_act ? n_act : 1) * sizeof(int));
+    uint8_t *visited = calloc(n_act ? n_act : 1, 1);
+    float *rowbuf = NULL;
+    float **frow = NULL;   // (n_act) row of each visited feature (budget path)
+    double *fden = NULL, *I = NULL;
+    ProbIdx *rank = NULL;
+    int rc = CT_ERR;
+    if (!tg || (o->fp64 && (!scratch || !sp)) || !dst || !queue || !visited) {
+        ct_error("attribution: out of memory");
+        goto done;
+    }
+    if (sweeper_init(&sw, r, B, o->fp64, o->pool) != CT_OK) goto done;
+    size_t total = (size_t)K + (size_t)M, ndone = 0;
+
+    for (int k = 0; k < K; k++) {
+        memset(&tg[k], 0, sizeof tg[k]);
+        tg[k].kind = TARGET_LOGIT, tg[k].tok_a = ids[k], tg[k].tok_b = ids_b[k];
+    }
+    if (full) {
+        // 2a. every active feature is a node: rows go straight into the graph's adjacency.
+        if (graph_alloc(g, (int)n_act, L * T, T, K) != CT_OK) goto done;
+        size_t N = (size_t)g->n_nodes;
+        for (int k = 0; k < K; k++) dst[k] = g->adj + (nsrc + (size_t)k) * N;
+        if (rows_into(sw, tg, K, dst, scratch, sp, B) != CT_OK) goto done;
+        ndone += (size_t)K;
+        if (o->progress) o->progress(o->progress_ctx, ndone, total);
+        for (size_t s = 0; s < n_act; s++) queue[s] = (int)s;
+        qsort_r(queue, n_act, sizeof(int), cmp_pos_layer, (void *)r);
+        for (size_t q0 = 0; q0 < n_act; q0 += (size_t)B) {
+            int nb = n_act - q0 < (size_t)B ? (int)(n_act - q0) : B;
+            for (int b = 0; b < nb; b++) {
+                int s = queue[q0 + (size_t)b];
+                memset(&tg[b], 0, sizeof tg[b]);
+                tg[b].kind = TARGET_FEATURE, tg[b].layer = r->act_layer[s], tg[b].pos = r->act_pos[s],
+                tg[b].feature = r->act_feat[s];
+                dst[b] = g->adj + (size_t)s * N;
+            }
+            if (rows_into(sw, tg, nb, dst, scratch, sp, B) != CT_OK) goto done;
+            ndone += (size_t)nb;
+            if (o->progress) o->progress(o->progress_ctx, ndone, total);
+        }
+        for (size_t s = 0; s < n_act; s++) visited[s] = 1;
+    } else {
+        // 2b. the budget: logit rows, then rounds of the most influential unvisited features.
+        size_t nrows = (size_t)K + (size_t)M;
+        rowbuf = malloc(nrows * nsrc * sizeof(float));
+        frow = calloc(n_act, sizeof(float *));
+        fden = calloc(n_act, sizeof(double));
+        I = malloc(n_act * sizeof(double));
+        rank = malloc(n_act * sizeof *rank);
+        double *lden = malloc((size_t)K * sizeof(double));
+        float **lrow = malloc((size_t)K * sizeof(float *));
+        if (!rowbuf || !frow || !fden || !I || !rank || !lden || !lrow) {
+            free(lden), free(lrow);
+            ct_error("attribution: out of memory for %zu rows of %zu columns (%.1f GiB); lower "
+                     "--max-feature-nodes", nrows, nsrc, (double)nrows * nsrc * 4 / (1 << 30));
+            goto done;
+        }
+        for (int k = 0; k < K; k++) lrow[k] = dst[k] = rowbuf + (size_t)k * nsrc;
+        if (rows_into(sw, tg, K, dst, scratch, sp, B) != CT_OK) {
+            free(lden), free(lrow);
+            goto done;
+        }
+        for (int k = 0; k < K; k++) lden[k] = row_abs_sum(lrow[k], nsrc);
+        ndone += (size_t)K;
+        if (o->progress) o->progress(o->progress_ctx, ndone, total);
+        size_t next_row = (size_t)K;
+        int n_vis = 0;
+        while (n_vis < M) {
+            attribute_partial_influence(r, K, lrow, probs, lden, frow, fden, I);
+            size_t nu = 0;
+            for (size_t s = 0; s < n_act; s++)
+                if (!visited[s]) rank[nu].p = I[s], rank[nu].i = (int)s, nu++;
+            qsort(rank, nu, sizeof *rank, cmp_keyidx_desc);
+            size_t qn = (size_t)o->update_interval * (size_t)B;
+            if (qn > (size_t)(M - n_vis)) qn = (size_t)(M - n_vis);
+            for (size_t i = 0; i < qn; i++) queue[i] = rank[i].i;
+            qsort_r(queue, qn, sizeof(int), cmp_pos_layer, (void *)r);
+            for (size_t q0 = 0; q0 < qn; q0 += (size_t)B) {
+                int nb = qn - q0 < (size_t)B ? (int)(qn - q0) : B;
+                for (int b = 0; b < nb; b++) {
+                    int s = queue[q0 + (size_t)b];
+                    memset(&tg[b], 0, sizeof tg[b]);
+                    tg[b].kind = TARGET_FEATURE, tg[b].layer = r->act_layer[s], tg[b].pos = r->act_pos[s],
+                    tg[b].feature = r->act_feat[s];
+                    dst[b] = frow[s] = rowbuf + (next_row++) * nsrc;
+                }
+                if (rows_into(sw, tg, nb, dst, scratch, sp, B) != CT_OK) {
+                    free(lden), free(lrow);
+                    goto done;
+                }
+                for (int b = 0; b < nb; b++) {
+                    int s = queue[q0 + (size_t)b];
+                    fden[s] = row_abs_sum(frow[s], nsrc);
+                    visited[s] = 1;
+                }
+                n_vis += nb;
+                ndone += (size_t)nb;
+                if (o->progress) o->progress(o->progress_ctx, ndone, total);
+            }
+        }
+        // 3. assemble: visited features in (l, p, f) order; their columns only
+        int32_t *newidx = malloc(n_act * sizeof(int32_t));
+        if (!newidx || graph_alloc(g, M, L * T, T, K) != CT_OK) {
+            free(newidx), free(lden), free(lrow);
+            if (!newidx) ct_error("attribution: out of memory");
+            goto done;
+        }
+        int nf = 0;
+        for (size_t s = 0; s < n_act; s++) newidx[s] = visited[s] ? nf++ : -1;
+        size_t N = (size_t)g->n_nodes, nrest = (size_t)L * T + T;
+        for (size_t i = 0; i < n_act + (size_t)K; i++) {
+            const float *src;
+            float *drow;
+            if (i < n_act) {
+                if (!visited[i]) continue;
+                src = frow[i], drow = g->adj + (size_t)newidx[i] * N;
+            } else {
+                src = lrow[i - n_act], drow = g->adj + ((size_t)nf + nrest + (i - n_act)) * N;
+            }
+            for (size_t s = 0; s < n_act; s++)
+                if (newidx[s] >= 0) drow[newidx[s]] = src[s];
+            memcpy(drow + nf, src + n_act, nrest * sizeof(float));
+        }
+        free(newidx), free(lden), free(lrow);
+    }
+
+    // 4. node table
+    {
+        int nf = g->n_features;
+        int f = 0;
+        for (size_t s = 0; s < n_act; s++) {
+            if (!visited[s]) continue;
+            GraphNode *nd = &g->nodes[f++];
+            nd->kind = NODE_FEATURE, nd->layer = r->act_layer[s], nd->pos = r->act_pos[s];
+            nd->feature = r->act_feat[s], nd->token = -1, nd->activation = r->act_val[s];
+        }
+        for (int l = 0; l < L; l++)
+            for (int p = 0; p < T; p++) {
+                GraphNode *nd = &g->nodes[nf + l * T + p];
+                nd->kind = NODE_ERROR, nd->layer = l, nd->pos = p, nd->feature = -1, nd->token = -1;
+            }
+        for (int p = 0; p < T; p++) {
+            GraphNode *nd = &g->nodes[nf + L * T + p];
+            nd->kind = NODE_TOKEN, nd->layer = -1, nd->pos = p, nd->feature = -1, nd->token = r->tokens[p];
+        }
+        for (int k = 0; k < K; k++) {
+            GraphNode *nd = &g->nodes[nf + L * T + T + k];
+            nd->kind = NODE_LOGIT, nd->layer = L, nd->pos = T - 1, nd->feature = -1, nd->token = ids[k];
+            nd->activation = r->logits[ids[k]] - (ids_b[k] >= 0 ? r->logits[ids_b[k]] : 0.0f);
+            nd->prob = (float)probs[k];
+            nd->is_target = 1;
+        }
+        g->L = L, g->T = T, g->D = r->D, g->F = r->F, g->V = V;
+        g->n_active_total = (int)n_act;
+        g->max_feature_nodes = M;
+        g->tokens = malloc((size_t)T * sizeof(int));
+        if (!g->tokens) {
+            ct_error("attribution: out of memory");
+            goto done;
+        }
+        memcpy(g->tokens, r->tokens, (size_t)T * sizeof(int));
+    }
+    rc = CT_OK;
+done:
+    if (rc != CT_OK) graph_free(g);
+    sweeper_free(sw);
+    free(ids), free(ids_b), free(probs), free(tg), free(scratch), free(sp), free(dst), free(queue);
+    free(visited), free(rowbuf), free(frow), free(fden), free(I), free(rank);
+    return rc;
+}

@@ -1,0 +1,496 @@
+// test_attribute.c — the gold standard: every attribution edge equals an intervention.
+//
+// For a source s (feature, error or token) and every target t (every active feature's
+// pre-activation, every salient logit, a logit difference), A[t, s] must equal the change
+// of t when s's contribution is added at its location in the frozen model (attention
+// patterns, 1/rms factors and every MLP output frozen at the clean run):
+//   feature s = (l_s, p_s, f_s):  a_s * W_dec[l_s][f_s][l - l_s] added to mlp_out[l](p_s), l >= l_s
+//   error (l, p):                 eps_l(p) added to mlp_out[l](p)
+//   token p:                      token_embedding[tok_p] added to the embedding output at p
+// Two independent references:
+//   fp32: the engine's real forward (model_forward_seq_hooked with freeze_attn, freeze_norms,
+//         freeze_mlp) with a hook adding the vector (scaled by c so the change is as large as
+//         the residual itself, then divided by c: the frozen model is linear, and the scaling
+//         keeps the fp32 cancellation in (perturbed - base) small).  A transcoder skip
+//         (mlp_out = const + W_skip dx) is added by the same hook.  Tolerance 1e-4 of the
+//         column's scale (its largest |change|).
+//   fp64: a double-precision frozen linear model written here (ref64: mirrors forward.c, reads
+//         the same frozen patterns and 1/rms factors from the capture, propagates the change
+//         only, so there is no cancellation).  Tolerance 1e-9 of the column's scale.  The
+//         reference is itself checked against the engine forward on a few columns.
+// Columns: every error, every token, and >= 100 features; rows: all of them.
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "engine/attribute.h"
+#include "engine/graph_io.h"
+#include "engine/prune.h"
+#include "engine/tokenizer.h"
+#include "simd/simd.h"
+#include "tests/lib/testutil.h"
+
+static const char *PROMPT = "Once upon a time, there was a little girl named Lily. She";
+
+// ---- fixtures ---------------------------------------------------------------------------------
+static void load_stories(Model *m, int *toks, int *T, int maxT) {
+    char *mp = tu_shared_path("models/stories260K/stories260K.bin");
+    char *tp = tu_shared_path("models/stories260K/tok512.bin");
+    cr_assert_eq(model_load_llama2c(m, mp), CT_OK, "%s", ct_errmsg());
+    Tokenizer tk;
+    cr_assert_eq(tokenizer_load(&tk, tp, m->c.vocab_size), CT_OK, "%s", ct_errmsg());
+    int n = 0;
+    int rc = tokenizer_encode(&tk, PROMPT, 1, 0, toks, maxT, &n);
+    if (rc != CT_OK) {  // longer than maxT: keep the first maxT tokens
+        int *all = malloc((size_t)n * sizeof(int));
+        cr_assert_eq(tokenizer_encode(&tk, PROMPT, 1, 0, all, n, &n), CT_OK);
+        memcpy(toks, all, (size_t)maxT * sizeof(int));
+        free(all);
+        n = maxT;
+    }
+    *T = n;
+    tokenizer_free(&tk);
+    free(mp), free(tp);
+}
+
+// A random tiny model: GQA (H = 6, Hkv = 2) and an untied classifier.
+static char *tiny_model(Model *m, int *toks, int T, uint64_t seed) {
+    char *dir = tu_mkdtemp("ct_attr_m");
+    cr_assert_not_null(dir);
+    char *path = tu_join(dir, "tiny.bin");
+    Config c = {.dim = 48, .hidden_dim = 96, .n_layers = 3, .n_heads = 6, .n_kv_heads = 2,
+                .vocab_size = 97, .seq_len = 32, .shared_classifier = 0};
+    cr_assert_eq(model_write_random(path, &c, seed), CT_OK, "%s", ct_errmsg());
+    cr_assert_eq(model_load_llama2c(m, path), CT_OK, "%s", ct_errmsg());
+    cr_assert_eq(m->c.shared_classifier, 0);
+    cr_assert_lt(m->c.n_kv_heads, m->c.n_heads);
+    TuRng rng;
+    tu_rng_seed(&rng, seed + 1);
+    toks[0] = 1;
+    for (int i = 1; i < T; i++) toks[i] = (int)tu_rng_below(&rng, 97);
+    free(path);
+    return dir;
+}
+
+// Random transcoder with thresholds (JumpReLU) or encoder biases (ReLU) calibrated on the
+// prompt so that about `frac` of the (position, feature) pairs of each layer fire.
+static void random_clt(Clt *c, const Model *m, const int *toks, int T, int F, CltKind kind,
+                       CltActKind act, int skip, uint64_t seed, double frac) {
+    int L = m->c.n_layers, D = m->c.dim;
+    CltActivation a = {act, act == CLT_ACT_TOPK ? 6 : 0};
+    cr_assert_eq(clt_alloc(c, L, D, F, kind, a, skip), CT_OK, "%s", ct_errmsg());
+    TuRng rng;
+    tu_rng_seed(&rng, seed);
+    Capture cap;
+    RunState rs;
+    cr_assert_eq(capture_init(&cap, &m->c, T, CAP_RESID), CT_OK);
+    cr_assert_eq(runstate_init(&rs, &m->c, T), CT_OK);
+    cr_assert_eq(model_forward_seq(m, &rs, toks, T, NULL, &cap, NULL), CT_OK);
+    double *h = malloc((size_t)T * F * sizeof(double));
+    for (int l = 0; l < L; l++) {
+        CltLayer *ly = &c->layers[l];
+        tu_fill_normal(ly->W_enc, (size_t)F * D, &rng, 0.0f, 1.0f / sqrtf((float)D));
+        tu_fill_normal(ly->b_dec, (size_t)D, &rng, 0.0f, 0.05f);
+        tu_fill_normal((float *)ly->W_dec, (size_t)F * ly->n_out * D, &rng, 0.0f, 0.5f / sqrtf((float)D));
+        if (ly->W_skip) tu_fill_normal(ly->W_skip, (size_t)D * D, &rng, 0.0f, 0.3f / sqrtf((float)D));
+        // pre-activations over positions 1..T-1 -> the (1 - frac) quantile
+        size_t n = 0;
+        for (int p = 1; p < T; p++) {
+            const float *x = cap.resid_mid + ((size_t)p * L + l) * D;
+            for (int f = 0; f < F; f++) {
+                double s = 0;
+                for (int i = 0; i < D; i++) s += (double)ly->W_enc[(size_t)f * D + i] * x[i];
+                h[n++] = s;
+            }
+        }
+        // partial selection by sorting (small)
+        for (size_t i = 1; i < n; i++)
+            for (size_t j = i; j > 0 && h[j - 1] > h[j]; j--) {
+                double t = h[j]; h[j] = h[j - 1]; h[j - 1] = t;
+            }
+        double q = h[(size_t)((1.0 - frac) * (double)(n - 1))];
+        for (int f = 0; f < F; f++) {
+            double jit = 0.8 + 0.4 * tu_rng_uniform(&rng);
+            if (act == CLT_ACT_JUMPRELU) ly->threshold[f] = (float)(q > 0 ? q * jit : 0.05 * jit);
+            else if (act == CLT_ACT_RELU) ly->b_enc[f] = (float)(-q * jit);
+        }
+    }
+    free(h);
+    capture_free(&cap);
+    runstate_free(&rs);
+}
+
+// ---- the fp32 reference: the engine's frozen forward with a hook --------------------------------
+enum { SRC_NONE = -1, SRC_FEATURE = 0, SRC_ERROR = 1, SRC_TOKEN = 2 };
+
+typedef struct Source {
+    int kind, layer, pos, feat;
+    float act;
+} Source;
+
+typedef struct HookCtx {
+    const Replacement *r;
+    Source s;
+    double c;        // scale of the injection
+    float *mid;      // (T, L, D) resid_mid of this run (for the skip)
+    float *row;      // (D)
+} HookCtx;
+
+static void add_scaled(float *vec, const float *v, double c, int D) {
+    for (int i = 0; i < D; i++) vec[i] = (float)((double)vec[i] + c * (double)v[i]);
+}
+
+static void inject_hook(void *ctx, HookSite site, int layer, int pos, float *vec) {
+    HookCtx *h = ctx;
+    const Replacement *r = h->r;
+    const Clt *clt = r->clt;
+    int D = r->D, L = r->L, T = r->T;
+    if (site == HOOK_RESID_MID) {
+        memcpy(h->mid + ((size_t)pos * L + layer) * D, vec, (size_t)D * sizeof(float));
+        return;
+    }
+    if (site == HOOK_EMBED) {
+        if (h->s.kind == SRC_TOKEN && pos == h->s.pos)
+            add_scaled(vec, r->m->w.token_embedding + (size_t)r->tokens[pos] * D, h->c, D);
+        return;
+    }
+    // HOOK_MLP_OUT: frozen output + skip of the change of x + the source
+    if (clt->has_skip) {
+        const float *W = clt->layers[layer].W_skip;
+        const float *x = h->mid + ((size_t)pos * L + layer) * D;
+        const float *x0 = r->cap.resid_mid + ((size_t)pos * L + layer) * D;
+        for (int o = 0; o < D; o++) {
+            double s = 0;
+            for (int i = 0; i < D; i++) s += (double)W[(size_t)o * D + i] * ((double)x[i] - (double)x0[i]);
+            vec[o] = (float)((double)vec[o] + s);
+        }
+    }
+    if (h->s.kind == SRC_ERROR && layer == h->s.layer && pos == h->s.pos)
+        add_scaled(vec, r->eps + ((size_t)layer * T + pos) * D, h->c, D);
+    if (h->s.kind == SRC_FEATURE && pos == h->s.pos && layer >= h->s.layer &&
+        (clt->kind == CLT_CROSS_LAYER || layer == h->s.layer)) {
+        cr_assert_eq(clt_decoder_row(clt, h->s.layer, h->s.feat, layer, h->row), CT_OK);
+        add_scaled(vec, h->row, h->c * h->s.act, D);
+    }
+}
+
+// Run the frozen forward with source s (or none); mid (T, L, D) and logits (V) of the last position.
+static void frozen_run(const Replacement *r, Source s, double c, float *mid, float *logits) {
+    const Model *m = r->m;
+    RunState rs;
+    cr_assert_eq(runstate_init(&rs, &m->c, r->T), CT_OK);
+    float *row = malloc((size_t)r->D * sizeof(float));
+    HookCtx h = {r, s, c, mid, row};
+    ForwardHooks hk = {.frozen = &r->cap, .freeze_attn = 1, .freeze_norms = 1, .freeze_mlp = 1,
+                       .hook = inject_hook, .ctx = &h};
+    cr_assert_eq(model_forward_seq_hooked(m, &rs, r->tokens, r->T, NULL, NULL, NULL, &hk), CT_OK, "%s",
+                 ct_errmsg());
+    memcpy(logits, rs.logits, (size_t)r->V * sizeof(float));
+    runstate_free(&rs);
+    free(row);
+}
+
+// The source's vector at its first location (for the injection scale).
+static double source_norm(const Replacement *r, Source s) {
+    int D = r->D;
+    const float *v;
+    float *row = malloc((size_t)D * sizeof(float));
+    double sc = 1;
+    if (s.kind == SRC_TOKEN) v = r->m->w.token_embedding + (size_t)r->tokens[s.pos] * D;
+    else if (s.kind == SRC_ERROR) v = r->eps + ((size_t)s.layer * r->T + s.pos) * D;
+    else {
+        clt_decoder_row(r->clt, s.layer, s.feat, s.layer, row);
+        v = row;
+        sc = fabs(s.act);
+    }
+    double n = 0;
+    for (int i = 0; i < D; i++) n += (double)v[i] * v[i];
+    free(row);
+    return sqrt(n) * sc;
+}
+
+// ---- the fp64 reference: the frozen linear model in double ----------------------------------------
+// Propagates only the change dx of the residual stream (the frozen model is affine; its
+// constant part cancels):  per layer, dxb = rms_att ⊙ inv_rms ⊙ dx;  dv = Wv dxb;  do(p)_h =
+// sum_{t<=p} A[h,p,t] dv(t)_{kv(h)};  dx += Wo do  (-> dmid);  dmlp = source at (l, p) +
+// W_skip dmid;  dx += dmlp.  Final: dlogits = Wcls (rms_final ⊙ inv_final ⊙ dx(T-1)).
+static void ref64(const Replacement *r, Source s, double *dmid /*(T,L,D)*/, double *dlog /*(V)*/) {
+    const Model *m = r->m;
+    const Weights *w = &m->w;
+    const Clt *clt = r->clt;
+    int L = r->L, T = r->T, D = r->D, V = r->V, H = m->c.n_heads, Hkv = m->c.n_kv_heads, Dh = m->c.head_dim;
+    int Dq = H * Dh, Dkv = Hkv * Dh, grp = H / Hkv;
+    size_t Tc = (size_t)r->cap.T;
+    double *x = calloc((size_t)T * D, sizeof(double));
+    double *v = malloc((size_t)T * Dkv * sizeof(double));
+    double *o = malloc((size_t)Dq * sizeof(double));
+    double *mo = malloc((size_t)D * sizeof(double));
+    float *row = malloc((size_t)D * sizeof(float));
+    if (s.kind == SRC_TOKEN)
+        for (int i = 0; i < D; i++) x[(size_t)s.pos * D + i] = w->token_embedding[(size_t)r->tokens[s.pos] * D + i];
+    for (int l = 0; l < L; l++) {
+        for (int t = 0; t < T; t++) {
+            double inv = r->cap.inv_rms_att[(size_t)t * L + l];
+            for (int j = 0; j < Dkv; j++) {
+                double acc = 0;
+                const float *wv = w->wv + ((size_t)l * Dkv + j) * D;
+                for (int i = 0; i < D; i++) acc += (double)wv[i] * ((double)w->rms_att[(size_t)l * D + i] * inv * x[(size_t)t * D + i]);
+                v[(size_t)t * Dkv + j] = acc;
+            }
+        }
+        for (int p = T - 1; p >= 0; p--) {  // descending: x(p) changes only after all reads of v
+            for (int h = 0; h < H; h++)
+                for (int d = 0; d < Dh; d++) {
+                    double acc = 0;
+                    for (int t = 0; t <= p; t++)
+                        acc += (double)r->cap.att[(((size_t)l * H + h) * Tc + p) * Tc + t] *
+                               v[(size_t)t * Dkv + (size_t)(h / grp) * Dh + d];
+                    o[h * Dh + d] = acc;
+                }
+            for (int i = 0; i < D; i++) {
+                double acc = 0;
+                const float *wo = w->wo + ((size_t)l * D + i) * Dq;
+                for (int j = 0; j < Dq; j++) acc += (double)wo[j] * o[j];
+                x[(size_t)p * D + i] += acc;
+            }
+        }
+        for (int p = 0; p < T; p++) {
+            double *xp = x + (size_t)p * D;
+            memcpy(dmid + ((size_t)p * L + l) * D, xp, (size_t)D * sizeof(double));
+            for (int i = 0; i < D; i++) mo[i] = 0;
+            if (clt->has_skip)
+                for (int i = 0; i < D; i++) {
+                    double acc = 0;
+                    for (int j = 0; j < D; j++) acc += (double)clt->layers[l].W_skip[(size_t)i * D + j] * xp[j];
+                    mo[i] = acc;
+                }
+            if (s.kind == SRC_ERROR && s.layer == l && s.pos == p)
+                for (int i = 0; i < D; i++) mo[i] += r->eps[((size_t)l * T + p) * D + i];
+            if (s.kind == SRC_FEATURE && s.pos == p && l >= s.layer &&
+                (clt->kind == CLT_CROSS_LAYER || l == s.layer)) {
+                clt_decoder_row(clt, s.layer, s.feat, l, row);
+                for (int i = 0; i < D; i++) mo[i] += (double)s.act * (double)row[i];
+            }
+            for (int i = 0; i < D; i++) xp[i] += mo[i];
+        }
+    }
+    double invf = r->cap.inv_rms_final[T - 1];
+    for (int i = 0; i < D; i++) mo[i] = (double)w->rms_final[i] * invf * x[(size_t)(T - 1) * D + i];
+    for (int u = 0; u < V; u++) {
+        double acc = 0;
+        for (int i = 0; i < D; i++) acc += (double)w->wcls[(size_t)u * D + i] * mo[i];
+        dlog[u] = acc;
+    }
+    free(x), free(v), free(o), free(mo), free(row);
+}
+
+// ---- target values from a measured change --------------------------------------------------------
+// ref (n targets) from dmid (T, L, D) and dlog (V).
+static void target_changes(const Replacement *r, const AttribTarget *tg, int n, const double *dmid,
+                           const double *dlog, double *ref) {
+    int L = r->L, D = r->D;
+    double mean = 0;
+    for (int u = 0; u < r->V; u++) mean += dlog[u];
+    mean /= r->V;
+    for (int t = 0; t < n; t++) {
+        if (tg[t].kind == TARGET_FEATURE) {
+            const float *we = r->clt->layers[tg[t].layer].W_enc + (size_t)tg[t].feature * D;
+            const double *dm = dmid + ((size_t)tg[t].pos * L + tg[t].layer) * D;
+            double s = 0;
+            for (int i = 0; i < D; i++) s += (double)we[i] * dm[i];
+            ref[t] = s;
+        } else {
+            ref[t] = dlog[tg[t].tok_a] - (tg[t].tok_b >= 0 ? dlog[tg[t].tok_b] : mean);
+        }
+    }
+}
+
+// Column of source s measured through the engine's fp32 frozen forward.
+static void measure_fp32(const Replacement *r, Source s, const float *base_mid, const float *base_log,
+                         const AttribTarget *tg, int n, double *ref) {
+    size_t LTD = (size_t)r->T * r->L * r->D;
+    float *mid = malloc(LTD * sizeof(float)), *lg = malloc((size_t)r->V * sizeof(float));
+    double *dmid = malloc(LTD * sizeof(double)), *dlog = malloc((size_t)r->V * sizeof(double));
+    // scale: the injected vector as large as the residual at its location
+    double nv = source_norm(r, s), nres = 0;
+    const float *res = s.kind == SRC_TOKEN ? r->cap.resid_pre + ((size_t)s.pos * (r->L + 1)) * r->D
+                                           : r->cap.resid_mid + ((size_t)s.pos * r->L + s.layer) * r->D;
+    for (int i = 0; i < r->D; i++) nres += (double)res[i] * res[i];
+    double c = nv > 0 ? sqrt(nres) / nv : 1.0;
+    if (!(c > 1e-3)) c = 1e-3;
+    if (c > 1e6) c = 1e6;
+    frozen_run(r, s, c, mid, lg);
+    for (size_t i = 0; i < LTD; i++) dmid[i] = ((double)mid[i] - (double)base_mid[i]) / c;
+    for (int u = 0; u < r->V; u++) dlog[u] = ((double)lg[u] - (double)base_log[u]) / c;
+    target_changes(r, tg, n, dmid, dlog, ref);
+    free(mid), free(lg), free(dmid), free(dlog);
+}
+
+static void measure_fp64(const Replacement *r, Source s, const AttribTarget *tg, int n, double *ref) {
+    size_t LTD = (size_t)r->T * r->L * r->D;
+    double *dmid = malloc(LTD * sizeof(double)), *dlog = malloc((size_t)r->V * sizeof(double));
+    ref64(r, s, dmid, dlog);
+    target_changes(r, tg, n, dmid, dlog, ref);
+    free(dmid), free(dlog);
+}
+
+static Source column_source(const Replacement *r, size_t col) {
+    Source s = {SRC_NONE, 0, 0, 0, 0};
+    size_t na = (size_t)r->n_active, LT = (size_t)r->L * r->T;
+    if (col < na) s = (Source){SRC_FEATURE, r->act_layer[col], r->act_pos[col], r->act_feat[col], r->act_val[col]};
+    else if (col < na + LT) s = (Source){SRC_ERROR, (int)((col - na) / r->T), (int)((col - na) % r->T), -1, 0};
+    else s = (Source){SRC_TOKEN, -1, (int)(col - na - LT), -1, 0};
+    return s;
+}
+
+// ---- the check ------------------------------------------------------------------------------------
+typedef struct ExactReport {
+    int n_feature_cols, n_error_cols, n_token_cols, n_rows, n_active;
+    double worst;     // largest |A - ref| / scale seen
+} ExactReport;
+
+static ExactReport check_exact(const Model *m, const Clt *clt, const int *toks, int T, int fp64,
+                               int threads, const char *name) {
+    ThreadPool *pool = threads > 1 ? pool_create(threads) : NULL;
+    Replacement r;
+    cr_assert_eq(replacement_build(&r, m, clt, toks, T, pool), CT_OK, "%s: %s", name, ct_errmsg());
+    cr_assert_geq(r.n_active, 100, "%s: only %d active features", name, r.n_active);
+    int ids[10];
+    double pr[10];
+    int K = attribute_salient_logits(&r, 10, 0.95, ids, pr);
+    cr_assert_geq(K, 1);
+    int n = r.n_active + K + 1;
+    AttribTarget *tg = calloc((size_t)n, sizeof *tg);
+    for (int i = 0; i < r.n_active; i++)
+        tg[i] = (AttribTarget){TARGET_FEATURE, r.act_layer[i], r.act_pos[i], r.act_feat[i], -1, -1};
+    for (int k = 0; k < K; k++) tg[r.n_active + k] = (AttribTarget){TARGET_LOGIT, 0, 0, 0, ids[k], -1};
+    tg[n - 1] = (AttribTarget){TARGET_LOGIT, 0, 0, 0, ids[0], (ids[0] + 7) % r.V};
+    Sweeper *sw;
+    cr_assert_eq(sweeper_init(&sw, &r, 37, fp64, pool), CT_OK, "%s", ct_errmsg());
+    size_t nc = sweeper_ncols(sw);
+    cr_assert_eq(nc, (size_t)r.n_active + (size_t)r.L * T + T);
+    double *A = malloc((size_t)n * nc * sizeof(double));
+    if (fp64) {
+        double **rows = malloc((size_t)n * sizeof(double *));
+        for (int i = 0; i < n; i++) rows[i] = A + (size_t)i * nc;
+        cr_assert_eq(sweeper_rows(sw, tg, n, NULL, rows), CT_OK, "%s", ct_errmsg());
+        free(rows);
+    } else {
+        float *A32 = malloc((size_t)n * nc * sizeof(float));
+        float **rows = malloc((size_t)n * sizeof(float *));
+        for (int i = 0; i < n; i++) rows[i] = A32 + (size_t)i * nc;
+        cr_assert_eq(sweeper_rows(sw, tg, n, rows, NULL), CT_OK, "%s", ct_errmsg());
+        for (size_t i = 0; i < (size_t)n * nc; i++) A[i] = A32[i];
+        free(rows), free(A32);
+    }
+    sweeper_free(sw);
+
+    // base run of the fp32 reference (no source)
+    size_t LTD = (size_t)T * r.L * r.D;
+    float *base_mid = malloc(LTD * sizeof(float)), *base_log = malloc((size_t)r.V * sizeof(float));
+    Source none = {SRC_NONE, 0, 0, 0, 0};
+    frozen_run(&r, none, 1.0, base_mid, base_log);
+
+    // columns: every error, every token, >= 100 features spread over the list
+    ExactReport rep = {0, 0, 0, n, r.n_active, 0};
+    size_t na = (size_t)r.n_active;
+    size_t fstep = na / 120 ? na / 120 : 1;
+    double tol = fp64 ? 1e-9 : 1e-4;
+    double *ref = malloc((size_t)n * sizeof(double)), *ref2 = malloc((size_t)n * sizeof(double));
+    int n_cross = 0;
+    for (size_t col = 0; col < nc; col++) {
+        if (col < na && col % fstep != 0 && col != na - 1) continue;
+        Source s = column_source(&r, col);
+        if (fp64) measure_fp64(&r, s, tg, n, ref);
+        else measure_fp32(&r, s, base_mid, base_log, tg, n, ref);
+        double scale = 0;
+        for (int t = 0; t < n; t++) scale = fabs(ref[t]) > scale ? fabs(ref[t]) : scale;
+        for (int t = 0; t < n; t++) {
+            double a = A[(size_t)t * nc + col], err = fabs(a - ref[t]);
+            double rel = scale > 0 ? err / scale : err;
+            if (rel > rep.worst) rep.worst = rel;
+            cr_assert(err <= tol * scale + 1e-30,
+                      "%s (%s): column %zu (source kind %d, layer %d, pos %d, feat %d), row %d (kind %d "
+                      "layer %d pos %d): A = %.12g, intervention = %.12g, scale %.3g",
+                      name, fp64 ? "fp64" : "fp32", col, s.kind, s.layer, s.pos, s.feat, t, tg[t].kind,
+                      tg[t].layer, tg[t].pos, a, ref[t], scale);
+        }
+        if (s.kind == SRC_FEATURE) rep.n_feature_cols++;
+        else if (s.kind == SRC_ERROR) rep.n_error_cols++;
+        else rep.n_token_cols++;
+        // the double reference agrees with the engine's own forward (a few columns of each kind)
+        if (fp64 && (col % 37 == 0 || col == na || col == nc - 1) && n_cross < 12) {
+            measure_fp32(&r, s, base_mid, base_log, tg, n, ref2);
+            for (int t = 0; t < n; t++)
+                cr_assert(fabs(ref2[t] - ref[t]) <= 1e-4 * scale + 1e-30,
+                          "%s: double reference and engine forward disagree: column %zu row %d: %.9g vs %.9g",
+                          name, col, t, ref[t], ref2[t]);
+            n_cross++;
+        }
+    }
+    cr_assert_geq(rep.n_feature_cols, 100);
+    cr_assert_eq(rep.n_error_cols, r.L * T);
+    cr_assert_eq(rep.n_token_cols, T);
+    free(ref), free(ref2), free(base_mid), free(base_log), free(A), free(tg);
+    replacement_free(&r);
+    pool_destroy(pool);
+    return rep;
+}
+
+// ---- exactness ---------------------------------------------------------------------------------------
+static void stories_case(CltKind kind, CltActKind act, int skip, int F, int threads, const char *name) {
+    Model m;
+    int toks[24], T;
+    load_stories(&m, toks, &T, 16);
+    Clt clt;
+    random_clt(&clt, &m, toks, T, F, kind, act, skip, 11 + (uint64_t)kind * 3 + (uint64_t)skip, 0.06);
+    ExactReport a = check_exact(&m, &clt, toks, T, 0, threads, name);
+    ExactReport b = check_exact(&m, &clt, toks, T, 1, threads, name);
+    cr_log_info("%s: T %d, %d active, fp32 worst %.2e, fp64 worst %.2e", name, T, a.n_active, a.worst, b.worst);
+    clt_free(&clt);
+    model_free(&m);
+}
+
+Test(attribute, exact_stories_clt) { stories_case(CLT_CROSS_LAYER, CLT_ACT_JUMPRELU, 0, 256, 1, "stories260K CLT"); }
+Test(attribute, exact_stories_plt) { stories_case(CLT_PER_LAYER, CLT_ACT_JUMPRELU, 0, 256, 2, "stories260K PLT"); }
+Test(attribute, exact_stories_clt_skip) { stories_case(CLT_CROSS_LAYER, CLT_ACT_RELU, 1, 192, 2, "stories260K CLT+skip"); }
+Test(attribute, exact_stories_plt_skip_topk) { stories_case(CLT_PER_LAYER, CLT_ACT_TOPK, 1, 128, 1, "stories260K PLT+skip TopK"); }
+
+// The transcoder goes through the circuit-tracer files (clt_save + clt_load), bf16 decoders
+// kept memory-mapped (converted row by row in the sweep).
+Test(attribute, exact_stories_saved_bf16) {
+    Model m;
+    int toks[24], T;
+    load_stories(&m, toks, &T, 14);
+    Clt c0, clt;
+    random_clt(&c0, &m, toks, T, 256, CLT_CROSS_LAYER, CLT_ACT_JUMPRELU, 0, 5, 0.06);
+    char *dir = tu_mkdtemp("ct_attr_clt");
+    cr_assert_eq(clt_save(&c0, dir, ST_BF16), CT_OK, "%s", ct_errmsg());
+    cr_assert_eq(clt_load(&clt, dir, 0), CT_OK, "%s", ct_errmsg());
+    check_exact(&m, &clt, toks, T, 0, 2, "stories260K bf16 CLT from disk");
+    check_exact(&m, &clt, toks, T, 1, 1, "stories260K bf16 CLT from disk");
+    clt_free(&clt), clt_free(&c0);
+    tu_rmtree(dir);
+    free(dir);
+    model_free(&m);
+}
+
+Test(attribute, exact_tiny_gqa_untied) {
+    Model m;
+    int toks[20];
+    char *dir = tiny_model(&m, toks, 20, 3);
+    Clt clt;
+    random_clt(&clt, &m, toks, 20, 96, CLT_CROSS_LAYER, CLT_ACT_JUMPRELU, 0, 9, 0.08);
+    check_exact(&m, &clt, toks, 20, 0, 2, "tiny GQA untied CLT");
+    check_exact(&m, &clt, toks, 20, 1, 2, "tiny GQA untied CLT");
+    clt_free(&clt);
+    random_clt(&clt, &m, toks, 20, 96, CLT_PER_LAYER, CLT_ACT_RELU, 1, 10, 0.08);
+    check_exact(&m, &clt, toks, 20, 0, 1, "tiny GQA untied PLT+skip");
+    check_exact(&m, &clt, toks, 20, 1, 1, "tiny GQA untied PLT+skip");
+    clt_free(&clt);
+    model_free(&m);
+    tu_rmtree(dir);
+    free(dir);
+}
