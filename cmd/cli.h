@@ -25,10 +25,22 @@ void help_info(void);
 void help_logits(void);
 void help_mkmodel(void);
 void help_bench_forward(void);
+int cmd_intervene(int argc, char **argv);
+void help_intervene(void);
+int cmd_steer(int argc, char **argv);
+void help_steer(void);
+int cmd_validate(int argc, char **argv);
+void help_validate(void);
 int cmd_attribute(int argc, char **argv);
 void help_attribute(void);
 int cmd_graph_info(int argc, char **argv);
 void help_graph_info(void);
+int cmd_clt_eval(int argc, char **argv);
+void help_clt_eval(void);
+int cmd_sample(int argc, char **argv);
+void help_sample(void);
+int cmd_train_clt(int argc, char **argv);
+void help_train_clt(void);
 
 // Print "ctrace <cmd>: <message>" and return 1 (runtime) — for ct_errmsg() failures.
 int cli_fail(const char *cmd);

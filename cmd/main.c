@@ -19,10 +19,22 @@ static const Subcommand COMMANDS[] = {
      help_mkmodel},
     {"bench-forward", "time prefill and decode of a model (markdown rows)", cmd_bench_forward,
      help_bench_forward},
+    {"intervene", "set or scale transcoder features and compare next-token predictions (constrained/iterative/open)",
+     cmd_intervene, help_intervene},
+    {"steer", "generate with features steered at every position, next to the unsteered text", cmd_steer,
+     help_steer},
+    {"validate", "ablate/double a graph's top features and compare the real effects with its edges",
+     cmd_validate, help_validate},
     {"attribute", "attribution graph of a prompt: model + transcoder -> viewer JSON, .ctg, scores",
      cmd_attribute, help_attribute},
     {"graph-info", "summarise a saved attribution graph (.ctg): counts, scores, top nodes",
      cmd_graph_info, help_graph_info},
+    {"clt-eval", "error statistics of a transcoder: per-layer NMSE, L0, dead features; spliced KL, top-1, CE",
+     cmd_clt_eval, help_clt_eval},
+    {"sample", "generate a training corpus from the model (stories separated by blank lines)", cmd_sample,
+     help_sample},
+    {"train-clt", "train a cross-layer (or per-layer) transcoder on the model's own activations",
+     cmd_train_clt, help_train_clt},
 };
 #define NCOMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])
 

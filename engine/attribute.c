@@ -388,8 +388,8 @@ void attribute_options_default(AttribOptions *o) {
     o->diff_a = o->diff_b = -1;
 }
 
-// Order of a queue of features for batching: by position, then layer, then index, so one
-// sweep's targets share their positions (P small) and the layer prefix trick applies.
+// Order of a budget round's queue: by position, then layer, then index, so one sweep's
+// targets share their positions (P small) and the layer prefix applies.
 static int cmp_pos_layer(const void *a, const void *b, void *ctx) {
     int i = *(const int *)a, j = *(const int *)b;
     const Replacement *r = ctx;
@@ -398,30 +398,89 @@ static int cmp_pos_layer(const void *a, const void *b, void *ctx) {
     return (i > j) - (i < j);
 }
 static int cmp_keyidx_desc(const void *a, const void *b) {
-    const ProbIdx *x = a, *y = b;   // reuse: p = key, i = index
+    const ProbIdx *x = a, *y = b;   // p = key, i = index
     if (x->p != y->p) return x->p < y->p ? 1 : -1;
     return (x->i > y->i) - (x->i < y->i);
 }
 
-// Rows of n targets into float rows (fp64 sweeps go through a double scratch of the batch).
-static int rows_into(Sweeper *sw, const AttribTarget *t, int n, float *const *dst, double *scratch,
-                     double **sp, int B) {
-    if (!sw->fp64) return sweeper_rows(sw, t, n, dst, NULL);
-    size_t nc = sweeper_ncols(sw);
-    for (int c0 = 0; c0 < n; c0 += B) {
-        int nb = n - c0 < B ? n - c0 : B;
-        for (int b = 0; b < nb; b++) sp[b] = scratch + (size_t)b * nc;
-        if (sweeper_rows(sw, t + c0, nb, NULL, sp) != CT_OK) return CT_ERR;
-        for (int b = 0; b < nb; b++)
-            for (size_t c = 0; c < nc; c++) dst[c0 + b][c] = (float)sp[b][c];
+// The adjacency is written as CSR (graph.h), row by row in node order: no dense N x N.
+typedef struct CsrOut {
+    Graph *g;
+    size_t cap;   // room in sp_col / sp_val
+    int next;     // first node whose row start is not yet recorded
+} CsrOut;
+
+// Row of `node` (rows must come in increasing node order): nonzero entries of feat (nfeat
+// feature columns, mapped through map when given: -1 = not a node) then of rest (nrest
+// columns starting at node rest_base).
+static int csr_row(CsrOut *c, int node, const float *feat, size_t nfeat, const int32_t *map,
+                   const float *rest, size_t nrest, uint32_t rest_base) {
+    Graph *g = c->g;
+    for (; c->next <= node; c->next++) g->sp_row[c->next] = g->sp_nnz;
+    size_t need = g->sp_nnz + nfeat + nrest;
+    if (need > c->cap) {
+        size_t cap = c->cap * 2 > need ? c->cap * 2 : need;
+        uint32_t *col = realloc(g->sp_col, cap * sizeof *col);
+        if (col) g->sp_col = col;
+        float *val = realloc(g->sp_val, cap * sizeof *val);
+        if (val) g->sp_val = val;
+        if (!col || !val) return ct_error("attribution: out of memory for %zu edges", cap);
+        c->cap = cap;
     }
+    // Branch-free compaction: always store, advance only past kept entries (room was made
+    // for every candidate above).
+    size_t n = g->sp_nnz;
+    uint32_t *sc = g->sp_col;
+    float *sv = g->sp_val;
+    if (map)
+        for (size_t j = 0; j < nfeat; j++) {
+            sc[n] = (uint32_t)map[j], sv[n] = feat[j];
+            n += (feat[j] != 0.0f) & (map[j] >= 0);
+        }
+    else
+        for (size_t j = 0; j < nfeat; j++) {
+            sc[n] = (uint32_t)j, sv[n] = feat[j];
+            n += feat[j] != 0.0f;
+        }
+    for (size_t j = 0; j < nrest; j++) {
+        sc[n] = rest_base + (uint32_t)j, sv[n] = rest[j];
+        n += rest[j] != 0.0f;
+    }
+    g->sp_nnz = n;
+    g->sp_row[node + 1] = n;
+    c->next = node + 1;
     return CT_OK;
 }
 
-static double row_abs_sum(const float *row, size_t n) {
+static void csr_end(CsrOut *c) {
+    for (; c->next <= c->g->n_nodes; c->next++) c->g->sp_row[c->next] = c->g->sp_nnz;
+}
+
+// Rows of nb targets into the float scratch rows p32[0..nb) (fp64 sweeps through p64).
+typedef struct RowBatch {
+    Sweeper *sw;
+    size_t nsrc;
+    float **p32;    // (B) rows of nsrc floats
+    double **p64;   // (B) rows of nsrc doubles (fp64 only)
+} RowBatch;
+
+static int batch_rows(RowBatch *rb, const AttribTarget *t, int nb) {
+    if (!rb->sw->fp64) return sweeper_rows(rb->sw, t, nb, rb->p32, NULL);
+    if (sweeper_rows(rb->sw, t, nb, NULL, rb->p64) != CT_OK) return CT_ERR;
+    for (int b = 0; b < nb; b++)
+        for (size_t c = 0; c < rb->nsrc; c++) rb->p32[b][c] = (float)rb->p64[b][c];
+    return CT_OK;
+}
+
+static double abs_sum(const float *row, size_t n) {
     double s = 0;
     for (size_t i = 0; i < n; i++) s += fabs((double)row[i]);
     return s;
+}
+
+static AttribTarget feature_target(const Replacement *r, int s) {
+    AttribTarget t = {TARGET_FEATURE, r->act_layer[s], r->act_pos[s], r->act_feat[s], -1, -1};
+    return t;
 }
 
 int attribute_graph(Graph *g, const Replacement *r, const AttribOptions *o) {
@@ -430,13 +489,14 @@ int attribute_graph(Graph *g, const Replacement *r, const AttribOptions *o) {
         return ct_error("attribution: the feature budget (max_feature_nodes) must be >= 1, got %d",
                         o->max_feature_nodes);
     if (o->batch < 1) return ct_error("attribution: the batch size must be >= 1, got %d", o->batch);
-    if (o->update_interval < 1) return ct_error("attribution: update_interval must be >= 1, got %d", o->update_interval);
+    if (o->update_interval < 1)
+        return ct_error("attribution: update_interval must be >= 1, got %d", o->update_interval);
     int L = r->L, T = r->T, V = r->V, B = o->batch;
     size_t n_act = (size_t)r->n_active;
 
     // 1. logit targets
-    int K = 0, *ids = NULL, *ids_b = NULL;
-    double *probs = NULL, *pall = softmax_last(r);
+    int K = 0;
+    double *pall = softmax_last(r);
     if (!pall) return ct_error("attribution: out of memory (V = %d)", V);
     if (o->diff_a >= 0 || o->diff_b >= 0) {
         if (o->diff_a < 0 || o->diff_a >= V || o->diff_b < 0 || o->diff_b >= V || o->diff_a == o->diff_b) {
@@ -461,9 +521,8 @@ int attribute_graph(Graph *g, const Replacement *r, const AttribOptions *o) {
         }
         K = o->max_logits < V ? o->max_logits : V;
     }
-    ids = malloc((size_t)K * sizeof(int));
-    ids_b = malloc((size_t)K * sizeof(int));
-    probs = malloc((size_t)K * sizeof(double));
+    int *ids = malloc((size_t)K * sizeof(int)), *ids_b = malloc((size_t)K * sizeof(int));
+    double *probs = malloc((size_t)K * sizeof(double));
     if (!ids || !ids_b || !probs) {
         free(pall), free(ids), free(ids_b), free(probs);
         return ct_error("attribution: out of memory");
@@ -480,143 +539,156 @@ int attribute_graph(Graph *g, const Replacement *r, const AttribOptions *o) {
 
     int M = o->max_feature_nodes < (long long)n_act ? o->max_feature_nodes : (int)n_act;
     int full = (size_t)M == n_act;
-    size_t nsrc = n_act + (size_t)L * T + T;          // source columns of a row
+    size_t nrest = (size_t)L * T + T;       // error and token columns
+    size_t nsrc = n_act + nrest;            // source columns of a row
+    int BK = B > K ? B : K;
     Sweeper *sw = NULL;
-    AttribTarget *tg = malloc((size_t)(B > K ? B : K) * sizeof *tg);
-    double *scratch = o->fp64 ? malloc((size_t)B * nsrc * sizeof(double)) : NULL;
-    double **sp = o->fp64 ? malloc((size_t)B * sizeof(double *)) : NULL;
-    float **dst = calloc((size_t)(B > K ? B : K), sizeof(float *));
+    RowBatch rb = {NULL, nsrc, NULL, NULL};
+    AttribTarget *tg = malloc((size_t)BK * sizeof *tg);
+    float *scratch32 = malloc((size_t)BK * nsrc * sizeof(float));
+    double *scratch64 = o->fp64 ? malloc((size_t)BK * nsrc * sizeof(double)) : NULL;
+    rb.p32 = malloc((size_t)BK * sizeof(float *));
+    rb.p64 = o->fp64 ? malloc((size_t)BK * sizeof(double *)) : NULL;
     int *queue = malloc((n_act ? n_act : 1) * sizeof(int));
     uint8_t *visited = calloc(n_act ? n_act : 1, 1);
-    float *rowbuf = NULL;
-    float **frow = NULL;   // (n_act) row of each visited feature (budget path)
-    double *fden = NULL, *I = NULL;
+    int32_t *newidx = malloc((n_act ? n_act : 1) * sizeof(int32_t));
+    float *lblock = malloc(((size_t)K * nsrc + 1) * sizeof(float));   // logit rows (K, nsrc)
+    float **frow = NULL;        // budget: stored row of each visited feature: [lower-layer features | rest]
+    float **blocks = NULL;      // budget: one allocation per batch of stored rows
+    int nblocks = 0;
+    double *fden = NULL, *I = NULL, *lden = NULL;
+    float **lrow = NULL;
     ProbIdx *rank = NULL;
     int rc = CT_ERR;
-    if (!tg || (o->fp64 && (!scratch || !sp)) || !dst || !queue || !visited) {
+    if (!tg || !scratch32 || (o->fp64 && (!scratch64 || !rb.p64)) || !rb.p32 || !queue || !visited ||
+        !newidx || !lblock) {
         ct_error("attribution: out of memory");
         goto done;
     }
+    for (int b = 0; b < BK; b++) {
+        rb.p32[b] = scratch32 + (size_t)b * nsrc;
+        if (o->fp64) rb.p64[b] = scratch64 + (size_t)b * nsrc;
+    }
     if (sweeper_init(&sw, r, B, o->fp64, o->pool) != CT_OK) goto done;
+    rb.sw = sw;
     size_t total = (size_t)K + (size_t)M, ndone = 0;
 
-    for (int k = 0; k < K; k++) {
-        memset(&tg[k], 0, sizeof tg[k]);
-        tg[k].kind = TARGET_LOGIT, tg[k].tok_a = ids[k], tg[k].tok_b = ids_b[k];
+    // 2. logit rows first (the budget ranks features by their influence on these)
+    for (int k = 0; k < K; k++) tg[k] = (AttribTarget){TARGET_LOGIT, 0, 0, 0, ids[k], ids_b[k]};
+    for (int k0 = 0; k0 < K; k0 += B) {
+        int nb = K - k0 < B ? K - k0 : B;
+        if (batch_rows(&rb, tg + k0, nb) != CT_OK) goto done;
+        for (int b = 0; b < nb; b++) memcpy(lblock + (size_t)(k0 + b) * nsrc, rb.p32[b], nsrc * sizeof(float));
     }
+    ndone += (size_t)K;
+    if (o->progress) o->progress(o->progress_ctx, ndone, total);
+
+    CsrOut co = {g, 0, 0};
     if (full) {
-        // 2a. every active feature is a node: rows go straight into the graph's adjacency.
-        if (graph_alloc(g, (int)n_act, L * T, T, K) != CT_OK) goto done;
-        size_t N = (size_t)g->n_nodes;
-        for (int k = 0; k < K; k++) dst[k] = g->adj + (nsrc + (size_t)k) * N;
-        if (rows_into(sw, tg, K, dst, scratch, sp, B) != CT_OK) goto done;
-        ndone += (size_t)K;
-        if (o->progress) o->progress(o->progress_ctx, ndone, total);
-        for (size_t s = 0; s < n_act; s++) queue[s] = (int)s;
-        qsort_r(queue, n_act, sizeof(int), cmp_pos_layer, (void *)r);
+        // 3a. every active feature is a node: batches in node order, rows straight into the CSR
+        if (graph_alloc_sparse(g, (int)n_act, L * T, T, K, 0) != CT_OK) goto done;
+        g->sp_nnz = 0;
         for (size_t q0 = 0; q0 < n_act; q0 += (size_t)B) {
             int nb = n_act - q0 < (size_t)B ? (int)(n_act - q0) : B;
+            for (int b = 0; b < nb; b++) tg[b] = feature_target(r, (int)q0 + b);
+            if (batch_rows(&rb, tg, nb) != CT_OK) goto done;
             for (int b = 0; b < nb; b++) {
-                int s = queue[q0 + (size_t)b];
-                memset(&tg[b], 0, sizeof tg[b]);
-                tg[b].kind = TARGET_FEATURE, tg[b].layer = r->act_layer[s], tg[b].pos = r->act_pos[s],
-                tg[b].feature = r->act_feat[s];
-                dst[b] = g->adj + (size_t)s * N;
+                int s = (int)q0 + b;
+                size_t hi = (size_t)r->lp_start[(size_t)r->act_layer[s] * T];  // lower-layer features
+                if (csr_row(&co, s, rb.p32[b], hi, NULL, rb.p32[b] + n_act, nrest, (uint32_t)n_act) != CT_OK)
+                    goto done;
             }
-            if (rows_into(sw, tg, nb, dst, scratch, sp, B) != CT_OK) goto done;
             ndone += (size_t)nb;
             if (o->progress) o->progress(o->progress_ctx, ndone, total);
         }
-        for (size_t s = 0; s < n_act; s++) visited[s] = 1;
+        for (size_t s = 0; s < n_act; s++) visited[s] = 1, newidx[s] = (int32_t)s;
     } else {
-        // 2b. the budget: logit rows, then rounds of the most influential unvisited features.
-        size_t nrows = (size_t)K + (size_t)M;
-        rowbuf = malloc(nrows * nsrc * sizeof(float));
+        // 3b. the budget: rounds of the most influential unvisited features (partial influence
+        // on the rows so far), update_interval batches per round.  A feature's row is stored
+        // only over the columns it can have: features of lower layers, errors, tokens.
         frow = calloc(n_act, sizeof(float *));
         fden = calloc(n_act, sizeof(double));
         I = malloc(n_act * sizeof(double));
         rank = malloc(n_act * sizeof *rank);
-        double *lden = malloc((size_t)K * sizeof(double));
-        float **lrow = malloc((size_t)K * sizeof(float *));
-        if (!rowbuf || !frow || !fden || !I || !rank || !lden || !lrow) {
-            free(lden), free(lrow);
-            ct_error("attribution: out of memory for %zu rows of %zu columns (%.1f GiB); lower "
-                     "--max-feature-nodes", nrows, nsrc, (double)nrows * nsrc * 4 / (1 << 30));
+        lden = malloc((size_t)K * sizeof(double));
+        lrow = malloc((size_t)K * sizeof(float *));
+        blocks = malloc(((size_t)M / (size_t)B + 2 + (size_t)M / ((size_t)o->update_interval * B) + 1) *
+                        sizeof(float *));
+        if (!frow || !fden || !I || !rank || !lden || !lrow || !blocks) {
+            ct_error("attribution: out of memory");
             goto done;
         }
-        for (int k = 0; k < K; k++) lrow[k] = dst[k] = rowbuf + (size_t)k * nsrc;
-        if (rows_into(sw, tg, K, dst, scratch, sp, B) != CT_OK) {
-            free(lden), free(lrow);
-            goto done;
+        for (int k = 0; k < K; k++) {
+            lrow[k] = lblock + (size_t)k * nsrc;
+            lden[k] = abs_sum(lrow[k], nsrc);
         }
-        for (int k = 0; k < K; k++) lden[k] = row_abs_sum(lrow[k], nsrc);
-        ndone += (size_t)K;
-        if (o->progress) o->progress(o->progress_ctx, ndone, total);
-        size_t next_row = (size_t)K;
         int n_vis = 0;
         while (n_vis < M) {
             attribute_partial_influence(r, K, lrow, probs, lden, frow, fden, I);
             size_t nu = 0;
             for (size_t s = 0; s < n_act; s++)
                 if (!visited[s]) rank[nu].p = I[s], rank[nu].i = (int)s, nu++;
-            qsort(rank, nu, sizeof *rank, cmp_keyidx_desc);
             size_t qn = (size_t)o->update_interval * (size_t)B;
             if (qn > (size_t)(M - n_vis)) qn = (size_t)(M - n_vis);
+            qsort(rank, nu, sizeof *rank, cmp_keyidx_desc);
             for (size_t i = 0; i < qn; i++) queue[i] = rank[i].i;
             qsort_r(queue, qn, sizeof(int), cmp_pos_layer, (void *)r);
             for (size_t q0 = 0; q0 < qn; q0 += (size_t)B) {
                 int nb = qn - q0 < (size_t)B ? (int)(qn - q0) : B;
+                size_t need = 0;
                 for (int b = 0; b < nb; b++) {
                     int s = queue[q0 + (size_t)b];
-                    memset(&tg[b], 0, sizeof tg[b]);
-                    tg[b].kind = TARGET_FEATURE, tg[b].layer = r->act_layer[s], tg[b].pos = r->act_pos[s],
-                    tg[b].feature = r->act_feat[s];
-                    dst[b] = frow[s] = rowbuf + (next_row++) * nsrc;
+                    tg[b] = feature_target(r, s);
+                    need += (size_t)r->lp_start[(size_t)r->act_layer[s] * T] + nrest;
                 }
-                if (rows_into(sw, tg, nb, dst, scratch, sp, B) != CT_OK) {
-                    free(lden), free(lrow);
+                if (batch_rows(&rb, tg, nb) != CT_OK) goto done;
+                float *blk = malloc((need ? need : 1) * sizeof(float));
+                if (!blk) {
+                    ct_error("attribution: out of memory storing %d rows", nb);
                     goto done;
                 }
+                blocks[nblocks++] = blk;
                 for (int b = 0; b < nb; b++) {
                     int s = queue[q0 + (size_t)b];
-                    fden[s] = row_abs_sum(frow[s], nsrc);
+                    size_t hi = (size_t)r->lp_start[(size_t)r->act_layer[s] * T];
+                    memcpy(blk, rb.p32[b], hi * sizeof(float));
+                    memcpy(blk + hi, rb.p32[b] + n_act, nrest * sizeof(float));
+                    frow[s] = blk;
+                    fden[s] = abs_sum(blk, hi + nrest);
                     visited[s] = 1;
+                    blk += hi + nrest;
                 }
                 n_vis += nb;
                 ndone += (size_t)nb;
                 if (o->progress) o->progress(o->progress_ctx, ndone, total);
             }
         }
-        // 3. assemble: visited features in (l, p, f) order; their columns only
-        int32_t *newidx = malloc(n_act * sizeof(int32_t));
-        if (!newidx || graph_alloc(g, M, L * T, T, K) != CT_OK) {
-            free(newidx), free(lden), free(lrow);
-            if (!newidx) ct_error("attribution: out of memory");
-            goto done;
-        }
+        // 4. assemble: visited features in (l, p, f) order, their columns only
         int nf = 0;
         for (size_t s = 0; s < n_act; s++) newidx[s] = visited[s] ? nf++ : -1;
-        size_t N = (size_t)g->n_nodes, nrest = (size_t)L * T + T;
-        for (size_t i = 0; i < n_act + (size_t)K; i++) {
-            const float *src;
-            float *drow;
-            if (i < n_act) {
-                if (!visited[i]) continue;
-                src = frow[i], drow = g->adj + (size_t)newidx[i] * N;
-            } else {
-                src = lrow[i - n_act], drow = g->adj + ((size_t)nf + nrest + (i - n_act)) * N;
-            }
-            for (size_t s = 0; s < n_act; s++)
-                if (newidx[s] >= 0) drow[newidx[s]] = src[s];
-            memcpy(drow + nf, src + n_act, nrest * sizeof(float));
+        if (graph_alloc_sparse(g, nf, L * T, T, K, 0) != CT_OK) goto done;
+        g->sp_nnz = 0;
+        for (size_t s = 0; s < n_act; s++) {
+            if (!visited[s]) continue;
+            size_t hi = (size_t)r->lp_start[(size_t)r->act_layer[s] * T];
+            if (csr_row(&co, newidx[s], frow[s], hi, newidx, frow[s] + hi, nrest, (uint32_t)nf) != CT_OK)
+                goto done;
         }
-        free(newidx), free(lden), free(lrow);
     }
-
-    // 4. node table
     {
         int nf = g->n_features;
-        int f = 0;
+        for (int k = 0; k < K; k++) {
+            const float *row = lblock + (size_t)k * nsrc;
+            if (csr_row(&co, nf + L * T + T + k, row, n_act, full ? NULL : newidx, row + n_act, nrest,
+                        (uint32_t)nf) != CT_OK)
+                goto done;
+        }
+        csr_end(&co);
+    }
+
+    // 5. node table
+    {
+        int nf = g->n_features, f = 0;
         for (size_t s = 0; s < n_act; s++) {
             if (!visited[s]) continue;
             GraphNode *nd = &g->nodes[f++];
@@ -653,7 +725,10 @@ int attribute_graph(Graph *g, const Replacement *r, const AttribOptions *o) {
 done:
     if (rc != CT_OK) graph_free(g);
     sweeper_free(sw);
-    free(ids), free(ids_b), free(probs), free(tg), free(scratch), free(sp), free(dst), free(queue);
-    free(visited), free(rowbuf), free(frow), free(fden), free(I), free(rank);
+    for (int i = 0; i < nblocks; i++) free(blocks[i]);
+    free(blocks);
+    free(ids), free(ids_b), free(probs), free(tg), free(scratch32), free(scratch64), free(rb.p32), free(rb.p64);
+    free(queue), free(visited), free(newidx), free(lblock), free(frow), free(fden), free(I), free(lden);
+    free(lrow), free(rank);
     return rc;
 }

@@ -436,12 +436,20 @@ int clt_core_loss_grad(CltCore *c, const float *params, const CltLossHyper *hp, 
         }
     }
     for (int t = 0; t < c->ntask; t++) c->tb[t].oom = 0;
+    double tp0 = ct_now();
     pool_run(c->pool, encode_task, c, c->ntask);
+    double tp1 = ct_now();
     for (int t = 0; t < c->ntask; t++)
         if (c->tb[t].oom) return ct_error("transcoder trainer: out of memory for the encoder entries");
     if (build_csr(c) != CT_OK) return CT_ERR;
+    double tp2 = ct_now();
     pool_run(c->pool, decode_task, c, c->ntask);
+    double tp3 = ct_now();
     pool_run(c->pool, backward_task, c, c->ntask);
+    double tp4 = ct_now();
+    static double tt[5]; static long ncall;
+    tt[0] += tp1 - tp0, tt[1] += tp2 - tp1, tt[2] += tp3 - tp2, tt[3] += tp4 - tp3;
+    if (getenv("CT_PROF") && ++ncall % 20 == 0) fprintf(stderr, "prof enc %.3f csr %.3f dec %.3f bwd %.3f (s/call)\n", tt[0]/ncall, tt[1]/ncall, tt[2]/ncall, tt[3]/ncall);
     // b_dec: sum over rows of R (sequential: a reduction over rows)
     for (int l = 0; l < L; l++) {
         float *g = grad + clt_layout_off(lay, l, CP_B_DEC);
@@ -481,6 +489,7 @@ int clt_core_loss_grad(CltCore *c, const float *params, const CltLossHyper *hp, 
             st->entries += c->f_n[fid];
         }
         st->loss = st->rec + st->sparsity + st->preact;
+        if (getenv("CT_PROF")) fprintf(stderr, "entries/row %.1f\n", (double)st->entries / B);
     }
     return CT_OK;
 }
@@ -1060,7 +1069,7 @@ static int checkpoint_read(TrainState *S, const char *path) {
     Reader r = {mf.data, mf.size, 0};
     int rc = CT_ERR;
     char magic[8];
-    uint32_t ver;
+    uint32_t ver = 0;
     RunIdentity id;
     uint64_t h, n;
     Cursor g0;
@@ -1075,13 +1084,14 @@ static int checkpoint_read(TrainState *S, const char *path) {
         goto done;
     }
     r.n = mf.size - 8;
-    get(&r, magic, 8);
-    get(&r, &ver, 4);
-    if (ver != CK_VERSION) {
+    if (get(&r, magic, 8) || get(&r, &ver, 4) || ver != CK_VERSION) {
         ct_error("%s: checkpoint version %u, this ctrace reads version %u", path, ver, CK_VERSION);
         goto done;
     }
-    get(&r, &id, sizeof id);
+    if (get(&r, &id, sizeof id) != CT_OK) {
+        ct_error("%s: truncated header", path);
+        goto done;
+    }
     if (identity_check(&id, &S->id, path) != CT_OK) goto done;
     size_t L = (size_t)S->lay.L, R = (size_t)S->id.buffer_rows;
     if (get(&r, &S->step, 8) || get(&r, &S->rng, 8) || get(&r, &g0, sizeof g0) || get(&r, &used, 4) ||
@@ -1111,5 +1121,340 @@ static int checkpoint_read(TrainState *S, const char *path) {
     rc = CT_OK;
 done:
     ct_unmap_file(&mf);
+    return rc;
+}
+
+// ---- the run ----------------------------------------------------------------------------------
+void clt_train_opts_default(CltTrainOpts *o) {
+    memset(o, 0, sizeof *o);
+    o->tokens = 10000000;
+    o->batch = 1024;
+    o->lr = 2e-4;
+    o->lambda = 0.1;
+    o->c = 4.0;
+    o->lambda_p = 3e-6;
+    o->eps = 1.0;
+    o->theta_init = 0.03;
+    o->init_frac = 0.05;
+    o->warmup_frac = 0.02;
+    o->decay_frac = 0.2;
+    o->lambda_ramp = 1.0;
+    o->ctx = 128;
+    o->buffer_rows = 0;   // 0: 16 batches
+    o->reuse = 1;
+    o->seed = 1;
+    o->checkpoint_every = 1000;
+    o->progress = 1;
+}
+
+// k-th smallest of x (n), partially reordering x (Hoare quickselect, deterministic pivots).
+static float select_kth(float *x, size_t n, size_t k) {
+    size_t lo = 0, hi = n - 1;
+    while (lo < hi) {
+        float piv = x[lo + (hi - lo) / 2];
+        size_t i = lo, j = hi;
+        while (i <= j) {
+            while (x[i] < piv) i++;
+            while (x[j] > piv) j--;
+            if (i <= j) {
+                float t = x[i];
+                x[i] = x[j];
+                x[j] = t;
+                i++;
+                if (j == 0) break;
+                j--;
+            }
+        }
+        if (k <= j) hi = j;
+        else if (k >= i) lo = i;
+        else break;
+    }
+    return x[k];
+}
+
+// The fresh-run initialisation (METHOD.md §1): scalars so the mean norms are sqrt(D),
+// W_enc ~ U(+-1/sqrt(F)), W_dec ~ U(+-1/sqrt(L*D)), log theta = log theta_init, b_dec = mean y',
+// b_enc so feature i fires (h > theta) on a fraction init_frac of the ring's rows.
+static int init_params(TrainState *S, const CltTrainOpts *o) {
+    const CltParamLayout *lay = &S->lay;
+    int L = lay->L, D = lay->D, F = lay->F;
+    size_t R = (size_t)S->id.buffer_rows, LD = (size_t)L * D, RW = ring_row_floats(S);
+    for (int l = 0; l < L; l++) {
+        double nx = 0, ny = 0;
+        for (size_t r = 0; r < R; r++) {
+            const float *row = S->ring + r * RW;
+            double a = 0, b = 0;
+            for (int d = 0; d < D; d++) {
+                a += (double)row[(size_t)l * D + d] * row[(size_t)l * D + d];
+                b += (double)row[LD + (size_t)l * D + d] * row[LD + (size_t)l * D + d];
+            }
+            nx += sqrt(a), ny += sqrt(b);
+        }
+        nx /= (double)R, ny /= (double)R;
+        if (!(nx > 0) || !(ny > 0))
+            return ct_error("corpus activations of layer %d are all zero (mean norm x %g, y %g): cannot normalise", l, nx, ny);
+        S->sx[l] = sqrt((double)D) / nx;
+        S->sy[l] = sqrt((double)D) / ny;
+    }
+    memset(S->P, 0, lay->n * sizeof(float));
+    float ae = (float)(1.0 / sqrt((double)F)), ad = (float)(1.0 / sqrt((double)L * D));
+    for (int l = 0; l < L; l++) {
+        float *W = S->P + clt_layout_off(lay, l, CP_W_ENC);
+        for (size_t k = 0; k < (size_t)F * D; k++) W[k] = ae * (float)(2 * rng_uniform(&S->rng) - 1);
+    }
+    for (int l = 0; l < L; l++) {
+        float *W = S->P + clt_layout_off(lay, l, CP_W_DEC);
+        for (size_t k = 0; k < (size_t)F * clt_layout_nout(lay, l) * D; k++) W[k] = ad * (float)(2 * rng_uniform(&S->rng) - 1);
+        float *lt = S->P + clt_layout_off(lay, l, CP_LOG_THETA);
+        for (int i = 0; i < F; i++) lt[i] = (float)log(o->theta_init);
+        float *bd = S->P + clt_layout_off(lay, l, CP_B_DEC);
+        for (int d = 0; d < D; d++) {
+            double s = 0;
+            for (size_t r = 0; r < R; r++) s += S->ring[r * RW + LD + (size_t)l * D + d];
+            bd[d] = (float)(s / (double)R * S->sy[l]);
+        }
+    }
+    // b_enc from the pre-activations of up to 8192 rows, one chunk of features at a time.
+    size_t N = R < 8192 ? R : 8192, k = (size_t)((1.0 - o->init_frac) * (double)N);
+    if (k >= N) k = N - 1;
+    float *X = malloc(N * D * sizeof(float)), *H = malloc((size_t)FCHUNK * N * sizeof(float));
+    if (!X || !H) {
+        free(X), free(H);
+        return ct_error("initialisation: out of memory");
+    }
+    const SimdKernels *K = simd_kernels();
+    for (int l = 0; l < L; l++) {
+        float s = (float)S->sx[l];
+        for (size_t r = 0; r < N; r++)
+            for (int d = 0; d < D; d++) X[r * D + d] = S->ring[r * RW + (size_t)l * D + d] * s;
+        for (int f0 = 0; f0 < F; f0 += FCHUNK) {
+            int f1 = f0 + FCHUNK < F ? f0 + FCHUNK : F;
+            K->matmul_f32(H, X, S->P + clt_layout_off(lay, l, CP_W_ENC) + (size_t)f0 * D, (size_t)(f1 - f0), N, (size_t)D);
+            for (int i = f0; i < f1; i++)
+                S->P[clt_layout_off(lay, l, CP_B_ENC) + i] = (float)o->theta_init - select_kth(H + (size_t)(i - f0) * N, N, k);
+        }
+    }
+    free(X), free(H);
+    return CT_OK;
+}
+
+// Fold the normalisation back (h = (sx W_enc) x + b_enc; y^ = y^'/sy) and write the
+// circuit-tracer layout with config.yaml.
+static int save_transcoder(const TrainState *S, const char *dir) {
+    const CltParamLayout *lay = &S->lay;
+    int L = lay->L, D = lay->D, F = lay->F;
+    Clt c;
+    CltActivation act = {CLT_ACT_JUMPRELU, 0};
+    if (clt_alloc(&c, L, D, F, lay->plt ? CLT_PER_LAYER : CLT_CROSS_LAYER, act, 0) != CT_OK) return CT_ERR;
+    for (int l = 0; l < L; l++) {
+        CltLayer *ly = &c.layers[l];
+        const float *We = S->P + clt_layout_off(lay, l, CP_W_ENC), *be = S->P + clt_layout_off(lay, l, CP_B_ENC);
+        const float *lt = S->P + clt_layout_off(lay, l, CP_LOG_THETA), *bd = S->P + clt_layout_off(lay, l, CP_B_DEC);
+        const float *Wd = S->P + clt_layout_off(lay, l, CP_W_DEC);
+        float sx = (float)S->sx[l], isy = (float)(1.0 / S->sy[l]);
+        for (size_t k = 0; k < (size_t)F * D; k++) ly->W_enc[k] = We[k] * sx;
+        for (int i = 0; i < F; i++) ly->b_enc[i] = be[i], ly->threshold[i] = expf(lt[i]);
+        for (int d = 0; d < D; d++) ly->b_dec[d] = bd[d] * isy;
+        int no = clt_layout_nout(lay, l);
+        float *dst = (float *)ly->W_dec;   // resident fp32 in c.params (clt_alloc)
+        for (int i = 0; i < F; i++)
+            for (int o = 0; o < no; o++) {
+                float s = (float)(1.0 / S->sy[lay->plt ? l : l + o]);
+                for (int d = 0; d < D; d++) {
+                    size_t q = ((size_t)i * no + o) * D + d;
+                    dst[q] = Wd[q] * s;
+                }
+            }
+    }
+    int rc = clt_save(&c, dir, ST_F32);
+    clt_free(&c);
+    return rc;
+}
+
+static double lr_at(const CltTrainOpts *o, long step, long steps) {
+    long warm = (long)(o->warmup_frac * steps), dec = (long)(o->decay_frac * steps);
+    if (warm > 0 && step < warm) return o->lr * (double)(step + 1) / (double)warm;
+    if (dec > 0 && step >= steps - dec) return o->lr * (double)(steps - step) / (double)dec;
+    return o->lr;
+}
+
+static double lambda_at(const CltTrainOpts *o, long step, long steps) {
+    double ramp = o->lambda_ramp * (double)steps;
+    if (ramp <= 1) return o->lambda;
+    double f = (double)(step + 1) / ramp;
+    return o->lambda * (f < 1 ? f : 1);
+}
+
+static int check_opts(const CltTrainOpts *o) {
+    if (o->features < 1) return ct_error("train-clt: --features must be >= 1, got %d", o->features);
+    if (o->batch < 1) return ct_error("train-clt: --batch must be >= 1, got %d", o->batch);
+    if (o->tokens < o->batch) return ct_error("train-clt: --tokens %lld is less than one batch (%d)", o->tokens, o->batch);
+    if (!(o->lr > 0) || !(o->eps > 0) || !(o->theta_init > 0) || !(o->c > 0) || o->lambda < 0 || o->lambda_p < 0)
+        return ct_error("train-clt: --lr, --eps, --theta-init, --c must be > 0 and --lambda, --lambda-p >= 0");
+    if (!(o->init_frac > 0 && o->init_frac < 1)) return ct_error("train-clt: --init-frac must be in (0, 1), got %g", o->init_frac);
+    if (o->warmup_frac < 0 || o->decay_frac < 0 || o->warmup_frac + o->decay_frac > 1 || o->lambda_ramp < 0)
+        return ct_error("train-clt: --warmup and --decay must be >= 0 with a sum <= 1, --lambda-ramp >= 0");
+    if (o->reuse < 1 || o->reuse > o->batch) return ct_error("train-clt: --reuse must be in 1..batch, got %d", o->reuse);
+    if (o->buffer_rows && o->buffer_rows < o->batch)
+        return ct_error("train-clt: --buffer %d rows is smaller than a batch (%d)", o->buffer_rows, o->batch);
+    if (!o->out_dir || !o->corpus_path || !o->model_path || !o->tokenizer_path)
+        return ct_error("train-clt: model, tokenizer, corpus and output directory are required");
+    return CT_OK;
+}
+
+int clt_train_run(const CltTrainOpts *o) {
+    if (check_opts(o) != CT_OK) return CT_ERR;
+    Model m;
+    Tokenizer tok;
+    MappedFile corpus = {0};
+    TrainState S;
+    memset(&S, 0, sizeof S);
+    ThreadPool *pool = NULL;
+    CltCore *core = NULL;
+    float *X = NULL, *Y = NULL;
+    char *ck_path = NULL;
+    int rc = CT_ERR, have_model = 0, have_tok = 0;
+    if (model_load_llama2c(&m, o->model_path) != CT_OK) return CT_ERR;
+    have_model = 1;
+    if (tokenizer_load(&tok, o->tokenizer_path, m.c.vocab_size) != CT_OK) goto done;
+    have_tok = 1;
+    if (o->ctx < 2 || o->ctx > m.c.seq_len) {
+        ct_error("train-clt: --ctx %d must be in 2..%d (the model's seq_len)", o->ctx, m.c.seq_len);
+        goto done;
+    }
+    if (ct_map_file(&corpus, o->corpus_path) != CT_OK) goto done;
+    if (corpus.size == 0) {
+        ct_error("%s: the corpus is empty (expected UTF-8 text, stories separated by blank lines)", o->corpus_path);
+        goto done;
+    }
+    if (mkdir(o->out_dir, 0755) != 0 && errno != EEXIST) {
+        ct_error("cannot create directory %s: %s", o->out_dir, strerror(errno));
+        goto done;
+    }
+    ck_path = malloc(strlen(o->out_dir) + sizeof(CLT_CHECKPOINT_NAME) + 2);
+    sprintf(ck_path, "%s/%s", o->out_dir, CLT_CHECKPOINT_NAME);
+    int have_ck = access(ck_path, F_OK) == 0;
+    if (have_ck && !o->resume) {
+        ct_error("%s exists: pass --resume to continue that run, or choose another -o", ck_path);
+        goto done;
+    }
+    if (!have_ck && o->resume) {
+        ct_error("--resume: no checkpoint at %s", ck_path);
+        goto done;
+    }
+    int L = m.c.n_layers, D = m.c.dim, F = o->features, B = o->batch;
+    if (clt_layout_init(&S.lay, L, D, F, o->plt) != CT_OK) goto done;
+    RunIdentity *id = &S.id;
+    id->L = L, id->D = D, id->F = F, id->plt = o->plt ? 1 : 0, id->batch = B;
+    id->buffer_rows = o->buffer_rows ? o->buffer_rows : 16 * B;
+    id->ctx = o->ctx, id->reuse = o->reuse, id->group = GROUP;
+    id->tokens = o->tokens, id->steps = o->tokens / B, id->seed = o->seed;
+    id->model_fp = m.fingerprint, id->corpus_size = corpus.size, id->corpus_hash = ct_hash64(corpus.data, corpus.size);
+    id->lr = o->lr, id->lambda = o->lambda, id->c = o->c, id->lambda_p = o->lambda_p, id->eps = o->eps;
+    id->theta_init = o->theta_init, id->init_frac = o->init_frac, id->warmup_frac = o->warmup_frac;
+    id->decay_frac = o->decay_frac, id->lambda_ramp = o->lambda_ramp;
+    size_t R = (size_t)id->buffer_rows, n = S.lay.n, RW = ring_row_floats(&S), LD = (size_t)L * D;
+    long steps = (long)id->steps;
+    S.P = malloc(n * sizeof(float));
+    S.M = calloc(n, sizeof(float));
+    S.V = calloc(n, sizeof(float));
+    S.G = malloc(n * sizeof(float));
+    S.perm = malloc(R * sizeof(int32_t));
+    S.ring = malloc(R * RW * sizeof(float));
+    X = malloc((size_t)B * LD * sizeof(float));
+    Y = malloc((size_t)B * LD * sizeof(float));
+    if (!S.P || !S.M || !S.V || !S.G || !S.perm || !S.ring || !X || !Y) {
+        ct_error("train-clt: out of memory (%zu parameters, ring of %zu rows)", n, R);
+        goto done;
+    }
+    if (!(pool = pool_create(o->threads))) goto done;
+    if (stream_init(&S.stream, &m, &tok, (const char *)corpus.data, corpus.size, o->ctx, pool) != CT_OK) goto done;
+    if (clt_core_init(&core, &S.lay, B, pool) != CT_OK) goto done;
+    if (o->resume) {
+        if (checkpoint_read(&S, ck_path) != CT_OK) goto done;
+        if (o->progress) fprintf(stderr, "train-clt: resumed %s at step %lld/%ld\n", ck_path, (long long)S.step, steps);
+    } else {
+        S.rng = o->seed;
+        Cursor c0 = {0, 0, 0, 0};
+        if (stream_seek(&S.stream, c0, 0) != CT_OK) goto done;
+        for (size_t r = 0; r < R; r++) {
+            S.perm[r] = (int32_t)r;
+            if (stream_next(&S.stream, S.ring + r * RW) != CT_OK) goto done;
+        }
+        if (init_params(&S, o) != CT_OK) goto done;
+        S.step = 0;
+    }
+    if (o->progress)
+        fprintf(stderr, "train-clt: %s, L = %d, D = %d, F = %d, %zu parameters, batch %d, %ld steps, ring %zu rows, %d threads\n",
+                o->plt ? "per-layer transcoder" : "cross-layer transcoder", L, D, F, n, B, steps, R, pool_size(pool));
+    int refill = B / o->reuse;
+    double t_last = ct_now(), t_start = t_last;
+    long steps_since = 0, step0 = (long)S.step;
+    CltStepStats acc;
+    memset(&acc, 0, sizeof acc);
+    while (S.step < steps) {
+        // batch: B distinct ring slots (a partial Fisher-Yates over the persistent permutation)
+        for (int j = 0; j < B; j++) {
+            size_t k = (size_t)j + rng_below(&S.rng, R - (size_t)j);
+            int32_t t = S.perm[j];
+            S.perm[j] = S.perm[k];
+            S.perm[k] = t;
+            const float *row = S.ring + (size_t)S.perm[j] * RW;
+            for (int l = 0; l < L; l++) {
+                float sx = (float)S.sx[l], sy = (float)S.sy[l];
+                for (int d = 0; d < D; d++) {
+                    X[(size_t)j * LD + (size_t)l * D + d] = row[(size_t)l * D + d] * sx;
+                    Y[(size_t)j * LD + (size_t)l * D + d] = row[LD + (size_t)l * D + d] * sy;
+                }
+            }
+        }
+        for (int j = 0; j < refill; j++)
+            if (stream_next(&S.stream, S.ring + (size_t)S.perm[j] * RW) != CT_OK) goto done;
+        CltLossHyper hp = {lambda_at(o, (long)S.step, steps), o->c, o->lambda_p, o->eps};
+        CltStepStats st;
+        if (clt_core_loss_grad(core, S.P, &hp, X, Y, B, S.G, &st) != CT_OK) goto done;
+        if (!isfinite(st.loss)) {
+            ct_error("train-clt: the loss became %g at step %lld (try a smaller --lr)", st.loss, (long long)S.step);
+            goto done;
+        }
+        adam_step(pool, S.P, S.G, S.M, S.V, n, lr_at(o, (long)S.step, steps), (long)S.step + 1);
+        S.step++;
+        steps_since++;
+        acc.loss += st.loss, acc.rec += st.rec, acc.sparsity += st.sparsity, acc.preact += st.preact;
+        acc.l0 += st.l0, acc.nmse += st.nmse;
+        double now = ct_now();
+        if (o->progress && (now - t_last > 5 || S.step == steps)) {
+            double k = (double)steps_since;
+            fprintf(stderr, "step %lld/%ld  %.0f tok/s  loss %.4f (rec %.4f  sparsity %.4f  preact %.2e)  L0 %.1f  NMSE %.4f  lr %.2e  lambda %.3g\n",
+                    (long long)S.step, steps, k * B / (now - t_last), acc.loss / k, acc.rec / k, acc.sparsity / k,
+                    acc.preact / k, acc.l0 / k, acc.nmse / k, lr_at(o, (long)S.step - 1, steps), hp.lambda);
+            t_last = now;
+            steps_since = 0;
+            memset(&acc, 0, sizeof acc);
+        }
+        int stop = o->stop_after > 0 && S.step == o->stop_after;
+        if ((o->checkpoint_every > 0 && S.step % o->checkpoint_every == 0) || S.step == steps || stop) {
+            if (checkpoint_write(&S, ck_path) != CT_OK) goto done;
+            if (o->save_each_checkpoint && S.step < steps && save_transcoder(&S, o->out_dir) != CT_OK) goto done;
+        }
+        if (stop) {
+            if (o->progress) fprintf(stderr, "train-clt: stopped after step %lld (checkpoint written)\n", (long long)S.step);
+            rc = CT_OK;
+            goto done;
+        }
+    }
+    if (save_transcoder(&S, o->out_dir) != CT_OK) goto done;
+    if (o->progress)
+        fprintf(stderr, "train-clt: done, %ld steps in %.1f s; wrote %s\n", steps - step0, ct_now() - t_start, o->out_dir);
+    rc = CT_OK;
+done:
+    clt_core_free(core);
+    stream_free(&S.stream);
+    pool_destroy(pool);
+    free(S.P), free(S.M), free(S.V), free(S.G), free(S.perm), free(S.ring), free(X), free(Y), free(ck_path);
+    clt_layout_free(&S.lay);
+    if (corpus.data) ct_unmap_file(&corpus);
+    if (have_tok) tokenizer_free(&tok);
+    if (have_model) model_free(&m);
     return rc;
 }

@@ -81,7 +81,7 @@ void graph_free(Graph *g) {
     free(g->nodes);
     free(g->adj);
     free(g->tokens);
-    free_strs(g->token_strs, g->T > 0 ? g->T : g->n_tokens);   // token_strs is (T)
+    free_strs(g->token_strs, g->T);   // token_strs is (T)
     free(g->prompt);
     free(g->slug);
     free(g->model_path);

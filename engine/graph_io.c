@@ -682,6 +682,12 @@ int graph_read_json(Graph *g, const char *path) {
     memset(g->node_keep, 1, (size_t)g->n_nodes + 1);
     g->n_kept_nodes = g->n_nodes;
     g->n_kept_edges = nl;
+    if (json_is_true(json_object_get(json_object_get(meta, "info"), "full_graph"))) {
+        // A full-graph file says nothing about pruning: no keep flags.
+        free(g->sp_keep), free(g->node_keep);
+        g->sp_keep = NULL, g->node_keep = NULL;
+        g->n_kept_nodes = 0, g->n_kept_edges = 0;
+    }
     for (int p = 0; p < g->n_nodes; p++) {
         char *lab = labels[order[p]];
         labels[order[p]] = NULL;
@@ -799,7 +805,9 @@ static void out_str(Out *o, const char *s) {
 
 int graph_write_ctg(Graph *g, const char *path) {
     if (graph_check(g) != CT_OK || graph_build_sparse(g) != CT_OK) return ct_error_ctx("writing %s", path);
-    if (g->T < 0) return ct_error("writing %s: T = %d", path, g->T);
+    if (g->T != g->n_tokens)
+        return ct_error("writing %s: T (%d) expected to equal the number of token nodes (%d)", path,
+                        g->T, g->n_tokens);
     int pruned = g->node_keep && g->sp_keep;
     uint64_t strings = 0;
 #define ADD_LEN(s) strings += str_bytes(s)
@@ -938,10 +946,10 @@ int graph_read_ctg(Graph *g, const char *path) {
     if (h.header_size != sizeof h || h.node_size != CTG_NODE_SIZE)
         goto bad_hdr;
     if (h.n_nodes < 0 || h.n_features < 0 || h.n_errors < 0 || h.n_tokens < 0 || h.n_logits < 0 ||
-        h.T < 0 || (long long)h.n_features + h.n_errors + h.n_tokens + h.n_logits != h.n_nodes) {
+        h.T != h.n_tokens || (long long)h.n_features + h.n_errors + h.n_tokens + h.n_logits != h.n_nodes) {
         ct_error("%s: header node counts: n_nodes %d expected = features %d + errors %d + tokens "
-                 "%d + logits %d (all >= 0), T %d", path, h.n_nodes, h.n_features, h.n_errors,
-                 h.n_tokens, h.n_logits, h.T);
+                 "%d + logits %d (all >= 0), tokens = T (%d)", path, h.n_nodes, h.n_features,
+                 h.n_errors, h.n_tokens, h.n_logits, h.T);
         goto done;
     }
     uint64_t N = (uint64_t)h.n_nodes;

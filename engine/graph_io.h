@@ -91,7 +91,8 @@ int graph_write_json(Graph *g, const char *path, int flags);
 // ({"graphs": [metadata, ...]}); creates the file when missing; atomic.
 int graph_update_index(const char *dir, const Graph *g, int flags);
 // Read a viewer JSON back: a sparse Graph (no dense adj) of the nodes and links in the file,
-// every node and edge marked kept.  Nodes are grouped into the block order (features,
+// every node and edge marked kept (no keep flags at all when metadata.info.full_graph is
+// true).  influence_raw is not in the JSON and reads as 0.  Nodes are grouped into the block order (features,
 // errors, tokens, logits) keeping file order inside each block, so the error block holds
 // the errors that were written (not L*T of them): use node.layer/pos, not the index.
 int graph_read_json(Graph *g, const char *path);

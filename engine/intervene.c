@@ -201,6 +201,8 @@ typedef struct IvHook {
     uint8_t *done;             // (n, Tcap) 1 once the spec's delta at that position is known
     float *row;                // (D) decoder row scratch
     float *scratch;            // (2F) TopK scratch
+    float *mid;                // (Tcap, D) this layer's resid_mid (constrained + skip only), else NULL
+    float *dx;                 // (2D) skip scratch
 } IvHook;
 
 static int hook_init(IvHook *h, const Clt *clt, const Intervention *iv, int mode, int lo, int hi,
@@ -216,11 +218,17 @@ static int hook_init(IvHook *h, const Clt *clt, const Intervention *iv, int mode
     h->scratch = malloc((size_t)2 * (size_t)clt->F * sizeof(float));
     if (!h->cur || !h->target || !h->delta || !h->done || !h->row || !h->scratch)
         return ct_error("intervention: out of memory for the hook state (%zu entries)", n);
+    if (mode == IV_CONSTRAINED && clt->has_skip) {
+        h->mid = malloc((size_t)Tcap * (size_t)clt->D * sizeof(float));
+        h->dx = malloc((size_t)2 * (size_t)clt->D * sizeof(float));
+        if (!h->mid || !h->dx) return ct_error("intervention: out of memory for the skip state");
+    }
     return CT_OK;
 }
 
 static void hook_free(IvHook *h) {
     free(h->cur), free(h->target), free(h->delta), free(h->done), free(h->row), free(h->scratch);
+    free(h->mid), free(h->dx);
     memset(h, 0, sizeof *h);
 }
 
@@ -228,14 +236,26 @@ static void iv_hook(void *ctx, HookSite site, int layer, int pos, float *vec) {
     IvHook *h = ctx;
     const Clt *c = h->clt;
     if (!h->iv || pos >= h->Tcap) return;
+    int frozen_here = h->mode == IV_CONSTRAINED && layer >= h->lo && layer <= h->hi && h->clean &&
+                      pos < h->clean->T;
+    if (site == HOOK_RESID_MID && h->mid && frozen_here)
+        memcpy(h->mid + (size_t)pos * (size_t)c->D, vec, (size_t)c->D * sizeof(float));
+    if (site == HOOK_MLP_OUT && h->mid && frozen_here) {
+        // A transcoder skip stays linear in the replacement model: the blocked MLP's output
+        // moves by W_skip (resid_mid - clean resid_mid).  Nothing is added when x is unchanged.
+        const float *x = h->mid + (size_t)pos * (size_t)c->D;
+        const float *x0 = h->clean->resid_mid + ((size_t)pos * (size_t)c->L + (size_t)layer) * (size_t)c->D;
+        int moved = 0;
+        for (int i = 0; i < c->D; i++) moved |= (h->dx[i] = x[i] - x0[i]) != 0.0f;
+        if (moved) clt_skip_add(c, layer, h->dx, vec, h->dx + c->D);
+    }
     if (site == HOOK_RESID_MID) {
         // Decide each covered spec's delta from the current (or clean) activation.
         for (int i = 0; i < h->iv->n; i++) {
             const IvSpec *s = &h->iv->specs[i];
             if (s->layer != layer || !iv_covers(s, pos)) continue;
             const float *x = vec;
-            if (h->mode == IV_CONSTRAINED && layer >= h->lo && layer <= h->hi && h->clean &&
-                pos < h->clean->T)
+            if (frozen_here)
                 x = h->clean->resid_mid + ((size_t)pos * (size_t)c->L + (size_t)layer) * (size_t)c->D;
             float cur = iv_feature_act(c, layer, s->feature, x, h->scratch);
             float tgt = s->kind == IV_SET ? s->value : s->value * cur;

@@ -18,7 +18,9 @@
 //   IV_CONSTRAINED  attention patterns, 1/rms norm factors and MLP outputs of layers A..B are
 //                   frozen at the clean run (the final norm is frozen too): inside the range the
 //                   model is the linear local replacement model of METHOD §2, so the changes are
-//                   pure direct effects and equal the graph's edges times delta / a.  a_cur of a
+//                   pure direct effects and equal the graph's edges times delta / a (a transcoder
+//                   skip stays linear, as in the replacement model: a frozen MLP output also moves
+//                   by W_skip (resid_mid - clean resid_mid)).  a_cur of a
 //                   feature whose layer is in [A, B] is its CLEAN activation (encoded from the
 //                   clean resid_mid), whatever earlier interventions did to the residual.
 //   IV_ITERATIVE    attention patterns of layers A..B frozen; norms and MLPs run for real, so

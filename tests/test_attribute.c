@@ -24,6 +24,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "engine/attribute.h"
 #include "engine/graph_io.h"
@@ -493,4 +495,470 @@ Test(attribute, exact_tiny_gqa_untied) {
     model_free(&m);
     tu_rmtree(dir);
     free(dir);
+}
+
+// ---- graphs: budget, determinism, targets ----------------------------------------------------------
+typedef struct Fix {
+    Model m;
+    Clt clt;
+    int toks[24];
+    int T;
+} Fix;
+
+static void fix_init(Fix *f, int F, int maxT) {
+    load_stories(&f->m, f->toks, &f->T, maxT);
+    random_clt(&f->clt, &f->m, f->toks, f->T, F, CLT_CROSS_LAYER, CLT_ACT_JUMPRELU, 0, 21, 0.06);
+}
+static void fix_free(Fix *f) {
+    clt_free(&f->clt);
+    model_free(&f->m);
+}
+
+static int graph_index_of(const Graph *g, int kind, int l, int p, int f) {
+    for (int i = 0; i < g->n_nodes; i++) {
+        const GraphNode *nd = &g->nodes[i];
+        if (nd->kind == kind && nd->layer == l && nd->pos == p && (kind != NODE_FEATURE || nd->feature == f))
+            return i;
+    }
+    return -1;
+}
+
+// The budget keeps M features; each kept edge equals the full graph's edge between the same
+// nodes, bit for bit (a row does not depend on the batch it was computed in); every logit row
+// is the same.  The first features chosen are the ones the logit rows rank highest.
+Test(attribute, budget_rows_match_full_graph) {
+    Fix f;
+    fix_init(&f, 256, 16);
+    Replacement r;
+    cr_assert_eq(replacement_build(&r, &f.m, &f.clt, f.toks, f.T, NULL), CT_OK, "%s", ct_errmsg());
+    AttribOptions o;
+    attribute_options_default(&o);
+    o.max_feature_nodes = INT32_MAX;
+    Graph full, bud;
+    cr_assert_eq(attribute_graph(&full, &r, &o), CT_OK, "%s", ct_errmsg());
+    cr_assert_eq(full.n_features, r.n_active);
+    cr_assert_eq(graph_check(&full), CT_OK, "%s", ct_errmsg());
+    o.max_feature_nodes = r.n_active / 3;
+    o.batch = 16;
+    o.update_interval = 2;
+    cr_assert_eq(attribute_graph(&bud, &r, &o), CT_OK, "%s", ct_errmsg());
+    cr_assert_eq(graph_check(&bud), CT_OK, "%s", ct_errmsg());
+    cr_assert_eq(bud.n_features, r.n_active / 3);
+    cr_assert_eq(bud.n_active_total, r.n_active);
+    cr_assert_eq(bud.n_logits, full.n_logits);
+    cr_assert_eq(graph_densify(&full), CT_OK);
+    cr_assert_eq(graph_densify(&bud), CT_OK);
+    int *map = malloc((size_t)bud.n_nodes * sizeof(int));
+    for (int i = 0; i < bud.n_nodes; i++) {
+        const GraphNode *nd = &bud.nodes[i];
+        map[i] = graph_index_of(&full, nd->kind, nd->layer, nd->pos, nd->feature);
+        if (nd->kind == NODE_LOGIT) map[i] = full.n_nodes - bud.n_logits + (i - (bud.n_nodes - bud.n_logits));
+        cr_assert_geq(map[i], 0);
+    }
+    size_t nb = (size_t)bud.n_nodes, nf = (size_t)full.n_nodes, nonzero = 0;
+    for (size_t t = 0; t < nb; t++)
+        for (size_t s = 0; s < nb; s++) {
+            float a = bud.adj[t * nb + s], b = full.adj[(size_t)map[t] * nf + (size_t)map[s]];
+            cr_assert(a == b, "budget edge (%zu <- %zu) = %g, full graph %g", t, s, a, b);
+            nonzero += a != 0;
+        }
+    cr_assert_gt(nonzero, 1000);
+    // the most influential feature by the logit rows alone is in the budget graph
+    size_t na = (size_t)r.n_active, nc = na + (size_t)r.L * r.T + r.T;
+    int K = full.n_logits;
+    float **lrow = malloc((size_t)K * sizeof(float *));
+    double *lw = malloc((size_t)K * sizeof(double)), *lden = malloc((size_t)K * sizeof(double));
+    float *rowsK = calloc((size_t)K * nc, sizeof(float));
+    for (int k = 0; k < K; k++) {
+        lrow[k] = rowsK + (size_t)k * nc;
+        size_t t = nf - (size_t)K + (size_t)k;
+        for (size_t s = 0; s < nc; s++) lrow[k][s] = full.adj[t * nf + s];
+        lw[k] = full.nodes[t].prob;
+        lden[k] = 0;
+        for (size_t s = 0; s < nc; s++) lden[k] += fabs(lrow[k][s]);
+    }
+    float **frow = calloc(na, sizeof(float *));
+    double *fden = calloc(na, sizeof(double)), *I = malloc(na * sizeof(double));
+    attribute_partial_influence(&r, K, lrow, lw, lden, frow, fden, I);
+    size_t best = 0;
+    for (size_t s = 1; s < na; s++) if (I[s] > I[best]) best = s;
+    cr_assert_gt(I[best], 0);
+    cr_assert_geq(graph_index_of(&bud, NODE_FEATURE, r.act_layer[best], r.act_pos[best], r.act_feat[best]), 0,
+                  "the top feature by logit influence was not selected");
+    free(lrow), free(lw), free(lden), free(rowsK), free(frow), free(fden), free(I), free(map);
+    graph_free(&full), graph_free(&bud);
+    replacement_free(&r);
+    fix_free(&f);
+}
+
+// The one-pass partial influence equals prune.c's series (an independent implementation) on
+// the logit rows plus a random half of the feature rows.
+Test(attribute, partial_influence_matches_prune) {
+    Fix f;
+    fix_init(&f, 192, 14);
+    Replacement r;
+    cr_assert_eq(replacement_build(&r, &f.m, &f.clt, f.toks, f.T, NULL), CT_OK, "%s", ct_errmsg());
+    AttribOptions o;
+    attribute_options_default(&o);
+    o.max_feature_nodes = INT32_MAX;
+    Graph g;
+    cr_assert_eq(attribute_graph(&g, &r, &o), CT_OK, "%s", ct_errmsg());
+    cr_assert_eq(graph_densify(&g), CT_OK);
+    int N = g.n_nodes, K = g.n_logits;
+    size_t na = (size_t)r.n_active, nc = na + (size_t)r.L * r.T + r.T;
+    TuRng rng;
+    tu_rng_seed(&rng, 77);
+    const float **rows = malloc((size_t)N * sizeof(float *));
+    int32_t *row_node = malloc((size_t)N * sizeof(int32_t));
+    float **frow = calloc(na, sizeof(float *)), **lrow = malloc((size_t)K * sizeof(float *));
+    double *fden = calloc(na, sizeof(double)), *lden = calloc((size_t)K, sizeof(double));
+    double *w = calloc((size_t)N, sizeof(double)), *lw = malloc((size_t)K * sizeof(double));
+    double *Ip = malloc((size_t)N * sizeof(double)), *I = malloc(na * sizeof(double));
+    size_t nrows = 0;
+    for (int k = 0; k < K; k++) {
+        int t = N - K + k;
+        rows[nrows] = g.adj + (size_t)t * N, row_node[nrows++] = t;
+        lrow[k] = g.adj + (size_t)t * N;
+        for (size_t s = 0; s < nc; s++) lden[k] += fabs(lrow[k][s]);
+        w[t] = lw[k] = g.nodes[t].prob;
+    }
+    int n_sel = 0;
+    for (size_t s = 0; s < na; s++) {
+        if (tu_rng_below(&rng, 2)) continue;
+        rows[nrows] = g.adj + s * (size_t)N, row_node[nrows++] = (int32_t)s;
+        frow[s] = g.adj + s * (size_t)N;
+        // the row as attribute.c stores it: [features of lower layers | errors, tokens]
+        size_t hi = (size_t)r.lp_start[(size_t)r.act_layer[s] * r.T];
+        for (size_t c = hi; c < na; c++) cr_assert_eq(frow[s][c], 0.0f, "edge from a same/higher-layer feature");
+        for (size_t c = 0; c < nc; c++) fden[s] += fabs(frow[s][c]);
+        n_sel++;
+    }
+    cr_assert_gt(n_sel, 50);
+    cr_assert_eq(prune_rows_influence(N, nrows, rows, row_node, w, Ip), CT_OK, "%s", ct_errmsg());
+    attribute_partial_influence(&r, K, lrow, lw, lden, frow, fden, I);
+    double mx = 0;
+    for (size_t s = 0; s < na; s++) mx = Ip[s] > mx ? Ip[s] : mx;
+    cr_assert_gt(mx, 0);
+    for (size_t s = 0; s < na; s++)
+        cr_assert(fabs(I[s] - Ip[s]) <= 1e-9 * mx, "feature %zu: one-pass %.12g, series %.12g", s, I[s], Ip[s]);
+    free(rows), free(row_node), free(frow), free(lrow), free(fden), free(lden), free(w), free(lw), free(Ip), free(I);
+    graph_free(&g);
+    replacement_free(&r);
+    fix_free(&f);
+}
+
+// Same inputs -> the same graph bytes for 1 and 2 threads and different batch sizes, and the
+// same JSON file after pruning.
+static char *graph_json(Graph *g, const char *dir, const char *name) {
+    g->slug = strdup("same");
+    g->prompt = strdup(PROMPT);
+    g->model_path = strdup("m.bin");
+    g->clt_path = strdup("clt");
+    cr_assert_eq(prune_graph(g, 0.8, 0.98), CT_OK, "%s", ct_errmsg());
+    char *path = tu_join(dir, name);
+    cr_assert_eq(graph_write_json(g, path, 0), CT_OK, "%s", ct_errmsg());
+    return path;
+}
+
+Test(attribute, deterministic_threads_and_batches) {
+    Fix f;
+    fix_init(&f, 256, 16);
+    char *dir = tu_mkdtemp("ct_attr_det");
+    Graph g[3];
+    int th[3] = {1, 2, 2}, bs[3] = {64, 64, 5};
+    char *json[3];
+    for (int i = 0; i < 3; i++) {
+        ThreadPool *pool = th[i] > 1 ? pool_create(th[i]) : NULL;
+        Replacement r;
+        cr_assert_eq(replacement_build(&r, &f.m, &f.clt, f.toks, f.T, pool), CT_OK, "%s", ct_errmsg());
+        AttribOptions o;
+        attribute_options_default(&o);
+        o.max_feature_nodes = i == 0 ? INT32_MAX : r.n_active;   // same budget, spelled two ways
+        o.batch = bs[i];
+        o.pool = pool;
+        cr_assert_eq(attribute_graph(&g[i], &r, &o), CT_OK, "%s", ct_errmsg());
+        char name[32];
+        snprintf(name, sizeof name, "g%d.json", i);
+        json[i] = graph_json(&g[i], dir, name);
+        replacement_free(&r);
+        pool_destroy(pool);
+    }
+    for (int i = 1; i < 3; i++) {
+        cr_assert_eq(g[i].sp_nnz, g[0].sp_nnz);
+        cr_assert_eq(memcmp(g[i].sp_row, g[0].sp_row, ((size_t)g[0].n_nodes + 1) * sizeof(uint64_t)), 0);
+        cr_assert_eq(memcmp(g[i].sp_col, g[0].sp_col, g[0].sp_nnz * sizeof(uint32_t)), 0);
+        cr_assert_eq(memcmp(g[i].sp_val, g[0].sp_val, g[0].sp_nnz * sizeof(float)), 0,
+                     "edge weights differ for %d threads, batch %d", th[i], bs[i]);
+        size_t n0, n1;
+        void *a = tu_read_file(json[0], &n0), *b = tu_read_file(json[i], &n1);
+        cr_assert(a && b && n0 == n1 && memcmp(a, b, n0) == 0, "JSON differs for %d threads, batch %d", th[i], bs[i]);
+        free(a), free(b);
+    }
+    // the JSON reads back; every link endpoint is a node
+    Graph rb;
+    cr_assert_eq(graph_read_json(&rb, json[0]), CT_OK, "%s", ct_errmsg());
+    cr_assert_eq(rb.n_nodes, g[0].n_kept_nodes);
+    for (size_t e = 0; e < rb.sp_nnz; e++) cr_assert_lt(rb.sp_col[e], (uint32_t)rb.n_nodes);
+    graph_free(&rb);
+    for (int i = 0; i < 3; i++) graph_free(&g[i]), free(json[i]);
+    tu_rmtree(dir);
+    free(dir);
+    fix_free(&f);
+}
+
+// fp64 sweeps give the fp32 graph's edges to fp32 accuracy.
+Test(attribute, fp64_graph_close_to_fp32) {
+    Fix f;
+    fix_init(&f, 128, 12);
+    Replacement r;
+    cr_assert_eq(replacement_build(&r, &f.m, &f.clt, f.toks, f.T, NULL), CT_OK, "%s", ct_errmsg());
+    AttribOptions o;
+    attribute_options_default(&o);
+    Graph a, b;
+    cr_assert_eq(attribute_graph(&a, &r, &o), CT_OK, "%s", ct_errmsg());
+    o.fp64 = 1;
+    cr_assert_eq(attribute_graph(&b, &r, &o), CT_OK, "%s", ct_errmsg());
+    cr_assert_eq(a.n_nodes, b.n_nodes);
+    cr_assert_eq(graph_densify(&a), CT_OK);
+    cr_assert_eq(graph_densify(&b), CT_OK);
+    size_t N = (size_t)a.n_nodes;
+    for (size_t t = 0; t < N; t++) {
+        double mx = 0;
+        for (size_t s = 0; s < N; s++) mx = fmax(mx, fabs(b.adj[t * N + s]));
+        for (size_t s = 0; s < N; s++)
+            cr_assert(fabs(a.adj[t * N + s] - b.adj[t * N + s]) <= 1e-4 * mx, "row %zu col %zu: %g vs %g", t, s,
+                      a.adj[t * N + s], b.adj[t * N + s]);
+    }
+    graph_free(&a), graph_free(&b);
+    replacement_free(&r);
+    fix_free(&f);
+}
+
+// Salient logits: most probable first, until the cumulative probability reaches the target,
+// at most max_k; explicit targets and a difference give one logit node each, with the
+// token's probability and logit.
+Test(attribute, logit_targets) {
+    Fix f;
+    fix_init(&f, 64, 10);
+    Replacement r;
+    cr_assert_eq(replacement_build(&r, &f.m, &f.clt, f.toks, f.T, NULL), CT_OK, "%s", ct_errmsg());
+    double *p = malloc((size_t)r.V * sizeof(double)), mx = -1e30, s = 0;
+    for (int v = 0; v < r.V; v++) mx = fmax(mx, r.logits[v]);
+    for (int v = 0; v < r.V; v++) s += p[v] = exp((double)r.logits[v] - mx);
+    for (int v = 0; v < r.V; v++) p[v] /= s;
+    int ids[10];
+    double pr[10];
+    for (int maxk = 1; maxk <= 10; maxk += 9)
+        for (double q = 0.3; q < 1.0; q += 0.3) {
+            int k = attribute_salient_logits(&r, maxk, q, ids, pr);
+            cr_assert(k >= 1 && k <= maxk);
+            double cum = 0;
+            for (int i = 0; i < k; i++) {
+                cr_assert_float_eq(pr[i], p[ids[i]], 1e-12);
+                if (i) cr_assert_geq(pr[i - 1], pr[i]);
+                int higher = 0;   // nothing left out is more probable
+                for (int v = 0; v < r.V; v++) higher += p[v] > pr[i];
+                cr_assert_leq(higher, i);
+                cum += pr[i];
+                if (i < k - 1) cr_assert_lt(cum, q, "stopped late");
+            }
+            if (k < maxk) cr_assert_geq(cum, q - 1e-12, "stopped early");
+        }
+    AttribOptions o;
+    attribute_options_default(&o);
+    int tt[2] = {ids[0], 100};
+    o.target_tokens = tt, o.n_target_tokens = 2;
+    Graph g;
+    cr_assert_eq(attribute_graph(&g, &r, &o), CT_OK, "%s", ct_errmsg());
+    cr_assert_eq(g.n_logits, 2);
+    const GraphNode *l1 = &g.nodes[g.n_nodes - 1];
+    cr_assert_eq(l1->kind, NODE_LOGIT);
+    cr_assert_eq(l1->token, 100);
+    cr_assert_float_eq(l1->prob, (float)p[100], 1e-9);
+    cr_assert_eq(l1->activation, r.logits[100]);
+    cr_assert_eq(l1->pos, r.T - 1);
+    cr_assert_eq(l1->layer, r.L);
+    graph_free(&g);
+    o.n_target_tokens = 0;
+    o.diff_a = 100, o.diff_b = 200;
+    cr_assert_eq(attribute_graph(&g, &r, &o), CT_OK, "%s", ct_errmsg());
+    cr_assert_eq(g.n_logits, 1);
+    cr_assert_eq(g.nodes[g.n_nodes - 1].activation, r.logits[100] - r.logits[200]);
+    graph_free(&g);
+    free(p);
+    replacement_free(&r);
+    fix_free(&f);
+}
+
+// ---- bad inputs --------------------------------------------------------------------------------------
+static void expect_err(int rc, const char *needle) {
+    cr_assert_neq(rc, CT_OK, "expected an error mentioning '%s'", needle);
+    cr_assert_not_null(strstr(ct_errmsg(), needle), "message '%s' lacks '%s'", ct_errmsg(), needle);
+}
+
+Test(attribute, bad_inputs) {
+    Fix f;
+    fix_init(&f, 64, 10);
+    Replacement r;
+    int *longp = malloc(600 * sizeof(int));
+    for (int i = 0; i < 600; i++) longp[i] = i ? 300 : 1;
+    expect_err(replacement_build(&r, &f.m, &f.clt, longp, f.m.c.seq_len + 1, NULL), "context");
+    expect_err(replacement_build(&r, &f.m, &f.clt, f.toks, 0, NULL), "empty");
+    free(longp);
+    Clt c4, c32;
+    CltActivation act = {CLT_ACT_RELU, 0};
+    cr_assert_eq(clt_alloc(&c4, f.m.c.n_layers - 1, f.m.c.dim, 16, CLT_CROSS_LAYER, act, 0), CT_OK);
+    cr_assert_eq(clt_alloc(&c32, f.m.c.n_layers, f.m.c.dim / 2, 16, CLT_CROSS_LAYER, act, 0), CT_OK);
+    cr_assert_neq(replacement_build(&r, &f.m, &c4, f.toks, f.T, NULL), CT_OK);
+    cr_log_info("layer mismatch: %s", ct_errmsg());
+    cr_assert_neq(replacement_build(&r, &f.m, &c32, f.toks, f.T, NULL), CT_OK);
+    cr_log_info("width mismatch: %s", ct_errmsg());
+    clt_free(&c4), clt_free(&c32);
+
+    cr_assert_eq(replacement_build(&r, &f.m, &f.clt, f.toks, f.T, NULL), CT_OK, "%s", ct_errmsg());
+    AttribOptions o;
+    Graph g;
+    attribute_options_default(&o);
+    o.max_feature_nodes = 0;
+    expect_err(attribute_graph(&g, &r, &o), "budget");
+    attribute_options_default(&o);
+    o.batch = 0;
+    expect_err(attribute_graph(&g, &r, &o), "batch");
+    attribute_options_default(&o);
+    int bad = f.m.c.vocab_size;
+    o.target_tokens = &bad, o.n_target_tokens = 1;
+    expect_err(attribute_graph(&g, &r, &o), "vocabulary");
+    attribute_options_default(&o);
+    o.diff_a = 5, o.diff_b = 5;
+    expect_err(attribute_graph(&g, &r, &o), "distinct");
+    Sweeper *sw;
+    cr_assert_eq(sweeper_init(&sw, &r, 4, 0, NULL), CT_OK);
+    float *row = malloc(sweeper_ncols(sw) * sizeof(float));
+    AttribTarget t = {TARGET_FEATURE, r.L, 1, 0, -1, -1};
+    expect_err(sweeper_rows(sw, &t, 1, &row, NULL), "outside");
+    t = (AttribTarget){TARGET_LOGIT, 0, 0, 0, -3, -1};
+    expect_err(sweeper_rows(sw, &t, 1, &row, NULL), "vocabulary");
+    expect_err(sweeper_rows(sw, &t, 1, NULL, NULL), "rows expected");
+    free(row);
+    sweeper_free(sw);
+    replacement_free(&r);
+    fix_free(&f);
+}
+
+// ---- the driver: `ctrace attribute` ------------------------------------------------------------------
+// The binary next to this test's directory (build/tests/test_attribute -> build/ctrace, and
+// the same for the asan build).
+static char *ctrace_bin(void) {
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    cr_assert_gt(n, 0);
+    exe[n] = 0;
+    char *slash = strrchr(exe, '/');
+    *slash = 0;
+    slash = strrchr(exe, '/');
+    cr_assert_not_null(slash);
+    *slash = 0;
+    char *bin = tu_join(exe, "ctrace");
+    struct stat st;
+    cr_assert_eq(stat(bin, &st), 0, "%s is missing: build it (make) before the tests", bin);
+    return bin;
+}
+
+// Run `ctrace attribute <args>`; returns the exit status, stderr in *err (malloc'd).
+static int run_attr(const char *tmp, const char *args, char **err) {
+    char *bin = ctrace_bin(), *errf = tu_join(tmp, "stderr.txt");
+    char *m = tu_shared_path("models/stories260K/stories260K.bin"), *z = tu_shared_path("models/stories260K/tok512.bin");
+    size_t n = strlen(bin) + strlen(m) + strlen(z) + strlen(args) + strlen(errf) + 64;
+    char *cmd = malloc(n);
+    snprintf(cmd, n, "%s attribute %s -z %s %s >/dev/null 2>%s", bin, m, z, args, errf);
+    int st = system(cmd);
+    size_t len;
+    *err = tu_read_file(errf, &len);
+    if (*err) *err = realloc(*err, len + 1), (*err)[len] = 0;
+    free(bin), free(errf), free(m), free(z), free(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+static void cli_expect_fail(const char *tmp, const char *args, const char *needle) {
+    char *err = NULL;
+    int rc = run_attr(tmp, args, &err);
+    cr_assert_neq(rc, 0, "ctrace attribute %s: exit 0", args);
+    cr_assert(err && strstr(err, needle), "ctrace attribute %s: stderr lacks '%s': %s", args, needle, err ? err : "");
+    free(err);
+}
+
+Test(attribute, cli_identical_json_and_bad_inputs) {
+    Fix f;
+    fix_init(&f, 256, 16);
+    char *tmp = tu_mkdtemp("ct_attr_cli");
+    char *cdir = tu_join(tmp, "clt"), *c4 = tu_join(tmp, "clt4"), *c32 = tu_join(tmp, "clt32");
+    cr_assert_eq(clt_save(&f.clt, cdir, ST_F32), CT_OK, "%s", ct_errmsg());
+    Clt w;
+    CltActivation act = {CLT_ACT_RELU, 0};
+    cr_assert_eq(clt_alloc(&w, f.m.c.n_layers - 1, f.m.c.dim, 8, CLT_CROSS_LAYER, act, 0), CT_OK);
+    cr_assert_eq(clt_save(&w, c4, ST_F32), CT_OK, "%s", ct_errmsg());
+    clt_free(&w);
+    cr_assert_eq(clt_alloc(&w, f.m.c.n_layers, f.m.c.dim / 2, 8, CLT_CROSS_LAYER, act, 0), CT_OK);
+    cr_assert_eq(clt_save(&w, c32, ST_F32), CT_OK, "%s", ct_errmsg());
+    clt_free(&w);
+
+    // 1 and 2 threads: the same JSON and .ctg bytes; the index lists the graph
+    char args[4096], *err = NULL;
+    for (int th = 1; th <= 2; th++) {
+        snprintf(args, sizeof args, "--clt %s -p '%s' -o %s/g%d.json --raw %s/g%d.ctg --slug same --threads %d",
+                 cdir, PROMPT, tmp, th, tmp, th, th);
+        cr_assert_eq(run_attr(tmp, args, &err), 0, "ctrace attribute failed: %s", err);
+        free(err);
+    }
+    const char *ext[2] = {"json", "ctg"};
+    for (int e = 0; e < 2; e++) {
+        char p1[4200], p2[4200];
+        snprintf(p1, sizeof p1, "%s/g1.%s", tmp, ext[e]);
+        snprintf(p2, sizeof p2, "%s/g2.%s", tmp, ext[e]);
+        size_t n1, n2;
+        void *a = tu_read_file(p1, &n1), *b = tu_read_file(p2, &n2);
+        cr_assert(a && b && n1 == n2 && memcmp(a, b, n1) == 0, "%s differs between 1 and 2 threads", ext[e]);
+        free(a), free(b);
+    }
+    char *idx = tu_join(tmp, "graph-metadata.json");
+    size_t ni;
+    char *ix = tu_read_file(idx, &ni);
+    cr_assert_not_null(ix, "no graph-metadata.json");
+    ix = realloc(ix, ni + 1), ix[ni] = 0;
+    cr_assert_not_null(strstr(ix, "\"same\""));
+    free(ix), free(idx);
+    Graph g;
+    snprintf(args, sizeof args, "%s/g1.ctg", tmp);
+    cr_assert_eq(graph_read_ctg(&g, args), CT_OK, "%s", ct_errmsg());
+    cr_assert_gt(g.n_features, 100);
+    cr_assert_eq(g.n_errors, g.L * g.T);
+    cr_assert(g.replacement_score > 0 && g.replacement_score <= 1);
+    graph_free(&g);
+
+    // bad inputs
+    char *many = malloc(8 * 600);
+    many[0] = 0;
+    for (int i = 0; i <= f.m.c.seq_len; i++) strcat(many, i ? ",300" : "1");
+    snprintf(args, sizeof args, "--clt %s --tokens %s -o %s/x.json", cdir, many, tmp);
+    cli_expect_fail(tmp, args, "context");
+    free(many);
+    snprintf(args, sizeof args, "--clt %s -p '' -o %s/x.json", cdir, tmp);
+    cli_expect_fail(tmp, args, "empty");
+    snprintf(args, sizeof args, "--clt %s -p hello -o %s/x.json", c4, tmp);
+    cli_expect_fail(tmp, args, "layer");
+    snprintf(args, sizeof args, "--clt %s -p hello -o %s/x.json", c32, tmp);
+    cli_expect_fail(tmp, args, "D = 64");
+    snprintf(args, sizeof args, "--clt %s -p hello -o %s/x.json --target 512", cdir, tmp);
+    cli_expect_fail(tmp, args, "vocabulary");
+    snprintf(args, sizeof args, "--clt %s -p hello -o %s/x.json --max-feature-nodes 0", cdir, tmp);
+    cli_expect_fail(tmp, args, "budget");
+    snprintf(args, sizeof args, "--clt %s -p hello -o /nonexistent/dir/x.json", cdir);
+    cli_expect_fail(tmp, args, "/nonexistent/dir");
+    snprintf(args, sizeof args, "%s/x.json", tmp);
+    struct stat st;
+    cr_assert_neq(stat(args, &st), 0, "a failed run left %s behind", args);
+
+    tu_rmtree(tmp);
+    free(tmp), free(cdir), free(c4), free(c32);
+    fix_free(&f);
 }
