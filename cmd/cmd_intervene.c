@@ -477,7 +477,10 @@ int cmd_steer(int argc, char **argv) {
                 n_new, in.n, seq, seq - in.n);
         n_new = seq - in.n;
     }
-    if (intervention_check(&a.iv, &in.clt, in.n + n_new) != CT_OK) goto done;
+    if (intervention_check(&a.iv, &in.clt, in.n + n_new) != CT_OK) {
+        ct_error_ctx("steering covers the prompt (%d tokens) and the %d generated positions", in.n, n_new);
+        goto done;
+    }
     t0 = malloc((size_t)(in.n + n_new) * sizeof(int));
     t1 = malloc((size_t)(in.n + n_new) * sizeof(int));
     if (!t0 || !t1) { ct_error("out of memory"); goto done; }
@@ -582,8 +585,13 @@ int cmd_validate(int argc, char **argv) {
     printf("graph %s: %d feature nodes, T = %d, %d logit targets%s; the top %d feature nodes by influence,\n"
            "each ablated (set 0) and doubled (scale 2); constrained = direct effects (A[t,s] / a_s * delta),\n"
            "iterative = path sums through graph features; targets = downstream graph features "
-           "(pre-activation) and logits (demeaned)\n\n",
+           "(pre-activation) and logits (demeaned)\n",
            a.graph, g.n_features, g.T, g.n_logits, a.pruned ? " (kept nodes and edges only)" : "", val.n_nodes);
+    printf("logit targets:");
+    char tb[96];
+    for (int i = g.n_nodes - g.n_logits; i < g.n_nodes; i++)
+        printf(" %s (p=%.3f)", tok_label(&in, g.nodes[i].token, tb, sizeof tb), (double)g.nodes[i].prob);
+    printf("\n\n");
     printf("%-14s %10s %6s  %-11s %-6s %9s %9s %9s %7s %10s %10s\n", "node", "activation", "n", "mode", "kind",
            "pearson", "spearman", "cosine", "sign", "max|err|", "max|pred|");
     char id[64], act[32];

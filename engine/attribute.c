@@ -37,9 +37,12 @@ struct Sweeper {
     void **Y;           // (nt) (B, max_nlp) source products
     void **GV;          // (nt) (B, Hkv*Dh)
     void **GX;          // (nt) (B, D)
+    void **AH;          // (nt) (H) pattern coefficients of one (p, t) pair
     float **tmp;        // (nt) (D) decoder-row conversion scratch
-    int *tl, *tpos, *perm;   // (B) sorted targets of the current sweep
-    void **rowp;        // (B) output rows of the current sweep, sorted order
+    int *tl, *tpos;     // (B) targets of the current sweep
+    void **rowp;        // (B) output rows of the current sweep
+    int *n_slot, *nr_slot;      // (T)
+    int *slot_row, *row_slot;   // (T, B)
 };
 
 typedef struct SweepJob {
@@ -47,7 +50,10 @@ typedef struct SweepJob {
     int l;              // layer being swept
     int P;              // positions 0..P-1
     int nb;             // rows
-    int nr, na;         // rows with l_t > l (read sources), rows with l_t >= l (alive)
+    const int *n_slot;  // (P) rows alive at each position (attribute_sweep.h: slots)
+    const int *nr_slot; // (P) of which alive above layer l (they read layer l's sources)
+    const int *slot_row;// (P, B) row of each slot
+    const int *row_slot;// (P, B) slot of each row, -1 = not alive there
     const int *tpos;    // (nb)
     const void *tvec;   // (nb, D) REAL
     void *const *rows;  // (nb) REAL output rows
@@ -135,9 +141,11 @@ void sweeper_free(Sweeper *sw) {
         if (sw->GV) free(sw->GV[i]);
         if (sw->GX) free(sw->GX[i]);
         if (sw->tmp) free(sw->tmp[i]);
+        if (sw->AH) free(sw->AH[i]);
     }
-    free(sw->S), free(sw->Y), free(sw->GV), free(sw->GX), free(sw->tmp);
-    free(sw->tl), free(sw->tpos), free(sw->perm), free(sw->rowp);
+    free(sw->S), free(sw->Y), free(sw->GV), free(sw->GX), free(sw->tmp), free(sw->AH);
+    free(sw->tl), free(sw->tpos), free(sw->rowp);
+    free(sw->n_slot), free(sw->nr_slot), free(sw->slot_row), free(sw->row_slot);
     free(sw);
 }
 
@@ -187,20 +195,26 @@ int sweeper_init(Sweeper **out, const Replacement *r, int max_batch, int fp64, T
     sw->GV = calloc((size_t)sw->nt, sizeof(void *));
     sw->GX = calloc((size_t)sw->nt, sizeof(void *));
     sw->tmp = calloc((size_t)sw->nt, sizeof(float *));
+    sw->AH = calloc((size_t)sw->nt, sizeof(void *));
     sw->tl = malloc(B * sizeof(int));
     sw->tpos = malloc(B * sizeof(int));
-    sw->perm = malloc(B * sizeof(int));
     sw->rowp = malloc(B * sizeof(void *));
+    sw->n_slot = malloc(T * sizeof(int));
+    sw->nr_slot = malloc(T * sizeof(int));
+    sw->slot_row = malloc(T * B * sizeof(int));
+    sw->row_slot = malloc(T * B * sizeof(int));
     int ok = sw->WoT && sw->WvT && (sw->WskT || !r->clt->has_skip) && sw->gain_att && sw->emb &&
              sw->ufin && sw->wmean && sw->G && sw->GO && sw->tvec && sw->S && sw->Y && sw->GV &&
-             sw->GX && sw->tmp && sw->tl && sw->tpos && sw->perm && sw->rowp;
+             sw->GX && sw->tmp && sw->AH && sw->tl && sw->tpos && sw->rowp && sw->n_slot && sw->nr_slot &&
+             sw->slot_row && sw->row_slot;
     for (int i = 0; ok && i < sw->nt; i++) {
         sw->S[i] = alloc_real(f64, (size_t)mx * D);
         sw->Y[i] = alloc_real(f64, B * (size_t)mx);
         sw->GV[i] = alloc_real(f64, B * Dkv);
         sw->GX[i] = alloc_real(f64, B * D);
         sw->tmp[i] = malloc(D * sizeof(float));
-        ok = sw->S[i] && sw->Y[i] && sw->GV[i] && sw->GX[i] && sw->tmp[i];
+        sw->AH[i] = alloc_real(f64, (size_t)sw->H);
+        ok = sw->S[i] && sw->Y[i] && sw->GV[i] && sw->GX[i] && sw->tmp[i] && sw->AH[i];
     }
     if (!ok) {
         sweeper_free(sw);
@@ -255,17 +269,6 @@ static int target_check(const Sweeper *sw, const AttribTarget *t, int i) {
     return CT_OK;
 }
 
-// Sort key of a target: injection layer (logits: L), descending; ties keep the input order.
-typedef struct { const AttribTarget *t; int L; } TargetSortCtx;
-static int cmp_target(const void *a, const void *b, void *ctx) {
-    const TargetSortCtx *c = ctx;
-    int i = *(const int *)a, j = *(const int *)b;
-    int li = c->t[i].kind == TARGET_LOGIT ? c->L : c->t[i].layer;
-    int lj = c->t[j].kind == TARGET_LOGIT ? c->L : c->t[j].layer;
-    if (li != lj) return li > lj ? -1 : 1;
-    return (i > j) - (i < j);
-}
-
 int sweeper_rows(Sweeper *sw, const AttribTarget *t, int n, float *const *rows32, double *const *rows64) {
     if ((sw->fp64 && !rows64) || (!sw->fp64 && !rows32))
         return ct_error("sweeper_rows: %s rows expected for a%s sweeper", sw->fp64 ? "double" : "float",
@@ -276,11 +279,8 @@ int sweeper_rows(Sweeper *sw, const AttribTarget *t, int n, float *const *rows32
     size_t D = (size_t)sw->D;
     for (int c0 = 0; c0 < n; c0 += sw->B) {
         int nb = n - c0 < sw->B ? n - c0 : sw->B;
-        for (int b = 0; b < nb; b++) sw->perm[b] = b;
-        TargetSortCtx sc = {t + c0, sw->L};
-        qsort_r(sw->perm, (size_t)nb, sizeof(int), cmp_target, &sc);
         for (int b = 0; b < nb; b++) {
-            const AttribTarget *tg = &t[c0 + sw->perm[b]];
+            const AttribTarget *tg = &t[c0 + b];
             if (tg->kind == TARGET_LOGIT) {
                 // d(logit_a - mean_u logit_u)/d x_final = (W_U[a] - mean_u W_U[u]) ⊙ rms_final * inv_rms
                 const float *wa = w->wcls + (size_t)tg->tok_a * D;
@@ -297,7 +297,7 @@ int sweeper_rows(Sweeper *sw, const AttribTarget *t, int n, float *const *rows32
                 sw->tl[b] = tg->layer;
                 sw->tpos[b] = tg->pos;
             }
-            sw->rowp[b] = sw->fp64 ? (void *)rows64[c0 + sw->perm[b]] : (void *)rows32[c0 + sw->perm[b]];
+            sw->rowp[b] = sw->fp64 ? (void *)rows64[c0 + b] : (void *)rows32[c0 + b];
         }
         if (sw->fp64) sweep_f64(sw, nb, sw->tl, sw->tpos, sw->tvec, (double *const *)sw->rowp);
         else sweep_f32(sw, nb, sw->tl, sw->tpos, sw->tvec, (float *const *)sw->rowp);
@@ -393,6 +393,10 @@ void attribute_options_default(AttribOptions *o) {
 static int cmp_pos_layer(const void *a, const void *b, void *ctx) {
     int i = *(const int *)a, j = *(const int *)b;
     const Replacement *r = ctx;
+    if (getenv("SORTMODE") && atoi(getenv("SORTMODE")) == 1) {
+        if (r->act_layer[i] != r->act_layer[j]) return r->act_layer[i] > r->act_layer[j] ? -1 : 1;
+        if (r->act_pos[i] != r->act_pos[j]) return r->act_pos[i] > r->act_pos[j] ? -1 : 1;
+    }
     if (r->act_pos[i] != r->act_pos[j]) return r->act_pos[i] < r->act_pos[j] ? -1 : 1;
     if (r->act_layer[i] != r->act_layer[j]) return r->act_layer[i] < r->act_layer[j] ? -1 : 1;
     return (i > j) - (i < j);

@@ -5,6 +5,15 @@
 //     SFX(x)    x##_f32 | x##_f64
 //     MM, AXPY_INL, DOT   the primitives for REAL (see attribute.c)
 // after struct Sweeper and SweepJob are defined.  The algorithm and shapes are in attribute.h.
+//
+// Slots.  A row b (target at layer l_b, position p_b) has a nonzero gradient at position p only
+// for p <= p_b and only from layer l_b down.  Each position keeps its own list of the rows
+// alive there: G[p] is (B, D) but only slots [0, n_slot[p]) are used, slot_row[p][s] = b and
+// row_slot[p][b] = s (-1 when b is not alive at p).  A row is appended to the lists of
+// positions 0..p_b when the sweep reaches its layer, so no product ever touches a row that is
+// still zero, whatever mix of layers and positions a batch holds.  Each row's numbers do not
+// depend on its slot (matmul rows are independent; every sum runs in a fixed order), so a row
+// is bit-identical in any batch.
 
 // Gather the source block of (layer l, position p) into S (n, D): row 0 = eps_l(p), then the
 // decoder rows W_dec[l_s][f][l - l_s] of the active features (l_s <= l, p, f) in (l_s, f)
@@ -32,14 +41,15 @@ static int SFX(gather_sources)(const Sweeper *sw, int l, int p, REAL *S, float *
     return n;
 }
 
-// Step 1 of layer l, positions [p0, p1) of this task: read the sources of layer l, apply the
-// skip transpose, inject this layer's feature targets, and form GO = G Wo.
+// Step 1 of layer l, positions [p0, p1) of this task: read the sources of layer l for the
+// rows alive above it (slots [0, nr)), apply the skip transpose, inject this layer's feature
+// targets (slots [nr, na)), and form GO = G Wo for every alive slot.
 static void SFX(pos_task)(void *ctx, int task, int ntasks) {
     SweepJob *j = ctx;
     const Sweeper *sw = j->sw;
     const Replacement *r = sw->r;
     const Clt *c = r->clt;
-    int l = j->l, nr = j->nr, na = j->na, B = sw->B;
+    int l = j->l, B = sw->B;
     size_t D = (size_t)sw->D, Dq = (size_t)sw->Dq, T = (size_t)sw->T;
     size_t p0 = pool_split((size_t)j->P, task, ntasks), p1 = pool_split((size_t)j->P, task + 1, ntasks);
     REAL *G = (REAL *)sw->G, *GO = (REAL *)sw->GO;
@@ -47,21 +57,24 @@ static void SFX(pos_task)(void *ctx, int task, int ntasks) {
     const REAL *WoT = (const REAL *)sw->WoT + (size_t)l * Dq * D;
     REAL *const *rows = (REAL *const *)j->rows;
     size_t err_col = (size_t)r->n_active + (size_t)l * T;
+    int ls0 = c->kind == CLT_PER_LAYER ? l : 0;
     for (size_t p = p0; p < p1; p++) {
+        int nr = j->nr_slot[p], na = j->n_slot[p];
+        if (na == 0) continue;
+        const int *srow = j->slot_row + p * (size_t)B;
         REAL *Gp = G + p * (size_t)B * D;
         if (nr > 0) {
-            // sources: Y (nr, n) = Gp (nr, D) S^T
+            // sources: Y (nr, n) = Gp[0:nr] (nr, D) S^T
             int n = SFX(gather_sources)(sw, l, (int)p, S, sw->tmp[task]);
             MM(Y, S, Gp, (size_t)nr, (size_t)n, D);
-            int ls0 = c->kind == CLT_PER_LAYER ? l : 0;
-            for (int b = 0; b < nr; b++) {
-                const REAL *y = Y + (size_t)b * (size_t)n;
-                REAL *row = rows[b];
+            for (int s = 0; s < nr; s++) {
+                const REAL *y = Y + (size_t)s * (size_t)n;
+                REAL *row = rows[srow[s]];
                 row[err_col + p] = y[0];
                 int k = 1;
                 for (int ls = ls0; ls <= l; ls++) {
-                    int s0 = r->lp_start[(size_t)ls * T + p], s1 = r->lp_start[(size_t)ls * T + p + 1];
-                    for (int s = s0; s < s1; s++, k++) row[s] += (REAL)r->act_val[s] * y[k];
+                    int f0 = r->lp_start[(size_t)ls * T + p], f1 = r->lp_start[(size_t)ls * T + p + 1];
+                    for (int f = f0; f < f1; f++, k++) row[f] += (REAL)r->act_val[f] * y[k];
                 }
             }
             if (sw->WskT) {  // mlp_out[l] = const + W_skip x_l: g_x += g W_skip
@@ -71,12 +84,13 @@ static void SFX(pos_task)(void *ctx, int task, int ntasks) {
             }
         }
         // this layer's feature targets: the encoder row at resid_mid[l](p)
-        for (int b = nr; b < na; b++)
-            if (j->tpos[b] == (int)p) {
-                const REAL *v = (const REAL *)j->tvec + (size_t)b * D;
-                REAL *g = Gp + (size_t)b * D;
-                for (size_t i = 0; i < D; i++) g[i] += v[i];
-            }
+        for (int s = nr; s < na; s++) {
+            int b = srow[s];
+            if (j->tpos[b] != (int)p) continue;
+            const REAL *v = (const REAL *)j->tvec + (size_t)b * D;
+            REAL *g = Gp + (size_t)s * D;
+            for (size_t i = 0; i < D; i++) g[i] += v[i];
+        }
         MM(GO + p * (size_t)B * Dq, WoT, Gp, (size_t)na, Dq, D);
     }
 }
@@ -87,38 +101,51 @@ static void SFX(mix_task)(void *ctx, int task, int ntasks) {
     SweepJob *j = ctx;
     const Sweeper *sw = j->sw;
     const Replacement *r = sw->r;
-    int l = j->l, na = j->na, B = sw->B, H = sw->H, Dh = sw->Dh, grp = sw->H / sw->Hkv;
+    int l = j->l, B = sw->B, H = sw->H, Dh = sw->Dh, grp = sw->H / sw->Hkv;
     size_t D = (size_t)sw->D, Dq = (size_t)sw->Dq, Dkv = (size_t)sw->Dkv, T = (size_t)sw->T;
     size_t Tc = (size_t)r->cap.T;
     REAL *G = (REAL *)sw->G;
     const REAL *GO = (const REAL *)sw->GO;
     REAL *GV = (REAL *)sw->GV[task], *GX = (REAL *)sw->GX[task];
+    REAL *coef_h = (REAL *)sw->AH[task];
     const REAL *WvT = (const REAL *)sw->WvT + (size_t)l * D * Dkv;
     const float *att = r->cap.att + (size_t)l * (size_t)H * Tc * Tc;  // (H, Tc, Tc)
     for (int t = task; t < j->P; t += ntasks) {
+        int na = j->n_slot[t];
+        if (na == 0) continue;
+        const int *srow = j->slot_row + (size_t)t * (size_t)B;
         memset(GV, 0, (size_t)na * Dkv * sizeof(REAL));
         for (int p = t; p < j->P; p++) {
             const REAL *GOp = GO + (size_t)p * (size_t)B * Dq;
+            const int *rslot = j->row_slot + (size_t)p * (size_t)B;
+            int any = 0;
             for (int h = 0; h < H; h++) {
-                REAL a = (REAL)att[((size_t)h * Tc + (size_t)p) * Tc + (size_t)t];
-                if (a == 0) continue;
-                size_t kv = (size_t)(h / grp) * (size_t)Dh;
-                for (int b = 0; b < na; b++)
-                    AXPY_INL(GV + (size_t)b * Dkv + kv, a, GOp + (size_t)b * Dq + (size_t)h * (size_t)Dh, (size_t)Dh);
+                coef_h[h] = (REAL)att[((size_t)h * Tc + (size_t)p) * Tc + (size_t)t];
+                any |= coef_h[h] != 0;
+            }
+            if (!any) continue;
+            for (int s = 0; s < na; s++) {
+                int sp = rslot[srow[s]];   // the row's slot at position p (-1: p beyond its target)
+                if (sp < 0) continue;
+                const REAL *go = GOp + (size_t)sp * Dq;
+                REAL *gv = GV + (size_t)s * Dkv;
+                for (int h = 0; h < H; h++)
+                    if (coef_h[h] != 0)
+                        AXPY_INL(gv + (size_t)(h / grp) * (size_t)Dh, coef_h[h], go + (size_t)h * (size_t)Dh, (size_t)Dh);
             }
         }
         MM(GX, WvT, GV, (size_t)na, D, Dkv);
         const REAL *coef = (const REAL *)sw->gain_att + ((size_t)l * T + (size_t)t) * D;
         REAL *Gt = G + (size_t)t * (size_t)B * D;
-        for (int b = 0; b < na; b++) {
-            REAL *g = Gt + (size_t)b * D;
-            const REAL *x = GX + (size_t)b * D;
+        for (int s = 0; s < na; s++) {
+            REAL *g = Gt + (size_t)s * D;
+            const REAL *x = GX + (size_t)s * D;
             for (size_t i = 0; i < D; i++) g[i] += coef[i] * x[i];
         }
     }
 }
 
-// Token nodes: <G(p), token_embedding[tok_p]> for every row, positions [p0, p1).
+// Token nodes: <G(p), token_embedding[tok_p]> for every alive row, positions [p0, p1).
 static void SFX(tok_task)(void *ctx, int task, int ntasks) {
     SweepJob *j = ctx;
     const Sweeper *sw = j->sw;
@@ -128,41 +155,54 @@ static void SFX(tok_task)(void *ctx, int task, int ntasks) {
     REAL *const *rows = (REAL *const *)j->rows;
     size_t tok_col = (size_t)sw->r->n_active + (size_t)sw->L * (size_t)sw->T;
     for (size_t p = p0; p < p1; p++)
-        for (int b = 0; b < j->nb; b++) rows[b][tok_col + p] = DOT(G + (p * B + (size_t)b) * D, E + p * D, D);
+        for (int s = 0; s < j->n_slot[p]; s++)
+            rows[j->slot_row[p * B + (size_t)s]][tok_col + p] = DOT(G + (p * B + (size_t)s) * D, E + p * D, D);
 }
 
-// One sweep of nb <= B targets already sorted by injection layer, descending (logits first):
-// tl/tpos (nb), tvec (nb, D) REAL injection vectors (logit rows: already through the final
-// norm), rows (nb) REAL output rows of sweeper_ncols() entries (zeroed here).
+// One sweep of nb <= B targets: tl/tpos (nb) injection layer (logits: L) and position,
+// tvec (nb, D) REAL injection vectors (logit rows: already through the final norm), rows (nb)
+// REAL output rows of sweeper_ncols() entries (zeroed here).
 static void SFX(sweep)(Sweeper *sw, int nb, const int *tl, const int *tpos, const REAL *tvec,
                        REAL *const *rows) {
     size_t D = (size_t)sw->D, B = (size_t)sw->B;
-    int L = sw->L, P = 0;
+    int L = sw->L, P = 0, lmax = -1;
     for (int b = 0; b < nb; b++) {
         if (tpos[b] + 1 > P) P = tpos[b] + 1;
+        if (tl[b] > lmax) lmax = tl[b];
         memset(rows[b], 0, sw->ncols * sizeof(REAL));
     }
     REAL *G = (REAL *)sw->G;
     memset(G, 0, (size_t)P * B * D * sizeof(REAL));
-    for (int b = 0; b < nb && tl[b] == L; b++)  // logit rows: after the final norm
-        memcpy(G + ((size_t)tpos[b] * B + (size_t)b) * D, tvec + (size_t)b * D, D * sizeof(REAL));
-    SweepJob j = {sw, 0, P, nb, 0, 0, tpos, tvec, (void *const *)rows};
-    int nt = sw->nt;
-    for (int l = L - 1; l >= 0; l--) {
-        int nr = 0, na = 0;
-        while (nr < nb && tl[nr] > l) nr++;
-        na = nr;
-        while (na < nb && tl[na] >= l) na++;
-        if (na == 0) continue;  // every target sits below this layer
-        j.l = l, j.nr = nr, j.na = na;
-        if (nt > 1) {
-            pool_run(sw->pool, SFX(pos_task), &j, nt);
-            pool_run(sw->pool, SFX(mix_task), &j, nt);
+    int *n_slot = sw->n_slot, *nr_slot = sw->nr_slot, *slot_row = sw->slot_row, *row_slot = sw->row_slot;
+    memset(n_slot, 0, (size_t)P * sizeof(int));
+    for (size_t i = 0; i < (size_t)P * B; i++) row_slot[i] = -1;
+    SweepJob j = {sw, 0, P, nb, n_slot, nr_slot, slot_row, row_slot, tpos, tvec, (void *const *)rows};
+    // Rows become alive at their layer, in batch order: append them to positions 0..p_b.
+    // Logit rows (layer L) start alive, their vector already at the final residual.
+    for (int l = lmax; l >= 0; l--) {
+        for (int p = 0; p < P; p++) nr_slot[p] = n_slot[p];
+        for (int b = 0; b < nb; b++) {
+            if (tl[b] != l) continue;
+            for (int p = 0; p <= tpos[b]; p++) {
+                int s = n_slot[p]++;
+                slot_row[(size_t)p * B + (size_t)s] = b;
+                row_slot[(size_t)p * B + (size_t)b] = s;
+            }
+            if (l == L) {
+                size_t s = (size_t)row_slot[(size_t)tpos[b] * B + (size_t)b];
+                memcpy(G + ((size_t)tpos[b] * B + s) * D, tvec + (size_t)b * D, D * sizeof(REAL));
+            }
+        }
+        if (l == L) continue;
+        j.l = l;
+        if (sw->nt > 1) {
+            pool_run(sw->pool, SFX(pos_task), &j, sw->nt);
+            pool_run(sw->pool, SFX(mix_task), &j, sw->nt);
         } else {
             SFX(pos_task)(&j, 0, 1);
             SFX(mix_task)(&j, 0, 1);
         }
     }
-    if (nt > 1) pool_run(sw->pool, SFX(tok_task), &j, nt);
+    if (sw->nt > 1) pool_run(sw->pool, SFX(tok_task), &j, sw->nt);
     else SFX(tok_task)(&j, 0, 1);
 }

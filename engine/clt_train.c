@@ -26,6 +26,7 @@
 // the kernel table); everything after it touches only the (row, feature) pairs that matter.
 #include "engine/clt_train.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
@@ -1271,6 +1272,28 @@ static int save_transcoder(const TrainState *S, const char *dir) {
     return rc;
 }
 
+// A run killed inside an atomic write leaves "<file>.tmp.<pid>" behind; remove those of
+// processes that no longer exist, so a resumed run's directory holds exactly its outputs.
+static void remove_stale_temps(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        const char *t = strstr(e->d_name, ".tmp.");
+        if (!t) continue;
+        char *end;
+        long pid = strtol(t + 5, &end, 10);
+        if (*end || pid <= 0 || pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
+        size_t n = strlen(dir) + strlen(e->d_name) + 2;
+        char *p = malloc(n);
+        if (!p) break;
+        snprintf(p, n, "%s/%s", dir, e->d_name);
+        unlink(p);
+        free(p);
+    }
+    closedir(d);
+}
+
 static double lr_at(const CltTrainOpts *o, long step, long steps) {
     long warm = (long)(o->warmup_frac * steps), dec = (long)(o->decay_frac * steps);
     if (warm > 0 && step < warm) return o->lr * (double)(step + 1) / (double)warm;
@@ -1342,6 +1365,7 @@ int clt_train_run(const CltTrainOpts *o) {
         ct_error("--resume: no checkpoint at %s", ck_path);
         goto done;
     }
+    remove_stale_temps(o->out_dir);
     int L = m.c.n_layers, D = m.c.dim, F = o->features, B = o->batch;
     if (clt_layout_init(&S.lay, L, D, F, o->plt) != CT_OK) goto done;
     RunIdentity *id = &S.id;
@@ -1420,6 +1444,7 @@ int clt_train_run(const CltTrainOpts *o) {
         adam_step(pool, S.P, S.G, S.M, S.V, n, lr_at(o, (long)S.step, steps), (long)S.step + 1);
         S.step++;
         steps_since++;
+        if (o->on_step) o->on_step(o->on_step_ctx, (long)S.step, steps, &st);
         acc.loss += st.loss, acc.rec += st.rec, acc.sparsity += st.sparsity, acc.preact += st.preact;
         acc.l0 += st.l0, acc.nmse += st.nmse;
         double now = ct_now();

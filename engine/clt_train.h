@@ -138,6 +138,9 @@ typedef struct CltTrainOpts {
     long stop_after;        // tests: stop after this step as if killed (checkpoint written); 0 = off
     int progress;           // 1: progress lines on stderr
     int save_each_checkpoint; // 1: also write the transcoder files at each checkpoint
+    // Called after every step with that step's statistics (tests, logging); may be NULL.
+    void (*on_step)(void *ctx, long step, long steps, const CltStepStats *st);
+    void *on_step_ctx;
 } CltTrainOpts;
 void clt_train_opts_default(CltTrainOpts *o);
 // The whole run: load model, tokenizer and corpus, stream activations, train, checkpoint,

@@ -217,7 +217,7 @@ static float norm_frozen(float *out, const float *x, const float *w, size_t n, f
 }
 
 static int in_range(const ForwardHooks *hk, int l) {
-    return (hk->layer_lo == 0 && hk->layer_hi == 0) || (l >= hk->layer_lo && l <= hk->layer_hi);
+    return !hk->use_range || (l >= hk->layer_lo && l <= hk->layer_hi);
 }
 
 static void forward_chunk(const Model *m, RunState *s, const int *tok, int pos0, int n,

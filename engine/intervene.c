@@ -283,20 +283,13 @@ static void iv_hook(void *ctx, HookSite site, int layer, int pos, float *vec) {
     }
 }
 
-// Translate [lo, hi] to the forward's convention (0, 0 = every layer).
+// Translate [lo, hi] to the forward's layer range.
 static int hooks_range(ForwardHooks *hk, int L, int lo, int hi) {
     if (lo < 0 || hi >= L || lo > hi)
         return ct_error("layer range %d..%d: expected 0 <= A <= B < %d", lo, hi, L);
-    if (lo == 0 && hi == L - 1) {
-        hk->layer_lo = hk->layer_hi = 0;
-    } else if (lo == 0 && hi == 0) {
-        return ct_error("layer range 0..0 of a %d-layer model cannot be frozen alone: the forward's "
-                        "hook API reads layer_lo = layer_hi = 0 as every layer; use 0..%d or a range "
-                        "not reduced to layer 0", L, L - 1);
-    } else {
-        hk->layer_lo = lo;
-        hk->layer_hi = hi;
-    }
+    hk->use_range = 1;
+    hk->layer_lo = lo;
+    hk->layer_hi = hi;
     return CT_OK;
 }
 

@@ -34,6 +34,10 @@
 //   IV_OPEN         nothing frozen (attention patterns change too); a_cur re-encoded as in
 //                   IV_ITERATIVE.  Steered generation uses this mode.
 // In IV_CONSTRAINED, features at layers outside [A, B] behave as in IV_OPEN.
+// (circuit-tracer's feature_intervention likewise freezes only attention patterns for
+// freeze_attention; its constrained_layers freezes norms only when the range is every layer and
+// applies deltas only inside the range, where ctrace freezes norms over [A, B] and applies every
+// delta.  Over all layers the two agree.)
 // The forward's hook API reads layer_lo = layer_hi = 0 as "every layer", so the range 0..0 of a
 // model with more than one layer cannot be expressed; iv_run rejects it with that reason.
 //

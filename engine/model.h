@@ -132,7 +132,8 @@ typedef struct ForwardHooks {
     int freeze_attn;    // use frozen post-softmax patterns (values still flow: A^T on V path)
     int freeze_norms;   // use frozen 1/rms factors (gains stay): norms become linear
     int freeze_mlp;     // MLP output := frozen mlp_out (the MLP is blocked)
-    int layer_lo, layer_hi; // freezing applies to layers in [lo, hi]; both 0 = all layers
+    int use_range;          // 0: freezing applies to every layer; 1: only to [layer_lo, layer_hi]
+    int layer_lo, layer_hi;
     // Called in position order on the calling thread; vec has D floats.
     void (*hook)(void *ctx, HookSite site, int layer, int pos, float *vec);
     void *ctx;

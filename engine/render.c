@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -571,7 +572,6 @@ static void out_nodes(Out *o, const Graph *g, const RenderLayout *lay) {
             out_fmt(o, "<rect class=\"n %s\" data-id=\"%d\" data-node=\"", cls, i);
             out_xml(o, id, 64);
             out_str(o, "\" x=\"");
-            // Rounded to the 0.1 px grid outward-safe: x - r and 2r share the rounding of the circle.
             out_fix1(o, x - r), out_str(o, "\" y=\""), out_fix1(o, y - r);
             out_str(o, "\" width=\""), out_fix1(o, 2 * r), out_str(o, "\" height=\""), out_fix1(o, 2 * r);
             out_str(o, nd->kind == NODE_TOKEN ? "\" rx=\"3\">" : "\">");
@@ -636,8 +636,7 @@ static int out_edges(Out *o, const Graph *g, const RenderLayout *lay, const uint
         return ct_error("render: out of memory");
     }
     memcpy(fill, start, (size_t)2 * NB * sizeof *fill);
-    // order[] holds (target << 32 | CSR index offset) packed as the CSR index: the target is
-    // recovered by walking rows, so store targets alongside.
+    // order[] holds the CSR index of each edge in bucket order, tgt[] its target row.
     uint32_t *tgt = malloc((n_edges + 1) * sizeof *tgt);
     if (!tgt) {
         free(xy), free(xyn), free(ids), free(idn), free(start), free(order), free(bk), free(fill);

@@ -230,6 +230,179 @@ static void scale_f32_neon(float *y, float a, const float *x, size_t n)
     for (; i < n; i++) y[i] = a * x[i];
 }
 
+// ---- int8: sdot (Armv8.2 dot product, built with +dotprod) --------------------------------
+// Packed panels hold u8 = w + 128; xor 0x80 gives the signed weight back, and sdot adds four
+// s8 x s8 products into each int32 lane (a lane = one row, 4 rows per q register).  The
+// block's isum is exact and the float steps are simd.h's canonical ones (vfmaq == fmaf), so
+// results equal scalar.c's.
+#if defined(__ARM_FEATURE_DOTPROD)
+typedef struct Q8Tile {
+    const uint8_t *w;
+    size_t pstride, bstride, qoff;   // bytes per panel, per block, offset of quants in a block
+    int lane_scales;                 // 16 float scales lead each block (0: transposed layout)
+    size_t nblk;
+    const Q8Act *x;
+    size_t xrow0, xstep;             // activation row of token t: xrow0 + t * xstep
+    float *Y;
+    size_t ldy, nout;
+    float *pre;
+    const float *bias, *theta;
+} Q8Tile;
+
+// 16 output lanes at o: vector store when all are valid, else lane by lane; the encoder
+// epilogue (bias, threshold) in scalar form, which is exactly scalar.c's.
+AI void q8_store16(const Q8Tile *a, size_t t, size_t o, const float32x4_t v[4])
+{
+    float tmp[16];
+    for (int h = 0; h < 4; h++) vst1q_f32(tmp + 4 * h, v[h]);
+    size_t n = a->nout - o < 16 ? a->nout - o : 16;
+    float *y = a->Y + t * a->ldy + o;
+    if (a->bias) {
+        for (size_t i = 0; i < n; i++) {
+            float h = tmp[i] + a->bias[o + i], th = a->theta ? a->theta[o + i] : 0.0f;
+            if (a->pre) a->pre[t * a->ldy + o + i] = h;
+            y[i] = (h > th || h != h) ? h : 0.0f;
+        }
+    } else if (n == 16) {
+        for (int h = 0; h < 4; h++) vst1q_f32(y + 4 * h, v[h]);
+    } else {
+        memcpy(y, tmp, n * sizeof(float));
+    }
+}
+
+// ref: scalar.c out_q8_scalar.  One panel (four 4-row quarters) x TT tokens over every block.
+AI void tile_q8_neon(const int TT, const Q8Tile *a, size_t p, size_t t0)
+{
+    const uint8x16_t flip = vdupq_n_u8(0x80);
+    float32x4_t acc[2][4];
+#pragma GCC unroll 2
+    for (int t = 0; t < TT; t++)
+#pragma GCC unroll 4
+        for (int h = 0; h < 4; h++) acc[t][h] = vdupq_n_f32(0.0f);
+    const Q8Act *x = a->x;
+    const uint8_t *wp = a->w + p * a->pstride;
+    size_t xr[2];
+#pragma GCC unroll 2
+    for (int t = 0; t < TT; t++) xr[t] = (a->xrow0 + (t0 + t) * a->xstep) * x->nb;
+    for (size_t b = 0; b < a->nblk; b++, wp += a->bstride) {
+        if (TT == 1) __builtin_prefetch(wp + 16 * a->bstride);   // decode: stream ahead
+        int32x4_t ia[2][4];
+#pragma GCC unroll 2
+        for (int t = 0; t < TT; t++)
+#pragma GCC unroll 4
+            for (int h = 0; h < 4; h++) ia[t][h] = vdupq_n_s32(0);
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++) {
+            int8x16_t w[4];
+#pragma GCC unroll 4
+            for (int h = 0; h < 4; h++)
+                w[h] = vreinterpretq_s8_u8(veorq_u8(vld1q_u8(wp + a->qoff + 64 * j + 16 * h), flip));
+#pragma GCC unroll 2
+            for (int t = 0; t < TT; t++) {
+                int32_t x4;
+                memcpy(&x4, x->q + (xr[t] + b) * 32 + 4 * j, 4);
+                int8x16_t xb = vreinterpretq_s8_s32(vdupq_n_s32(x4));   // 4 activation bytes to every lane
+#pragma GCC unroll 4
+                for (int h = 0; h < 4; h++) ia[t][h] = vdotq_s32(ia[t][h], w[h], xb);
+            }
+        }
+#pragma GCC unroll 4
+        for (int h = 0; h < 4; h++) {
+            float32x4_t sw = a->lane_scales ? vld1q_f32((const float *)wp + 4 * h) : vdupq_n_f32(1.0f);
+#pragma GCC unroll 2
+            for (int t = 0; t < TT; t++) {
+                float32x4_t dx = vdupq_n_f32(x->d[xr[t] + b]);
+                float32x4_t sc = a->lane_scales ? vmulq_f32(sw, dx) : dx;
+                acc[t][h] = vfmaq_f32(acc[t][h], vcvtq_f32_s32(ia[t][h]), sc);
+            }
+        }
+    }
+#pragma GCC unroll 2
+    for (int t = 0; t < TT; t++) q8_store16(a, t0 + t, p * 16, acc[t]);
+}
+
+// Every panel in [p0, p1) against every token, two tokens per tile.  Transposed: panel p
+// reads column block p/2.
+static void panels_q8_neon(const Q8Tile *a, size_t T, size_t p0, size_t p1, int transposed)
+{
+    Q8Tile b = *a;
+    for (size_t p = p0; p < p1; p++) {
+        if (transposed) b.xrow0 = p / 2;
+        size_t t = 0;
+        for (; t + 2 <= T; t += 2) tile_q8_neon(2, &b, p, t);
+        if (t < T) tile_q8_neon(1, &b, p, t);
+    }
+}
+
+static Q8Tile tile_fwd(const Q8Panels *W, const Q8Act *X, float *Y, size_t ldy)
+{
+    return (Q8Tile){.w = W->data, .pstride = W->nb * Q8_PANEL_BLOCK_BYTES, .bstride = Q8_PANEL_BLOCK_BYTES,
+                    .qoff = 64, .lane_scales = 1, .nblk = W->nb, .x = X, .xrow0 = 0, .xstep = 1, .Y = Y,
+                    .ldy = ldy, .nout = W->rows};
+}
+
+// ref: scalar.c matmul_q8_scalar.
+static void matmul_q8_neon(float *Y, size_t ldy, const Q8Panels *W, const Q8Act *X, size_t T, size_t p0,
+                           size_t p1)
+{
+    Q8Tile a = tile_fwd(W, X, Y, ldy);
+    panels_q8_neon(&a, T, p0, p1, 0);
+}
+
+// ref: scalar.c matvec_q8_scalar.  Panels one after another: one sequential stream.
+static void matvec_q8_neon(float *y, const Q8Panels *W, const Q8Act *x, size_t p0, size_t p1)
+{
+    Q8Tile a = tile_fwd(W, x, y, 0);
+    panels_q8_neon(&a, 1, p0, p1, 0);
+}
+
+// ref: scalar.c matmul_q8t_scalar.
+static void matmul_q8t_neon(float *Y, size_t ldy, const Q8PanelsT *Wt, const Q8Act *V, size_t T, size_t p0,
+                            size_t p1)
+{
+    Q8Tile a = {.w = Wt->data, .pstride = Wt->ng * Q8_PANEL_QBYTES, .bstride = Q8_PANEL_QBYTES, .qoff = 0,
+                .lane_scales = 0, .nblk = Wt->ng, .x = V, .xrow0 = 0, .xstep = Wt->nb, .Y = Y, .ldy = ldy,
+                .nout = Wt->cols};
+    panels_q8_neon(&a, T, p0, p1, 1);
+}
+
+// ref: scalar.c encode_q8_scalar.
+static void encode_q8_neon(float *pre, float *act, size_t ld, const Q8Panels *W, const Q8Act *X, size_t T,
+                           size_t p0, size_t p1, const float *bias, const float *theta)
+{
+    Q8Tile a = tile_fwd(W, X, act, ld);
+    a.pre = pre;
+    a.bias = bias;
+    a.theta = theta;
+    panels_q8_neon(&a, T, p0, p1, 0);
+}
+#endif  // __ARM_FEATURE_DOTPROD
+
+// ref: scalar.c decode_rows_q8_scalar.  16 floats per step from 16 quants (widened s8 -> s16
+// -> s32 -> f32); product rounded, then the add (no FMA).  The last <16 one by one, same ops.
+static void decode_rows_q8_neon(float *y, const BlockQ8 *W, size_t stride, const int *idx, const float *val,
+                                size_t n, size_t D)
+{
+    for (size_t i = 0; i < n; i++) {
+        const BlockQ8 *row = W + (size_t)idx[i] * stride;
+        size_t d = 0;
+        for (; d + 16 <= D; d += 16) {
+            const BlockQ8 *blk = row + d / 32;
+            float32x4_t s = vdupq_n_f32(val[i] * blk->d);
+            int8x16_t q = vld1q_s8(blk->qs + d % 32);
+            int16x8_t lo = vmovl_s8(vget_low_s8(q)), hi = vmovl_s8(vget_high_s8(q));
+            int32x4_t q4[4] = {vmovl_s16(vget_low_s16(lo)), vmovl_s16(vget_high_s16(lo)),
+                               vmovl_s16(vget_low_s16(hi)), vmovl_s16(vget_high_s16(hi))};
+            for (int h = 0; h < 4; h++)
+                vst1q_f32(y + d + 4 * h, vaddq_f32(vld1q_f32(y + d + 4 * h), vmulq_f32(s, vcvtq_f32_s32(q4[h]))));
+        }
+        for (; d < D; d++) {
+            float s = val[i] * row[d / 32].d;
+            y[d] = y[d] + s * (float)row[d / 32].qs[d % 32];
+        }
+    }
+}
+
 void simd_fill_neon(SimdKernels *k)
 {
     k->name = "neon";
@@ -242,6 +415,13 @@ void simd_fill_neon(SimdKernels *k)
     k->rope_pairs_f32 = rope_pairs_f32_neon;
     k->axpy_f32 = axpy_f32_neon;
     k->scale_f32 = scale_f32_neon;
+#if defined(__ARM_FEATURE_DOTPROD)
+    k->matvec_q8 = matvec_q8_neon;
+    k->matmul_q8 = matmul_q8_neon;
+    k->matmul_q8t = matmul_q8t_neon;
+    k->encode_q8 = encode_q8_neon;
+#endif
+    k->decode_rows_q8 = decode_rows_q8_neon;
 }
 #else
 typedef int ct_neon_unused;

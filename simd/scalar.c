@@ -5,6 +5,7 @@
 // on the scalar table therefore reproduces llama2.c's logits bit for bit, and every vector
 // table is tested against these loops (and against a double-precision reference).
 #include <math.h>
+#include <string.h>
 
 #include "simd/simd.h"
 
@@ -97,6 +98,90 @@ static void scale_f32_scalar(float *y, float a, const float *x, size_t n)
     for (size_t i = 0; i < n; i++) y[i] = a * x[i];
 }
 
+// ---- int8: the canonical loops of simd.h, one output at a time ------------------------------
+// Packed panel p, block b: 16 float scales, then q[j][i][k] (u8 = w + 128) for row i, column
+// 4j + k of the block.
+static inline int32_t isum_panel_q8(const uint8_t *q, size_t i, const int8_t *x)
+{
+    int32_t s = 0;
+    for (size_t j = 0; j < 8; j++)
+        for (size_t k = 0; k < 4; k++) s += ((int32_t)q[(j * 16 + i) * 4 + k] - 128) * x[4 * j + k];
+    return s;
+}
+
+// canonical(r, t) of simd.h for row i of panel p.
+static float out_q8_scalar(const Q8Panels *W, const Q8Act *X, size_t p, size_t i, size_t t)
+{
+    float acc = 0.0f;
+    for (size_t b = 0; b < W->nb; b++) {
+        const uint8_t *blk = W->data + (p * W->nb + b) * Q8_PANEL_BLOCK_BYTES;
+        float dw;
+        memcpy(&dw, blk + 4 * i, sizeof dw);
+        int32_t s = isum_panel_q8(blk + 64, i, X->q + (t * X->nb + b) * QK8);
+        acc = fmaf((float)s, dw * X->d[t * X->nb + b], acc);
+    }
+    return acc;
+}
+
+static void matmul_q8_scalar(float *Y, size_t ldy, const Q8Panels *W, const Q8Act *X, size_t T, size_t p0,
+                             size_t p1)
+{
+    for (size_t p = p0; p < p1; p++)
+        for (size_t i = 0; i < 16 && p * 16 + i < W->rows; i++)
+            for (size_t t = 0; t < T; t++) Y[t * ldy + p * 16 + i] = out_q8_scalar(W, X, p, i, t);
+}
+
+static void matvec_q8_scalar(float *y, const Q8Panels *W, const Q8Act *x, size_t p0, size_t p1)
+{
+    matmul_q8_scalar(y, 0, W, x, 1, p0, p1);
+}
+
+static void matmul_q8t_scalar(float *Y, size_t ldy, const Q8PanelsT *Wt, const Q8Act *V, size_t T, size_t p0,
+                              size_t p1)
+{
+    for (size_t p = p0; p < p1; p++)
+        for (size_t i = 0; i < 16 && p * 16 + i < Wt->cols; i++) {
+            size_t c = p * 16 + i, b = c / QK8;
+            for (size_t t = 0; t < T; t++) {
+                size_t u = t * Wt->nb + b;
+                float acc = 0.0f;
+                for (size_t g = 0; g < Wt->ng; g++) {
+                    int32_t s = isum_panel_q8(Wt->data + (p * Wt->ng + g) * Q8_PANEL_QBYTES, i,
+                                              V->q + (u * V->nb + g) * QK8);
+                    acc = fmaf((float)s, V->d[u * V->nb + g], acc);
+                }
+                Y[t * ldy + c] = acc;
+            }
+        }
+}
+
+static void encode_q8_scalar(float *pre, float *act, size_t ld, const Q8Panels *W, const Q8Act *X, size_t T,
+                             size_t p0, size_t p1, const float *bias, const float *theta)
+{
+    for (size_t p = p0; p < p1; p++)
+        for (size_t i = 0; i < 16 && p * 16 + i < W->rows; i++) {
+            size_t r = p * 16 + i;
+            float th = theta ? theta[r] : 0.0f;
+            for (size_t t = 0; t < T; t++) {
+                float h = out_q8_scalar(W, X, p, i, t) + bias[r];
+                if (pre) pre[t * ld + r] = h;
+                act[t * ld + r] = (h > th || h != h) ? h : 0.0f;
+            }
+        }
+}
+
+static void decode_rows_q8_scalar(float *y, const BlockQ8 *W, size_t stride, const int *idx, const float *val,
+                                  size_t n, size_t D)
+{
+    for (size_t i = 0; i < n; i++) {
+        const BlockQ8 *row = W + (size_t)idx[i] * stride;
+        for (size_t d = 0; d < D; d++) {
+            float s = val[i] * row[d / QK8].d;
+            y[d] = y[d] + s * (float)row[d / QK8].qs[d % QK8];
+        }
+    }
+}
+
 void simd_fill_scalar(SimdKernels *k)
 {
     k->name = "scalar";
@@ -109,4 +194,9 @@ void simd_fill_scalar(SimdKernels *k)
     k->rope_pairs_f32 = rope_pairs_f32_scalar;
     k->axpy_f32 = axpy_f32_scalar;
     k->scale_f32 = scale_f32_scalar;
+    k->matvec_q8 = matvec_q8_scalar;
+    k->matmul_q8 = matmul_q8_scalar;
+    k->matmul_q8t = matmul_q8t_scalar;
+    k->encode_q8 = encode_q8_scalar;
+    k->decode_rows_q8 = decode_rows_q8_scalar;
 }

@@ -32,6 +32,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "quant/q8.h"
+
 typedef struct SimdKernels {
     const char *name;   // "scalar", "avx2", "avx512", "neon"
 
@@ -67,6 +69,44 @@ typedef struct SimdKernels {
 
     // y[i] = a * x[i]   (y may alias x)
     void (*scale_f32)(float *y, float a, const float *x, size_t n);
+
+    // ---- int8 (formats and layouts in quant/q8.h) --------------------------------------------
+    // One output of W x (row r of W, activation row t), the same in every entry below and in
+    // every table — integer sums are exact and the float steps are fixed, so the results are
+    // bit-identical across ISAs (tests/kernel_checks.h checks each table against scalar.c):
+    //     acc = 0.0f;  for each block b = 0 .. nb-1, in order:
+    //         isum = sum_{k<32} qw[r][32b+k] * qx[t][32b+k]                  (exact int32)
+    //         acc  = fmaf((float)isum, dw[r][b] * dx[t][b], acc)   (product rounded, then fused)
+    // Each int8 entry covers whole panels [p0, p1) of 16 rows (so threads split by panels) and
+    // writes only rows < rows; the last panel's padding is never written.
+
+    // Decode: y[r] = canonical(r, activation row 0) for the rows of panels [p0, p1).
+    // Streams the panels once, sequentially (the DRAM-bound product of every decode step).
+    void (*matvec_q8)(float *y, const Q8Panels *W, const Q8Act *x, size_t p0, size_t p1);
+
+    // Batches (prefill, CLT encoding, attribution batches): Y[t*ldy + r] = canonical(r, t) for
+    // t < T and the rows of panels [p0, p1).  Bit-identical to matvec_q8 of
+    // each row t, so prefill and decode agree.
+    void (*matmul_q8)(float *Y, size_t ldy, const Q8Panels *W, const Q8Act *X, size_t T, size_t p0, size_t p1);
+
+    // Backward sweeps: Y[t*ldy + c] = (W^T g_t)[c] for the columns c < Wt->cols of output
+    // panels [p0, p1), with V from q8_act_quantize_t (row t*nb + b holds v_b = dW[:, b] * g_t):
+    //     acc = 0.0f;  for each row group g = 0 .. ng-1, in order (b = c / 32, u = t*nb + b):
+    //         isum = sum_{k<32} qW[32g+k][c] * qv[u][32g+k];   acc = fmaf((float)isum, dv[u][g], acc)
+    void (*matmul_q8t)(float *Y, size_t ldy, const Q8PanelsT *Wt, const Q8Act *V, size_t T, size_t p0, size_t p1);
+
+    // Transcoder encoder: h = canonical(r, t) + bias[r] (one rounding), then
+    //     act[t*ld + r] = (h > theta[r] || h != h) ? h : 0     (theta == NULL: threshold 0, ReLU)
+    // and pre[t*ld + r] = h when pre != NULL.  NaN stays visible, as in clt_activate.
+    void (*encode_q8)(float *pre, float *act, size_t ld, const Q8Panels *W, const Q8Act *X, size_t T,
+                      size_t p0, size_t p1, const float *bias, const float *theta);
+
+    // Sparse decoder reads: y (D) += sum_i val[i] * row idx[i], rows of BlockQ8 at
+    // W + idx[i] * stride (stride in blocks, >= ceil(D/32)).  For i < n in order, each d < D:
+    //     y[d] = y[d] + (val[i] * d_blk) * (float)q[d]     (three roundings, no FMA)
+    // so every table gives scalar.c's bits, like axpy.
+    void (*decode_rows_q8)(float *y, const BlockQ8 *W, size_t stride, const int *idx, const float *val,
+                           size_t n, size_t D);
 } SimdKernels;
 
 // ISA ids for dispatch and for tests that loop over every table the host can run.

@@ -11,6 +11,7 @@
 #include <immintrin.h>
 #include <math.h>
 #include <sleef.h>
+#include <string.h>
 
 #include "simd/simd.h"
 
@@ -248,6 +249,176 @@ static void scale_f32_avx2(float *y, float a, const float *x, size_t n)
     for (; i < n; i++) y[i] = a * x[i];
 }
 
+// ---- int8 (no VNNI): pmaddubsw with the sign trick -----------------------------------------
+// Packed panels hold u8 = w + 128; xor 0x80 gives the signed weight back.  pmaddubsw needs an
+// unsigned operand and saturates pair sums at int16, so it gets |x| (<= 127) and w * sign(x)
+// (w is never -128, so the negation is exact): pairs <= 2 * 127 * 127 = 32258, no saturation.
+// pmaddwd by ones adds the pairs into int32 row lanes; the block's isum is then exact and the
+// float steps are simd.h's canonical ones (vfmadd == fmaf), so results equal scalar.c's.
+
+typedef struct Q8Tile {
+    const uint8_t *w;
+    size_t pstride, bstride, qoff;   // bytes per panel, per block, offset of quants in a block
+    int lane_scales;                 // 16 float scales lead each block (0: transposed layout)
+    size_t nblk;
+    const Q8Act *x;
+    size_t xrow0, xstep;             // activation row of token t: xrow0 + t * xstep
+    float *Y;
+    size_t ldy, nout;
+    float *pre;
+    const float *bias, *theta;
+} Q8Tile;
+
+// 8 output lanes at o (masked at the end), with the encoder epilogue when bias is set.
+AI void q8_store8(const Q8Tile *a, size_t t, size_t o, __m256 v)
+{
+    size_t left = a->nout - o;
+    __m256i m = left >= 8 ? _mm256_set1_epi32(-1) : tail_mask8(left);
+    if (a->bias) {
+        __m256 h = _mm256_add_ps(v, _mm256_maskload_ps(a->bias + o, m));
+        __m256 th = a->theta ? _mm256_maskload_ps(a->theta + o, m) : _mm256_setzero_ps();
+        __m256 keep = _mm256_or_ps(_mm256_cmp_ps(h, th, _CMP_GT_OQ), _mm256_cmp_ps(h, h, _CMP_UNORD_Q));
+        if (a->pre) _mm256_maskstore_ps(a->pre + t * a->ldy + o, m, h);
+        v = _mm256_and_ps(keep, h);
+    }
+    _mm256_maskstore_ps(a->Y + t * a->ldy + o, m, v);
+}
+
+// ref: scalar.c out_q8_scalar.  One panel (two 8-row halves) x TT tokens over every block.
+AI void tile_q8_avx2(const int TT, const Q8Tile *a, size_t p, size_t t0)
+{
+    const __m256i flip = _mm256_set1_epi8((char)0x80), ones = _mm256_set1_epi16(1);
+    __m256 acc[2][2];
+#pragma GCC unroll 2
+    for (int t = 0; t < TT; t++) acc[0][t] = acc[1][t] = _mm256_setzero_ps();
+    const Q8Act *x = a->x;
+    const uint8_t *wp = a->w + p * a->pstride;
+    size_t xr[2];
+#pragma GCC unroll 2
+    for (int t = 0; t < TT; t++) xr[t] = (a->xrow0 + (t0 + t) * a->xstep) * x->nb;
+    for (size_t b = 0; b < a->nblk; b++, wp += a->bstride) {
+        if (TT == 1) _mm_prefetch((const char *)(wp + 16 * a->bstride), _MM_HINT_T0);   // decode: stream ahead
+        __m256i ia[2][2];
+#pragma GCC unroll 2
+        for (int t = 0; t < TT; t++) ia[0][t] = ia[1][t] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++) {
+            const uint8_t *q = wp + a->qoff + 64 * j;
+            __m256i w0 = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)q), flip);        // rows 0-7
+            __m256i w1 = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(q + 32)), flip); // rows 8-15
+#pragma GCC unroll 2
+            for (int t = 0; t < TT; t++) {
+                int32_t x4;
+                memcpy(&x4, x->q + (xr[t] + b) * 32 + 4 * j, 4);
+                __m256i xb = _mm256_set1_epi32(x4), ax = _mm256_abs_epi8(xb);
+                __m256i p0 = _mm256_maddubs_epi16(ax, _mm256_sign_epi8(w0, xb));
+                __m256i p1 = _mm256_maddubs_epi16(ax, _mm256_sign_epi8(w1, xb));
+                ia[0][t] = _mm256_add_epi32(ia[0][t], _mm256_madd_epi16(p0, ones));
+                ia[1][t] = _mm256_add_epi32(ia[1][t], _mm256_madd_epi16(p1, ones));
+            }
+        }
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            __m256 sw = a->lane_scales ? _mm256_loadu_ps((const float *)wp + 8 * h) : _mm256_set1_ps(1.0f);
+#pragma GCC unroll 2
+            for (int t = 0; t < TT; t++) {
+                __m256 dx = _mm256_set1_ps(x->d[xr[t] + b]);
+                __m256 s = a->lane_scales ? _mm256_mul_ps(sw, dx) : dx;
+                acc[h][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ia[h][t]), s, acc[h][t]);
+            }
+        }
+    }
+#pragma GCC unroll 2
+    for (int t = 0; t < TT; t++) {
+        q8_store8(a, t0 + t, p * 16, acc[0][t]);
+        if (p * 16 + 8 < a->nout) q8_store8(a, t0 + t, p * 16 + 8, acc[1][t]);
+    }
+}
+
+// Every panel in [p0, p1) against every token, two tokens per tile (weights of the panel are
+// reused from L1 by each token pair).  Transposed: panel p reads column block p/2.
+static void panels_q8_avx2(const Q8Tile *a, size_t T, size_t p0, size_t p1, int transposed)
+{
+    Q8Tile b = *a;
+    for (size_t p = p0; p < p1; p++) {
+        if (transposed) b.xrow0 = p / 2;
+        size_t t = 0;
+        for (; t + 2 <= T; t += 2) tile_q8_avx2(2, &b, p, t);
+        if (t < T) tile_q8_avx2(1, &b, p, t);
+    }
+}
+
+static Q8Tile tile_fwd(const Q8Panels *W, const Q8Act *X, float *Y, size_t ldy)
+{
+    return (Q8Tile){.w = W->data, .pstride = W->nb * Q8_PANEL_BLOCK_BYTES, .bstride = Q8_PANEL_BLOCK_BYTES,
+                    .qoff = 64, .lane_scales = 1, .nblk = W->nb, .x = X, .xrow0 = 0, .xstep = 1, .Y = Y,
+                    .ldy = ldy, .nout = W->rows};
+}
+
+// ref: scalar.c matmul_q8_scalar.
+static void matmul_q8_avx2(float *Y, size_t ldy, const Q8Panels *W, const Q8Act *X, size_t T, size_t p0,
+                           size_t p1)
+{
+    Q8Tile a = tile_fwd(W, X, Y, ldy);
+    panels_q8_avx2(&a, T, p0, p1, 0);
+}
+
+// ref: scalar.c matvec_q8_scalar.  Panels one after another: one sequential stream.
+static void matvec_q8_avx2(float *y, const Q8Panels *W, const Q8Act *x, size_t p0, size_t p1)
+{
+    Q8Tile a = tile_fwd(W, x, y, 0);
+    panels_q8_avx2(&a, 1, p0, p1, 0);
+}
+
+// ref: scalar.c matmul_q8t_scalar.
+static void matmul_q8t_avx2(float *Y, size_t ldy, const Q8PanelsT *Wt, const Q8Act *V, size_t T, size_t p0,
+                            size_t p1)
+{
+    Q8Tile a = {.w = Wt->data, .pstride = Wt->ng * Q8_PANEL_QBYTES, .bstride = Q8_PANEL_QBYTES, .qoff = 0,
+                .lane_scales = 0, .nblk = Wt->ng, .x = V, .xrow0 = 0, .xstep = Wt->nb, .Y = Y, .ldy = ldy,
+                .nout = Wt->cols};
+    panels_q8_avx2(&a, T, p0, p1, 1);
+}
+
+// ref: scalar.c encode_q8_scalar.
+static void encode_q8_avx2(float *pre, float *act, size_t ld, const Q8Panels *W, const Q8Act *X, size_t T,
+                           size_t p0, size_t p1, const float *bias, const float *theta)
+{
+    Q8Tile a = tile_fwd(W, X, act, ld);
+    a.pre = pre;
+    a.bias = bias;
+    a.theta = theta;
+    panels_q8_avx2(&a, T, p0, p1, 0);
+}
+
+// y (8 lanes) + s * q: product rounded, then the add (no FMA), as in scalar.c.
+AI __m256 dec8(__m256 y, __m256 s, const int8_t *q)
+{
+    __m256 qf = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)q)));
+    return _mm256_add_ps(y, _mm256_mul_ps(s, qf));
+}
+
+// ref: scalar.c decode_rows_q8_scalar.  Row by row, 8 floats per step; the last <8 masked.
+static void decode_rows_q8_avx2(float *y, const BlockQ8 *W, size_t stride, const int *idx, const float *val,
+                                size_t n, size_t D)
+{
+    for (size_t i = 0; i < n; i++) {
+        const BlockQ8 *row = W + (size_t)idx[i] * stride;
+        size_t d = 0;
+        for (; d + 8 <= D; d += 8) {
+            const BlockQ8 *blk = row + d / 32;
+            __m256 s = _mm256_set1_ps(val[i] * blk->d);
+            _mm256_storeu_ps(y + d, dec8(_mm256_loadu_ps(y + d), s, blk->qs + d % 32));
+        }
+        if (d < D) {   // the block holds 32 quants, so reading 8 of them is in bounds
+            const BlockQ8 *blk = row + d / 32;
+            __m256i m = tail_mask8(D - d);
+            __m256 s = _mm256_set1_ps(val[i] * blk->d);
+            _mm256_maskstore_ps(y + d, m, dec8(_mm256_maskload_ps(y + d, m), s, blk->qs + d % 32));
+        }
+    }
+}
+
 void simd_fill_avx2(SimdKernels *k)
 {
     k->name = "avx2";
@@ -260,6 +431,11 @@ void simd_fill_avx2(SimdKernels *k)
     k->rope_pairs_f32 = rope_pairs_f32_avx2;
     k->axpy_f32 = axpy_f32_avx2;
     k->scale_f32 = scale_f32_avx2;
+    k->matvec_q8 = matvec_q8_avx2;
+    k->matmul_q8 = matmul_q8_avx2;
+    k->matmul_q8t = matmul_q8t_avx2;
+    k->encode_q8 = encode_q8_avx2;
+    k->decode_rows_q8 = decode_rows_q8_avx2;
 }
 #else
 typedef int ct_avx2_unused;

@@ -11,6 +11,7 @@
 #include <immintrin.h>
 #include <math.h>
 #include <sleef.h>
+#include <string.h>
 
 #include "simd/simd.h"
 
@@ -271,6 +272,252 @@ static void scale_f32_avx512(float *y, float a, const float *x, size_t n)
     }
 }
 
+// ---- int8: VNNI (vpdpbusd) ----------------------------------------------------------------
+// Packed panels hold u8 = w + 128 (quant/q8.h), the unsigned operand of vpdpbusd; activations
+// are the signed operand, 4 bytes broadcast to the 16 row lanes.  Each block's int32
+// accumulator starts at nsum = -128 * sum(qx), which removes the bias exactly, so the lane
+// holds the same isum as scalar.c; then acc = fma(float(isum), dw * dx, acc) per block in
+// order, lanes = rows: bit-identical to the reference.
+
+// What a tile reads and writes.  "rows" of the output are lanes: W rows (y = W x), or W
+// columns for the transposed layout (y = W^T g).
+typedef struct Q8Tile {
+    const uint8_t *w;        // packed data
+    size_t pstride;          // bytes per panel
+    size_t bstride;          // bytes per block inside a panel (576, or 512 transposed)
+    size_t qoff;             // offset of the quants inside a block (64, or 0 transposed)
+    int lane_scales;         // 1: 16 float scales lead each block (dw); 0: transposed
+    size_t nblk;             // blocks along the reduction
+    const Q8Act *x;
+    size_t xrow0, xstep;     // activation row of token t: xrow0 + t * xstep
+    float *Y;                // output, Y[t * ldy + lane index]
+    size_t ldy;
+    size_t nout;             // valid output lanes (rows, or columns when transposed)
+    float *pre;              // encoder: pre-activations (may be NULL) ...
+    const float *bias;       // ... bias (NULL: plain product) and thresholds (NULL: 0)
+    const float *theta;
+} Q8Tile;
+
+// Store 16 lanes of one output row at lane index o (masked at the end of the output).
+AI void q8_store(const Q8Tile *a, size_t t, size_t o, __m512 v)
+{
+    size_t left = a->nout - o;
+    __mmask16 m = left >= 16 ? (__mmask16)0xffff : tail_mask16(left);
+    if (a->bias) {
+        __m512 h = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, a->bias + o));
+        __m512 th = a->theta ? _mm512_maskz_loadu_ps(m, a->theta + o) : _mm512_setzero_ps();
+        __mmask16 keep = _mm512_cmp_ps_mask(h, th, _CMP_GT_OQ) | _mm512_cmp_ps_mask(h, h, _CMP_UNORD_Q);
+        if (a->pre) _mm512_mask_storeu_ps(a->pre + t * a->ldy + o, m, h);
+        v = _mm512_maskz_mov_ps(keep, h);
+    }
+    _mm512_mask_storeu_ps(a->Y + t * a->ldy + o, m, v);
+}
+
+// ref: scalar.c out_q8_scalar.  An R-panel x TT-token tile over every block: R*TT int32 and
+// R*TT float accumulators in registers; each weight vector feeds TT tokens, each broadcast
+// activation word feeds R panels.  Panels p .. p+R-1, tokens t0 .. t0+TT-1.
+AI void tile_q8_avx512(const int R, const int TT, const Q8Tile *a, size_t p, size_t t0)
+{
+    __m512 acc[2][6];
+#pragma GCC unroll 2
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 6
+        for (int t = 0; t < TT; t++) acc[r][t] = _mm512_setzero_ps();
+    const Q8Act *x = a->x;
+    const uint8_t *wp = a->w + p * a->pstride;
+    size_t xr[6];
+#pragma GCC unroll 6
+    for (int t = 0; t < TT; t++) xr[t] = (a->xrow0 + (t0 + t) * a->xstep) * x->nb;
+    for (size_t b = 0; b < a->nblk; b++, wp += a->bstride) {
+        __m512i ia[2][6];
+#pragma GCC unroll 6
+        for (int t = 0; t < TT; t++) {
+            __m512i init = _mm512_set1_epi32(x->nsum[xr[t] + b]);   // undoes the +128 of the weights
+#pragma GCC unroll 2
+            for (int r = 0; r < R; r++) ia[r][t] = init;
+        }
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++) {
+            __m512i w[2];
+#pragma GCC unroll 2
+            for (int r = 0; r < R; r++) w[r] = _mm512_loadu_si512((const void *)(wp + r * a->pstride + a->qoff + 64 * j));
+#pragma GCC unroll 6
+            for (int t = 0; t < TT; t++) {
+                int32_t x4;
+                memcpy(&x4, x->q + (xr[t] + b) * 32 + 4 * j, 4);
+                __m512i xb = _mm512_set1_epi32(x4);   // 4 activation bytes to every row lane
+#pragma GCC unroll 2
+                for (int r = 0; r < R; r++) ia[r][t] = _mm512_dpbusd_epi32(ia[r][t], w[r], xb);
+            }
+        }
+#pragma GCC unroll 2
+        for (int r = 0; r < R; r++) {
+            __m512 sw = a->lane_scales ? _mm512_loadu_ps((const float *)(wp + r * a->pstride)) : _mm512_set1_ps(1.0f);
+#pragma GCC unroll 6
+            for (int t = 0; t < TT; t++) {
+                __m512 dx = _mm512_set1_ps(x->d[xr[t] + b]);
+                __m512 s = a->lane_scales ? _mm512_mul_ps(sw, dx) : dx;   // dw * dx, one rounding
+                acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia[r][t]), s, acc[r][t]);
+            }
+        }
+    }
+#pragma GCC unroll 2
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 6
+        for (int t = 0; t < TT; t++) q8_store(a, t0 + t, (p + r) * 16, acc[r][t]);
+}
+
+// Tokens [0, T) for panels p .. p+R-1: full 6-token tiles (R = 2) or 6 (R = 1), then the rest.
+AI void tokens_q8_avx512(const int R, const Q8Tile *a, size_t p, size_t T)
+{
+    size_t t = 0;
+    for (; t + 6 <= T; t += 6) tile_q8_avx512(R, 6, a, p, t);
+    switch (T - t) {
+    case 5: tile_q8_avx512(R, 5, a, p, t); break;
+    case 4: tile_q8_avx512(R, 4, a, p, t); break;
+    case 3: tile_q8_avx512(R, 3, a, p, t); break;
+    case 2: tile_q8_avx512(R, 2, a, p, t); break;
+    case 1: tile_q8_avx512(R, 1, a, p, t); break;
+    default: break;
+    }
+}
+
+// Panel pairs (weights of two panels stay in L1 while every token tile passes), then a last
+// single panel.  Transposed: panel p's outputs are columns of block p/2, whose activation row
+// is t * nb + p/2, so a pair must start on an even panel.
+static void panels_q8_avx512(const Q8Tile *a, size_t T, size_t p0, size_t p1, int transposed)
+{
+    size_t p = p0;
+    if (transposed && (p & 1) && p < p1) {   // pairs must share a column block: start even
+        Q8Tile b = *a;
+        b.xrow0 = p / 2;
+        tokens_q8_avx512(1, &b, p++, T);
+    }
+    for (; p + 2 <= p1; p += 2) {
+        if (transposed) {
+            Q8Tile b = *a;
+            b.xrow0 = p / 2;   // both panels of the pair read column block p/2
+            tokens_q8_avx512(2, &b, p, T);
+        } else {
+            tokens_q8_avx512(2, a, p, T);
+        }
+    }
+    if (p < p1) {
+        Q8Tile b = *a;
+        if (transposed) b.xrow0 = p / 2;
+        tokens_q8_avx512(1, &b, p, T);
+    }
+}
+
+static Q8Tile tile_fwd(const Q8Panels *W, const Q8Act *X, float *Y, size_t ldy)
+{
+    return (Q8Tile){.w = W->data, .pstride = W->nb * Q8_PANEL_BLOCK_BYTES, .bstride = Q8_PANEL_BLOCK_BYTES,
+                    .qoff = 64, .lane_scales = 1, .nblk = W->nb, .x = X, .xrow0 = 0, .xstep = 1, .Y = Y,
+                    .ldy = ldy, .nout = W->rows};
+}
+
+// ref: scalar.c matmul_q8_scalar.
+static void matmul_q8_avx512(float *Y, size_t ldy, const Q8Panels *W, const Q8Act *X, size_t T, size_t p0,
+                             size_t p1)
+{
+    Q8Tile a = tile_fwd(W, X, Y, ldy);
+    panels_q8_avx512(&a, T, p0, p1, 0);
+}
+
+// ref: scalar.c matvec_q8_scalar.  One panel at a time, blocks in order: the whole product is
+// one sequential stream of 576-byte blocks (the hardware prefetcher's best case).  Two int32
+// chains per block (even / odd column quads, summed exactly) halve the dependency latency.
+static void matvec_q8_avx512(float *y, const Q8Panels *W, const Q8Act *x, size_t p0, size_t p1)
+{
+    Q8Tile a = tile_fwd(W, x, y, 0);
+    const size_t nb = W->nb;
+    const int8_t *xq = x->q;
+    for (size_t p = p0; p < p1; p++) {
+        const uint8_t *blk = W->data + p * nb * Q8_PANEL_BLOCK_BYTES;
+        __m512 acc = _mm512_setzero_ps();
+        for (size_t b = 0; b < nb; b++, blk += Q8_PANEL_BLOCK_BYTES) {
+            _mm_prefetch((const char *)(blk + 8 * Q8_PANEL_BLOCK_BYTES), _MM_HINT_T0);
+            __m512i i0 = _mm512_set1_epi32(x->nsum[b]), i1 = _mm512_setzero_si512();
+            const int8_t *xb = xq + b * 32;
+            int32_t x4[8];
+            memcpy(x4, xb, 32);
+#pragma GCC unroll 4
+            for (int j = 0; j < 8; j += 2) {
+                i0 = _mm512_dpbusd_epi32(i0, _mm512_loadu_si512((const void *)(blk + 64 + 64 * j)), _mm512_set1_epi32(x4[j]));
+                i1 = _mm512_dpbusd_epi32(i1, _mm512_loadu_si512((const void *)(blk + 128 + 64 * j)), _mm512_set1_epi32(x4[j + 1]));
+            }
+            __m512 s = _mm512_mul_ps(_mm512_loadu_ps((const float *)blk), _mm512_set1_ps(x->d[b]));
+            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(i0, i1)), s, acc);
+        }
+        q8_store(&a, 0, p * 16, acc);
+    }
+}
+
+// ref: scalar.c matmul_q8t_scalar.  The same tiles over the transposed layout: no lane scales,
+// the activation row of token t is t * nb + (column block of the panel).
+static void matmul_q8t_avx512(float *Y, size_t ldy, const Q8PanelsT *Wt, const Q8Act *V, size_t T, size_t p0,
+                              size_t p1)
+{
+    Q8Tile a = {.w = Wt->data, .pstride = Wt->ng * Q8_PANEL_QBYTES, .bstride = Q8_PANEL_QBYTES, .qoff = 0,
+                .lane_scales = 0, .nblk = Wt->ng, .x = V, .xrow0 = 0, .xstep = Wt->nb, .Y = Y, .ldy = ldy,
+                .nout = Wt->cols};
+    panels_q8_avx512(&a, T, p0, p1, 1);
+}
+
+// ref: scalar.c encode_q8_scalar.  The GEMM tiles with the bias / threshold applied at the store.
+static void encode_q8_avx512(float *pre, float *act, size_t ld, const Q8Panels *W, const Q8Act *X, size_t T,
+                             size_t p0, size_t p1, const float *bias, const float *theta)
+{
+    Q8Tile a = tile_fwd(W, X, act, ld);
+    a.pre = pre;
+    a.bias = bias;
+    a.theta = theta;
+    panels_q8_avx512(&a, T, p0, p1, 0);
+}
+
+// y (16 lanes) + s * q: product rounded, then the add (no FMA), as in scalar.c.
+AI __m512 dec16(__m512 y, __m512 s, const int8_t *q)
+{
+    __m512 qf = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)q)));
+    return _mm512_add_ps(y, _mm512_mul_ps(s, qf));
+}
+
+// ref: scalar.c decode_rows_q8_scalar.  Four rows per pass over y (y stays in L1; each row is
+// read once, sequentially); per element the rows are still added one after another in order.
+static void decode_rows_q8_avx512(float *y, const BlockQ8 *W, size_t stride, const int *idx, const float *val,
+                                  size_t n, size_t D)
+{
+    size_t nfull = D / 32, rem = D % 32;
+    for (size_t i = 0; i < n; i += 4) {
+        size_t m = n - i < 4 ? n - i : 4;
+        const BlockQ8 *rw[4];
+        for (size_t k = 0; k < m; k++) rw[k] = W + (size_t)idx[i + k] * stride;
+        for (size_t bb = 0; bb < nfull; bb++) {
+            __m512 y0 = _mm512_loadu_ps(y + 32 * bb), y1 = _mm512_loadu_ps(y + 32 * bb + 16);
+            for (size_t k = 0; k < m; k++) {
+                __m512 s = _mm512_set1_ps(val[i + k] * rw[k][bb].d);
+                y0 = dec16(y0, s, rw[k][bb].qs);
+                y1 = dec16(y1, s, rw[k][bb].qs + 16);
+            }
+            _mm512_storeu_ps(y + 32 * bb, y0);
+            _mm512_storeu_ps(y + 32 * bb + 16, y1);
+        }
+        if (rem) {   // partial last block: masked y; the block's unused quants are zeros
+            __mmask16 m0 = rem >= 16 ? (__mmask16)0xffff : tail_mask16(rem);
+            __mmask16 m1 = rem > 16 ? tail_mask16(rem - 16) : 0;
+            float *yb = y + 32 * nfull;
+            __m512 y0 = _mm512_maskz_loadu_ps(m0, yb), y1 = _mm512_maskz_loadu_ps(m1, yb + 16);
+            for (size_t k = 0; k < m; k++) {
+                __m512 s = _mm512_set1_ps(val[i + k] * rw[k][nfull].d);
+                y0 = dec16(y0, s, rw[k][nfull].qs);
+                y1 = dec16(y1, s, rw[k][nfull].qs + 16);
+            }
+            _mm512_mask_storeu_ps(yb, m0, y0);
+            _mm512_mask_storeu_ps(yb + 16, m1, y1);
+        }
+    }
+}
+
 void simd_fill_avx512(SimdKernels *k)
 {
     k->name = "avx512";
@@ -283,6 +530,16 @@ void simd_fill_avx512(SimdKernels *k)
     k->rope_pairs_f32 = rope_pairs_f32_avx512;
     k->axpy_f32 = axpy_f32_avx512;
     k->scale_f32 = scale_f32_avx512;
+    // VNNI is not part of the table's feature check (F+BW+VL+DQ): the int8 entries are filled
+    // only on CPUs that have it, else they stay scalar.c's.
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512vnni")) {
+        k->matvec_q8 = matvec_q8_avx512;
+        k->matmul_q8 = matmul_q8_avx512;
+        k->matmul_q8t = matmul_q8t_avx512;
+        k->encode_q8 = encode_q8_avx512;
+    }
+    k->decode_rows_q8 = decode_rows_q8_avx512;
 }
 #else
 typedef int ct_avx512_unused;

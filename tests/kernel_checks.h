@@ -515,6 +515,408 @@ static inline void kc_check_scalar_fidelity(KcStats *st, const SimdKernels *K)
     }
 }
 
+// ---- int8 (quant/q8.h, simd.h int8 entries) -------------------------------------------------
+// Weights and activations are built as BlockQ8 values directly (no quantizer involved): random
+// q in [-127, 127] with a third of them at +-127, some blocks all zero with scale 0, random
+// positive scales.  The expected value of every output is the canonical loop of simd.h written
+// here over the row-major BlockQ8 matrix (not the packed layout), and it must match bit for
+// bit; it must also lie within the float rounding bound of a double-precision sum.
+
+// Random int8 in [-127, 127]; one in three at +-127.
+static inline int8_t kc_q(uint64_t *s)
+{
+    uint64_t r = kc_rand(s);
+    if (r % 3 == 0) return (r >> 8) & 1 ? 127 : -127;
+    return (int8_t)((int)((r >> 16) % 255) - 127);
+}
+
+// One random block; zero_one_in: an all-zero block (d = 0, q = 0) with probability 1/n.
+static inline void kc_block(BlockQ8 *b, uint64_t *s, size_t valid, int zero_one_in)
+{
+    memset(b->qs, 0, sizeof b->qs);
+    if (zero_one_in && kc_rand(s) % (uint64_t)zero_one_in == 0) {
+        b->d = 0.0f;
+        return;
+    }
+    b->d = kc_uniform(s, 0.001f, 0.05f);
+    for (size_t k = 0; k < valid; k++) b->qs[k] = kc_q(s);
+}
+
+// A (rows, cols) matrix of BlockQ8 rows (tails past cols zero).
+static inline BlockQ8 *kc_q8_matrix(size_t rows, size_t cols, uint64_t *s)
+{
+    size_t nb = q8_nblocks(cols);
+    BlockQ8 *W = malloc((rows * nb + 1) * sizeof *W);
+    for (size_t r = 0; r < rows; r++)
+        for (size_t b = 0; b < nb; b++) kc_block(&W[r * nb + b], s, cols - b * 32 < 32 ? cols - b * 32 : 32, 5);
+    return W;
+}
+
+// Activation rows (T, nb blocks) with storage at byte offset `off` (unaligned reads).
+typedef struct KcAct {
+    Q8Act a;
+    int8_t *qbuf;
+    float *d;
+    int32_t *ns;
+} KcAct;
+static inline void kc_act_init(KcAct *k, size_t T, size_t cols, size_t off, uint64_t *s)
+{
+    size_t nb = q8_nblocks(cols);
+    k->qbuf = malloc(T * nb * 32 + off + 1);
+    k->d = malloc((T * nb + 1) * sizeof(float));
+    k->ns = malloc((T * nb + 1) * sizeof(int32_t));
+    int8_t *q = k->qbuf + off;
+    for (size_t i = 0; i < T * nb; i++) {
+        BlockQ8 b;
+        size_t bb = i % nb;
+        kc_block(&b, s, cols - bb * 32 < 32 ? cols - bb * 32 : 32, 6);
+        memcpy(q + i * 32, b.qs, 32);
+        k->d[i] = b.d;
+        int32_t sum = 0;
+        for (int j = 0; j < 32; j++) sum += b.qs[j];
+        k->ns[i] = -128 * sum;
+    }
+    k->a = (Q8Act){q, k->d, k->ns, nb, T};
+}
+static inline void kc_act_free(KcAct *k)
+{
+    free(k->qbuf);
+    free(k->d);
+    free(k->ns);
+}
+
+// Canonical value of simd.h over a row of BlockQ8 and an activation row; *mag gets the double
+// sum of |isum * dw * dx| and *exact the double-precision value.
+static inline float kc_q8_canon(const BlockQ8 *w, const int8_t *xq, const float *xd, size_t nb, double *exact,
+                                double *mag)
+{
+    float acc = 0.0f;
+    double e = 0, m = 0;
+    for (size_t b = 0; b < nb; b++) {
+        int64_t s = 0;
+        for (int k = 0; k < 32; k++) s += (int64_t)w[b].qs[k] * xq[b * 32 + k];
+        acc = fmaf((float)s, w[b].d * xd[b], acc);
+        e += (double)s * w[b].d * xd[b];
+        m += fabs((double)s * w[b].d * xd[b]);
+    }
+    *exact = e;
+    *mag = m;
+    return acc;
+}
+// Float steps of the canonical loop: per block one product and one fused add.
+static inline double kc_q8_tol(size_t nb, double mag) { return 2.0 * (double)(nb + 2) * FLT_EPSILON * mag + 1e-30; }
+
+// Packed copy of W at byte offset `off` of a malloc'd buffer (*base to free).
+static inline Q8Panels kc_pack(const BlockQ8 *W, size_t rows, size_t cols, size_t off, uint8_t **base)
+{
+    size_t bytes = q8_panels_bytes(rows, cols);
+    *base = malloc(bytes + off + 1);
+    q8_pack_panels(*base + off, W, rows, cols, 0, q8_npanels(rows));
+    return q8_panels_view(*base + off, rows, cols);
+}
+
+// ---- quantizer and repacking (table independent; run once, on the scalar table) -------------
+static inline void kc_check_q8_format(KcStats *st, const SimdKernels *K)
+{
+    uint64_t seed = 21;
+    // Quantizer: never -128, |x - d q| <= d/2 (plus rounding slack), amax maps to +-127,
+    // all-zero and tiny blocks are (d = 0, q = 0), NaN/Inf gives d = NaN.
+    static const size_t ns[] = {1, 5, 31, 32};
+    for (size_t ni = 0; ni < 4; ni++)
+        for (int rep = 0; rep < 200; rep++) {
+            size_t n = ns[ni];
+            float x[32];
+            float scale = rep % 4 == 0 ? 1e-3f : rep % 4 == 1 ? 1e3f : 1.0f;
+            kc_fill(x, n, &seed, -scale, scale);
+            if (rep % 7 == 0) x[kc_rand(&seed) % n] = -scale * 1.5f;   // a negative extreme
+            BlockQ8 b;
+            q8_quantize_block(&b, x, n);
+            float amax = 0;
+            for (size_t k = 0; k < n; k++) amax = fabsf(x[k]) > amax ? fabsf(x[k]) : amax;
+            int ok = b.d == amax / 127.0f, hit = 0;
+            for (size_t k = 0; k < 32; k++) {
+                ok = ok && b.qs[k] != -128 && (k < n || b.qs[k] == 0);
+                if (k < n) {
+                    ok = ok && fabs((double)x[k] - (double)b.d * b.qs[k]) <= 0.5 * b.d * (1 + 1e-5) + 1e-30;
+                    hit |= fabsf(x[k]) == amax && (b.qs[k] == 127 || b.qs[k] == -127);
+                }
+            }
+            kc_case(st, ok && hit, K->name, "q8_quantize_block n=%zu rep=%d: bad scale/rounding/range (d=%g amax=%g)",
+                    n, rep, b.d, amax);
+        }
+    float z[32] = {0}, tiny[32] = {1e-35f, -2e-36f}, bad[32] = {1, 2, NAN}, inf[32] = {1, -INFINITY};
+    BlockQ8 b;
+    q8_quantize_block(&b, z, 32);
+    int ok = b.d == 0.0f;
+    for (int k = 0; k < 32; k++) ok = ok && b.qs[k] == 0;
+    q8_quantize_block(&b, tiny, 32);
+    ok = ok && b.d == 0.0f && b.qs[0] == 0;
+    q8_quantize_block(&b, bad, 32);
+    ok = ok && isnan(b.d) && b.qs[0] == 0;
+    q8_quantize_block(&b, inf, 32);
+    ok = ok && isnan(b.d);
+    kc_case(st, ok, K->name, "q8_quantize_block: zero / tiny / NaN / Inf blocks");
+
+    // Dequantize: one product per value; a partial row's tail is not written.
+    {
+        BlockQ8 row[3];
+        float x[70], y[71];
+        kc_fill(x, 70, &seed, -2, 2);
+        q8_quantize_row(row, x, 70);
+        y[70] = kc_canary;
+        q8_dequantize_row(y, row, 70);
+        int dq = kc_same(y[70], kc_canary);
+        for (size_t c = 0; c < 70; c++) dq = dq && kc_same(y[c], row[c / 32].d * (float)row[c / 32].qs[c % 32]);
+        kc_case(st, dq, K->name, "q8_dequantize_row: not d*q or wrote past cols");
+    }
+
+    // Repacking round-trips exactly, forward and transposed, at edge shapes.
+    static const size_t rs[] = {1, 15, 16, 17, 33, 64};
+    static const size_t cs[] = {1, 31, 32, 33, 100};
+    for (size_t ri = 0; ri < 6; ri++)
+        for (size_t ci = 0; ci < 5; ci++) {
+            size_t rows = rs[ri], cols = cs[ci], nb = q8_nblocks(cols), ng = q8_nblocks(rows);
+            BlockQ8 *W = kc_q8_matrix(rows, cols, &seed), *U = malloc(rows * nb * sizeof *U);
+            uint8_t *base;
+            Q8Panels P = kc_pack(W, rows, cols, 0, &base);
+            q8_unpack_panels(U, P.data, rows, cols);
+            int same = memcmp(W, U, rows * nb * sizeof *U) == 0;
+            // Panel ranges pack the same bytes as the whole.
+            uint8_t *pr = malloc(q8_panels_bytes(rows, cols));
+            size_t np = q8_npanels(rows), mid = np / 2;
+            q8_pack_panels(pr, W, rows, cols, mid, np);
+            q8_pack_panels(pr, W, rows, cols, 0, mid);
+            same = same && memcmp(pr, P.data, q8_panels_bytes(rows, cols)) == 0;
+            uint8_t *T8 = malloc(q8_panels_t_bytes(rows, cols));
+            float *sc = malloc(nb * ng * 32 * sizeof(float));
+            q8_pack_panels_t(T8, sc, W, rows, cols, 0, q8_npanels(cols));
+            memset(U, 0x55, rows * nb * sizeof *U);
+            q8_unpack_panels_t(U, T8, sc, rows, cols);
+            int same_t = memcmp(W, U, rows * nb * sizeof *U) == 0;
+            kc_case(st, same && same_t, K->name, "q8 repack rows=%zu cols=%zu: round trip differs (%s)", rows, cols,
+                    same ? "transposed" : "panels");
+            free(W); free(U); free(base); free(pr); free(T8); free(sc);
+        }
+}
+
+// ---- matvec_q8 / matmul_q8 / encode_q8 -----------------------------------------------------------
+static inline void kc_q8_case(KcStats *st, const SimdKernels *K, size_t T, size_t rows, size_t cols, size_t off,
+                              uint64_t *seed)
+{
+    size_t nb = q8_nblocks(cols), np = q8_npanels(rows), ldy = rows + 3;
+    BlockQ8 *W = kc_q8_matrix(rows, cols, seed);
+    uint8_t *base;
+    Q8Panels P = kc_pack(W, rows, cols, off, &base);
+    KcAct X;
+    kc_act_init(&X, T, cols, off, seed);
+    float *Y = kc_out(off, T * ldy), *y = kc_out(off, rows);
+    float *bias = kc_in(0, rows), *theta = kc_in(0, rows), *pre = kc_out(off, T * ldy), *act = kc_out(off, T * ldy);
+    kc_fill(bias, rows, seed, -0.5f, 0.5f);
+    kc_fill(theta, rows, seed, -0.2f, 0.4f);
+    // Split the panels in two calls (as threads do); results must not depend on it.
+    size_t mid = np / 2;
+    K->matmul_q8(Y + off, ldy, &P, &X.a, T, mid, np);
+    K->matmul_q8(Y + off, ldy, &P, &X.a, T, 0, mid);
+    K->encode_q8(pre + off, act + off, ldy, &P, &X.a, T, 0, np, bias, (T & 1) ? theta : NULL);
+    int ok = 1, ok_enc = 1, ok_mv = 1;
+    size_t bt = 0, br = 0;
+    double exact = 0, tol = 0;
+    float want = 0, got = 0;
+    for (size_t t = 0; t < T; t++)
+        for (size_t r = 0; r < rows; r++) {
+            double e, mag;
+            float c = kc_q8_canon(W + r * nb, X.a.q + t * nb * 32, X.a.d + t * nb, nb, &e, &mag);
+            float g = Y[off + t * ldy + r];
+            double tl = kc_q8_tol(nb, mag);
+            if (ok && (!kc_same(g, c) || fabs((double)c - e) > tl)) {
+                ok = 0;
+                bt = t, br = r, exact = e, tol = tl, want = c, got = g;
+            }
+            float h = c + bias[r], th = (T & 1) ? theta[r] : 0.0f;
+            float a = (h > th || h != h) ? h : 0.0f;
+            if (!kc_same(pre[off + t * ldy + r], h) || !kc_same(act[off + t * ldy + r], a)) ok_enc = 0;
+        }
+    // Padding between rows and ldy, and the canaries around, stay untouched.
+    for (size_t t = 0; t < T; t++)
+        for (size_t r = rows; r < ldy; r++)
+            if (!kc_same(Y[off + t * ldy + r], kc_canary) || !kc_same(act[off + t * ldy + r], kc_canary)) ok = ok_enc = 0;
+    if (!kc_guards_ok(Y, off, T * ldy) || !kc_guards_ok(act, off, T * ldy) || !kc_guards_ok(pre, off, T * ldy)) ok = 0;
+    // matvec_q8 of each row == that row of matmul_q8.
+    Q8Act one = X.a;
+    for (size_t t = 0; t < T && ok_mv; t++) {
+        one.q = X.a.q + t * nb * 32;
+        one.d = X.a.d + t * nb;
+        one.nsum = X.a.nsum + t * nb;
+        one.T = 1;
+        for (size_t i = 0; i < rows; i++) y[off + i] = kc_canary;
+        K->matvec_q8(y + off, &P, &one, 0, np);
+        ok_mv = kc_guards_ok(y, off, rows) && memcmp(y + off, Y + off + t * ldy, rows * sizeof(float)) == 0;
+    }
+    kc_case(st, ok, K->name, "matmul_q8 T=%zu rows=%zu cols=%zu off=%zu: (t=%zu, r=%zu) got=%.9g canonical=%.9g "
+            "exact=%.9g tol=%.3g (or wrote outside Y)", T, rows, cols, off, bt, br, got, want, exact, tol);
+    kc_case(st, ok_mv, K->name, "matvec_q8 rows=%zu cols=%zu off=%zu: differs from matmul_q8 rows (or wrote outside y)",
+            rows, cols, off);
+    kc_case(st, ok_enc, K->name, "encode_q8 T=%zu rows=%zu cols=%zu off=%zu: pre/act differ from canonical + bias, threshold",
+            T, rows, cols, off);
+    free(W); free(base); kc_act_free(&X); free(Y); free(y); free(bias); free(theta); free(pre); free(act);
+}
+
+static inline void kc_check_matmul_q8(KcStats *st, const SimdKernels *K)
+{
+    static const size_t Ts[] = {1, 2, 5, 6, 7, 13};
+    static const size_t rowss[] = {1, 15, 16, 17, 33, 50};
+    static const size_t colss[] = {1, 31, 32, 33, 64, 100, 1001};
+    uint64_t seed = 22;
+    for (size_t ti = 0; ti < sizeof Ts / sizeof Ts[0]; ti++)
+        for (size_t ri = 0; ri < sizeof rowss / sizeof rowss[0]; ri++)
+            for (size_t ci = 0; ci < sizeof colss / sizeof colss[0]; ci++)
+                kc_q8_case(st, K, Ts[ti], rowss[ri], colss[ci], (ti + ri + ci) & 1, &seed);
+    kc_q8_case(st, K, 64, 96, 768, 1, &seed);   // a prefill-sized tile set
+    // NaN in an activation block's scale (a NaN input) reaches exactly the outputs reading it.
+    {
+        size_t rows = 20, cols = 70, nb = q8_nblocks(cols);
+        BlockQ8 *W = kc_q8_matrix(rows, cols, &seed);
+        for (size_t r = 0; r < rows; r++) W[r * nb + 1].d = 0.01f;   // no zero block in column block 1
+        uint8_t *base;
+        Q8Panels P = kc_pack(W, rows, cols, 0, &base);
+        KcAct X;
+        kc_act_init(&X, 2, cols, 0, &seed);
+        X.d[1] = NAN;   // token 0, block 1
+        float *Y = kc_out(0, 2 * rows);
+        K->matmul_q8(Y, rows, &P, &X.a, 2, 0, q8_npanels(rows));
+        int ok = 1;
+        for (size_t r = 0; r < rows; r++) {
+            double e, m;
+            ok = ok && isnan(Y[r]) && kc_same(Y[rows + r], kc_q8_canon(W + r * nb, X.a.q + nb * 32, X.a.d + nb, nb, &e, &m));
+        }
+        kc_case(st, ok, K->name, "matmul_q8: a NaN activation scale must give NaN in token 0 only");
+        free(W); free(base); kc_act_free(&X); free(Y);
+    }
+}
+
+// ---- matmul_q8t: y = W^T g --------------------------------------------------------------------
+static inline void kc_q8t_case(KcStats *st, const SimdKernels *K, size_t T, size_t rows, size_t cols, size_t off,
+                               uint64_t *seed)
+{
+    size_t nb = q8_nblocks(cols), ng = q8_nblocks(rows), np = q8_npanels(cols), ldy = cols + 2;
+    BlockQ8 *W = kc_q8_matrix(rows, cols, seed);
+    uint8_t *base = malloc(q8_panels_t_bytes(rows, cols) + off + 1);
+    float *sc = malloc(nb * ng * 32 * sizeof(float));
+    q8_pack_panels_t(base + off, sc, W, rows, cols, 0, np);
+    Q8PanelsT Pt = {base + off, sc, rows, cols, nb, ng, np};
+    float *G = kc_in(0, T * rows);
+    kc_fill(G, T * rows, seed, -1, 1);
+    Q8ActBuf buf = {0};
+    Q8Act V;
+    q8_act_quantize_t(&V, &buf, G, T, &Pt);
+    float *Y = kc_out(off, T * ldy);
+    size_t mid = np / 2 + (np > 2);   // an odd split point when possible
+    if (mid > np) mid = np;
+    K->matmul_q8t(Y + off, ldy, &Pt, &V, T, mid, np);
+    K->matmul_q8t(Y + off, ldy, &Pt, &V, T, 0, mid);
+    int ok = kc_guards_ok(Y, off, T * ldy), ok_q = 1;
+    size_t bt = 0, bc = 0;
+    float got = 0, want = 0;
+    double exact = 0, tol = 0, worst = 0;
+    for (size_t t = 0; t < T; t++) {
+        for (size_t c = cols; c < ldy; c++) ok = ok && kc_same(Y[off + t * ldy + c], kc_canary);
+        for (size_t c = 0; c < cols; c++) {
+            size_t b = c / 32, u = t * nb + b;
+            const int8_t *vq = V.q + u * ng * 32;
+            const float *vd = V.d + u * ng;
+            float acc = 0.0f;
+            double e = 0, mag = 0, wg = 0, wgabs = 0;
+            for (size_t g = 0; g < ng; g++) {
+                int64_t s = 0;
+                for (size_t k = 0; k < 32 && g * 32 + k < rows; k++)
+                    s += (int64_t)W[(g * 32 + k) * nb + b].qs[c % 32] * vq[g * 32 + k];
+                acc = fmaf((float)s, vd[g], acc);
+                e += (double)s * vd[g];
+                mag += fabs((double)s * vd[g]);
+            }
+            // The true W^T g of the int8 weights (double): off by the quantization of v only.
+            for (size_t r = 0; r < rows; r++) {
+                double w = (double)W[r * nb + b].d * W[r * nb + b].qs[c % 32];
+                wg += w * G[t * rows + r];
+                wgabs += fabs(w * G[t * rows + r]);
+            }
+            double tl = kc_q8_tol(ng, mag);
+            float g = Y[off + t * ldy + c];
+            if (ok && (!kc_same(g, acc) || fabs((double)acc - e) > tl)) {
+                ok = 0;
+                bt = t, bc = c, got = g, want = acc, exact = e, tol = tl;
+            }
+            // v quantized per 32 rows: each term off by <= |v| / 254 + rounding.
+            double qerr = fabs((double)acc - wg);
+            if (qerr > worst) worst = qerr;
+            if (qerr > wgabs / 100.0 + 1e-6) ok_q = 0;
+        }
+    }
+    kc_case(st, ok, K->name, "matmul_q8t T=%zu rows=%zu cols=%zu off=%zu: (t=%zu, c=%zu) got=%.9g canonical=%.9g "
+            "exact=%.9g tol=%.3g (or wrote outside Y)", T, rows, cols, off, bt, bc, got, want, exact, tol);
+    kc_case(st, ok_q, K->name, "matmul_q8t T=%zu rows=%zu cols=%zu: far from W^T g in double (worst %.3g)", T, rows,
+            cols, worst);
+    free(W); free(base); free(sc); free(G); q8_actbuf_free(&buf); free(Y);
+}
+
+static inline void kc_check_matmul_q8t(KcStats *st, const SimdKernels *K)
+{
+    static const size_t Ts[] = {1, 2, 7};
+    static const size_t rowss[] = {1, 31, 32, 33, 100};
+    static const size_t colss[] = {1, 15, 16, 17, 32, 47, 64, 100};
+    uint64_t seed = 23;
+    for (size_t ti = 0; ti < sizeof Ts / sizeof Ts[0]; ti++)
+        for (size_t ri = 0; ri < sizeof rowss / sizeof rowss[0]; ri++)
+            for (size_t ci = 0; ci < sizeof colss / sizeof colss[0]; ci++)
+                kc_q8t_case(st, K, Ts[ti], rowss[ri], colss[ci], (ti + ri + ci) & 1, &seed);
+    kc_q8t_case(st, K, 8, 256, 200, 1, &seed);
+}
+
+// ---- decode_rows_q8: sparse decoder reads -------------------------------------------------------
+static inline void kc_check_decode_q8(KcStats *st, const SimdKernels *K)
+{
+    static const size_t Ds[] = {1, 15, 16, 17, 31, 32, 33, 64, 100, 768};
+    static const size_t ns[] = {0, 1, 3, 4, 5, 9};
+    uint64_t seed = 24;
+    for (size_t di = 0; di < sizeof Ds / sizeof Ds[0]; di++)
+        for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++)
+            for (size_t off = 0; off < 2; off++) {
+                size_t D = Ds[di], n = ns[ni], F = 40, nbD = q8_nblocks(D), stride = 2 * nbD + 1;
+                // (F, 2, D) decoder with one spare block per row: read output slot 1 via base + nbD.
+                BlockQ8 *Wd = kc_q8_matrix(F, stride * 32, &seed);
+                for (size_t f = 0; f < F; f++)
+                    for (size_t b = 0; b < stride; b++) {
+                        size_t local = b >= nbD && b < 2 * nbD ? b - nbD : b;
+                        if (local == nbD - 1 && D % 32)   // tails past D are zero, as quantizers write them
+                            memset(Wd[f * stride + b].qs + D % 32, 0, 32 - D % 32);
+                    }
+                int idx[9];
+                float val[9];
+                for (size_t i = 0; i < n; i++) {
+                    idx[i] = (int)(kc_rand(&seed) % F);
+                    val[i] = kc_uniform(&seed, -3, 3);
+                }
+                if (n > 2) idx[2] = idx[0];   // repeated feature
+                float *y = kc_out(off, D), *ref = malloc((D + 1) * sizeof(float));
+                kc_fill(y + off, D, &seed, -1, 1);
+                memcpy(ref, y + off, D * sizeof(float));
+                const BlockQ8 *base = Wd + nbD;
+                for (size_t i = 0; i < n; i++)
+                    for (size_t d = 0; d < D; d++) {
+                        const BlockQ8 *blk = base + (size_t)idx[i] * stride + d / 32;
+                        float s = val[i] * blk->d;
+                        ref[d] = ref[d] + s * (float)blk->qs[d % 32];
+                    }
+                K->decode_rows_q8(y + off, base, stride, idx, val, n, D);
+                int ok = kc_guards_ok(y, off, D) && memcmp(y + off, ref, D * sizeof(float)) == 0;
+                kc_case(st, ok, K->name, "decode_rows_q8 D=%zu n=%zu off=%zu: not the reference bits (or wrote outside y)",
+                        D, n, off);
+                free(Wd);
+                free(y);
+                free(ref);
+            }
+}
+
 // Tables to test: those the host supports.  When CTRACE_ISA is set (e.g. sanitizer runs that
 // must avoid AVX-512), only scalar and that table.
 static inline int kc_isa_enabled(SimdIsa isa)
@@ -537,5 +939,11 @@ static inline void kc_check_all(KcStats *st, const SimdKernels *K)
     kc_check_swiglu(st, K);
     kc_check_rope(st, K, S);
     kc_check_axpy_scale(st, K, S);
-    if (K == S) kc_check_scalar_fidelity(st, K);
+    kc_check_matmul_q8(st, K);
+    kc_check_matmul_q8t(st, K);
+    kc_check_decode_q8(st, K);
+    if (K == S) {
+        kc_check_scalar_fidelity(st, K);
+        kc_check_q8_format(st, K);
+    }
 }

@@ -45,6 +45,47 @@ Test(simd, swiglu) { for_each_table(kc_check_swiglu, "swiglu_f32"); }
 Test(simd, rope_pairs) { for_each_table(check_rope, "rope_pairs_f32"); }
 Test(simd, axpy_scale) { for_each_table(check_axpy_scale, "axpy/scale"); }
 
+Test(simd, matmul_q8_matvec_q8_encode_q8) { for_each_table(kc_check_matmul_q8, "matmul_q8/matvec_q8/encode_q8"); }
+Test(simd, matmul_q8t) { for_each_table(kc_check_matmul_q8t, "matmul_q8t"); }
+Test(simd, decode_rows_q8) { for_each_table(kc_check_decode_q8, "decode_rows_q8"); }
+
+// The int8 format: quantizer rules (never -128, zero/tiny/NaN blocks), exact repack round trips.
+Test(simd, q8_format_and_repack)
+{
+    KcStats st = {0, 0};
+    kc_check_q8_format(&st, simd_kernels_for(SIMD_SCALAR));
+    cr_expect_eq(st.failed, 0, "%d q8 format cases failed", st.failed);
+    cr_expect_gt(st.passed, 0);
+}
+
+// Integer kernels are bit-identical across ISAs: every table against the scalar table on the
+// same packed data (the per-table checks above compare each against the canonical loop too).
+Test(simd, q8_bit_identical_across_tables)
+{
+    uint64_t seed = 99;
+    size_t T = 9, rows = 77, cols = 333, nb = q8_nblocks(cols);
+    BlockQ8 *W = kc_q8_matrix(rows, cols, &seed);
+    uint8_t *base;
+    Q8Panels P = kc_pack(W, rows, cols, 0, &base);
+    KcAct X;
+    kc_act_init(&X, T, cols, 0, &seed);
+    const SimdKernels *S = simd_kernels_for(SIMD_SCALAR);
+    float *ref = malloc(T * rows * sizeof(float)), *got = malloc(T * rows * sizeof(float));
+    S->matmul_q8(ref, rows, &P, &X.a, T, 0, P.np);
+    int tables = 0;
+    for (int i = 0; i < SIMD_NISA; i++) {
+        const SimdKernels *K = simd_kernels_for((SimdIsa)i);
+        if (!K) continue;
+        memset(got, 0, T * rows * sizeof(float));
+        K->matmul_q8(got, rows, &P, &X.a, T, 0, P.np);
+        cr_expect_eq(memcmp(got, ref, T * rows * sizeof(float)), 0, "%s matmul_q8 differs from scalar", K->name);
+        tables++;
+    }
+    cr_expect_geq(tables, 1);
+    (void)nb;
+    free(W); free(base); kc_act_free(&X); free(ref); free(got);
+}
+
 // The engine's scalar path must reproduce llama2.c's logits: scalar.c == run.c's loops.
 Test(simd, scalar_matches_llama2c_loops)
 {
@@ -64,7 +105,8 @@ Test(simd, tables_complete)
             continue;
         }
         cr_assert(K->name && K->dot_f32 && K->matvec_f32 && K->matmul_f32 && K->rmsnorm_f32 &&
-                  K->softmax_f32 && K->swiglu_f32 && K->rope_pairs_f32 && K->axpy_f32 && K->scale_f32,
+                  K->softmax_f32 && K->swiglu_f32 && K->rope_pairs_f32 && K->axpy_f32 && K->scale_f32 &&
+                  K->matvec_q8 && K->matmul_q8 && K->matmul_q8t && K->encode_q8 && K->decode_rows_q8,
                   "%s table has a NULL entry", simd_isa_name((SimdIsa)i));
     }
     cr_expect(simd_isa_supported(SIMD_SCALAR));

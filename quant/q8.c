@@ -1,0 +1,235 @@
+// q8.c — reference quantize / dequantize, activation quantization and the repacked layouts
+// of q8.h.  Plain C on purpose: every kernel table consumes the same activation bytes, so the
+// int8 products are bit-identical across ISAs by construction.
+#include "quant/q8.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/common.h"
+#include "simd/simd.h"
+
+// Round to nearest, ties to even, for |v| <= 2^22: adding and removing 1.5 * 2^23 leaves the
+// rounded integer (IEEE addition rounds to nearest even).  -ffp-contract=off and no fast-math
+// keep the compiler from folding it.  Same bits as rintf in the default rounding mode.
+static inline float round_even(float v) {
+    const float magic = 12582912.0f;   // 1.5 * 2^23
+    return (v + magic) - magic;
+}
+
+void q8_quantize_block(BlockQ8 *b, const float *x, size_t n) {
+    float amax = 0.0f;
+    int bad = 0;
+    for (size_t k = 0; k < n; k++) {
+        float a = fabsf(x[k]);
+        bad |= !(a <= FLT_MAX);   // NaN or Inf
+        amax = a > amax ? a : amax;
+    }
+    memset(b->qs, 0, sizeof b->qs);
+    if (bad) {              // honest NaN: every product reading this block is NaN
+        b->d = NAN;
+        return;
+    }
+    if (!(amax >= Q8_TINY)) {   // all zero (or too small for 127/amax to be finite)
+        b->d = 0.0f;
+        return;
+    }
+    b->d = amax / 127.0f;
+    float id = 127.0f / amax;
+    for (size_t k = 0; k < n; k++) {
+        float v = round_even(x[k] * id);
+        v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;   // never -128
+        b->qs[k] = (int8_t)v;
+    }
+}
+
+void q8_quantize_row(BlockQ8 *dst, const float *x, size_t cols) {
+    for (size_t b = 0; b * QK8 < cols; b++) {
+        size_t n = cols - b * QK8 < QK8 ? cols - b * QK8 : QK8;
+        q8_quantize_block(dst + b, x + b * QK8, n);
+    }
+}
+
+void q8_dequantize_row(float *x, const BlockQ8 *src, size_t cols) {
+    for (size_t c = 0; c < cols; c++) x[c] = src[c / QK8].d * (float)src[c / QK8].qs[c % QK8];
+}
+
+void q8_quantize_matrix(BlockQ8 *dst, const float *W, size_t rows, size_t cols) {
+    size_t nb = q8_nblocks(cols);
+    for (size_t r = 0; r < rows; r++) q8_quantize_row(dst + r * nb, W + r * cols, cols);
+}
+
+void q8_dequantize_matrix(float *W, const BlockQ8 *src, size_t rows, size_t cols) {
+    size_t nb = q8_nblocks(cols);
+    for (size_t r = 0; r < rows; r++) q8_dequantize_row(W + r * cols, src + r * nb, cols);
+}
+
+// ---- activations -----------------------------------------------------------------------------
+int q8_actbuf_reserve(Q8ActBuf *b, size_t nblocks) {
+    if (nblocks <= b->cap_blocks) return CT_OK;
+    size_t n = nblocks < 64 ? 64 : nblocks;
+    int8_t *q = NULL;
+    if (posix_memalign((void **)&q, 64, n * QK8) != 0) q = NULL;
+    float *d = malloc(n * sizeof *d);
+    int32_t *s = malloc(n * sizeof *s);
+    if (!q || !d || !s) {
+        free(q);
+        free(d);
+        free(s);
+        return ct_error("q8: out of memory for %zu activation blocks", n);
+    }
+    q8_actbuf_free(b);
+    b->q = q;
+    b->d = d;
+    b->nsum = s;
+    b->cap_blocks = n;
+    return CT_OK;
+}
+
+void q8_actbuf_free(Q8ActBuf *b) {
+    free(b->q);
+    free(b->d);
+    free(b->nsum);
+    memset(b, 0, sizeof *b);
+}
+
+// One block of activations: the BlockQ8 rule, written into separate q / d / nsum arrays.
+static void act_block(int8_t *q, float *d, int32_t *nsum, const float *x, size_t n) {
+    BlockQ8 b;
+    q8_quantize_block(&b, x, n);
+    memcpy(q, b.qs, QK8);
+    *d = b.d;
+    int32_t s = 0;
+    for (int k = 0; k < QK8; k++) s += b.qs[k];
+    *nsum = -128 * s;
+}
+
+int q8_act_quantize(Q8Act *A, Q8ActBuf *buf, const float *X, size_t T, size_t cols) {
+    size_t nb = q8_nblocks(cols);
+    if (q8_actbuf_reserve(buf, T * nb) != CT_OK) return CT_ERR;
+    for (size_t t = 0; t < T; t++)
+        for (size_t b = 0; b < nb; b++) {
+            size_t n = cols - b * QK8 < QK8 ? cols - b * QK8 : QK8;
+            size_t i = t * nb + b;
+            act_block(buf->q + i * QK8, buf->d + i, buf->nsum + i, X + t * cols + b * QK8, n);
+        }
+    *A = (Q8Act){buf->q, buf->d, buf->nsum, nb, T};
+    return CT_OK;
+}
+
+int q8_act_quantize_t(Q8Act *A, Q8ActBuf *buf, const float *G, size_t T, const Q8PanelsT *Wt) {
+    size_t nb = Wt->nb, ng = Wt->ng, rows = Wt->rows;
+    if (q8_actbuf_reserve(buf, T * nb * ng) != CT_OK) return CT_ERR;
+    float v[QK8];
+    for (size_t t = 0; t < T; t++)
+        for (size_t b = 0; b < nb; b++) {
+            const float *sc = Wt->scale + b * ng * QK8;
+            const float *g = G + t * rows;
+            for (size_t gi = 0; gi < ng; gi++) {
+                size_t r0 = gi * QK8, n = rows - r0 < QK8 ? rows - r0 : QK8;
+                for (size_t k = 0; k < n; k++) v[k] = sc[r0 + k] * g[r0 + k];
+                size_t i = (t * nb + b) * ng + gi;
+                act_block(buf->q + i * QK8, buf->d + i, buf->nsum + i, v, n);
+            }
+        }
+    *A = (Q8Act){buf->q, buf->d, buf->nsum, ng, T * nb};
+    return CT_OK;
+}
+
+// ---- panels ----------------------------------------------------------------------------------
+size_t q8_panels_bytes(size_t rows, size_t cols) {
+    return q8_npanels(rows) * q8_nblocks(cols) * Q8_PANEL_BLOCK_BYTES;
+}
+
+size_t q8_panels_t_bytes(size_t rows, size_t cols) {
+    return q8_npanels(cols) * q8_nblocks(rows) * Q8_PANEL_QBYTES;
+}
+
+Q8Panels q8_panels_view(const void *data, size_t rows, size_t cols) {
+    return (Q8Panels){(const uint8_t *)data, rows, cols, q8_nblocks(cols), q8_npanels(rows)};
+}
+
+void q8_pack_panels(uint8_t *dst, const BlockQ8 *W, size_t rows, size_t cols, size_t p0, size_t p1) {
+    size_t nb = q8_nblocks(cols);
+    for (size_t p = p0; p < p1; p++)
+        for (size_t b = 0; b < nb; b++) {
+            uint8_t *blk = dst + (p * nb + b) * Q8_PANEL_BLOCK_BYTES;
+            float d[Q8_PANEL_ROWS];
+            uint8_t *q = blk + sizeof d;
+            for (size_t i = 0; i < Q8_PANEL_ROWS; i++) {
+                size_t r = p * Q8_PANEL_ROWS + i;
+                const BlockQ8 *src = r < rows ? &W[r * nb + b] : NULL;
+                d[i] = src ? src->d : 0.0f;
+                for (size_t j = 0; j < 8; j++)
+                    for (size_t k = 0; k < 4; k++)
+                        q[(j * Q8_PANEL_ROWS + i) * 4 + k] = (uint8_t)((src ? src->qs[4 * j + k] : 0) + 128);
+            }
+            memcpy(blk, d, sizeof d);
+        }
+}
+
+void q8_unpack_panels(BlockQ8 *W, const uint8_t *src, size_t rows, size_t cols) {
+    size_t nb = q8_nblocks(cols);
+    for (size_t r = 0; r < rows; r++)
+        for (size_t b = 0; b < nb; b++) {
+            size_t p = r / Q8_PANEL_ROWS, i = r % Q8_PANEL_ROWS;
+            const uint8_t *blk = src + (p * nb + b) * Q8_PANEL_BLOCK_BYTES;
+            const uint8_t *q = blk + 4 * Q8_PANEL_ROWS;
+            BlockQ8 *o = &W[r * nb + b];
+            memcpy(&o->d, blk + 4 * i, sizeof(float));
+            for (size_t j = 0; j < 8; j++)
+                for (size_t k = 0; k < 4; k++) o->qs[4 * j + k] = (int8_t)(q[(j * Q8_PANEL_ROWS + i) * 4 + k] - 128);
+        }
+}
+
+void q8_pack_panels_t(uint8_t *dst, float *scale, const BlockQ8 *W, size_t rows, size_t cols,
+                      size_t p0, size_t p1) {
+    size_t nb = q8_nblocks(cols), ng = q8_nblocks(rows);
+    for (size_t p = p0; p < p1; p++)
+        for (size_t g = 0; g < ng; g++) {
+            uint8_t *q = dst + (p * ng + g) * Q8_PANEL_QBYTES;
+            for (size_t j = 0; j < 8; j++)
+                for (size_t i = 0; i < Q8_PANEL_ROWS; i++)
+                    for (size_t k = 0; k < 4; k++) {
+                        size_t r = g * QK8 + 4 * j + k, c = p * Q8_PANEL_ROWS + i;
+                        int v = r < rows && c < cols ? W[r * nb + c / QK8].qs[c % QK8] : 0;
+                        q[(j * Q8_PANEL_ROWS + i) * 4 + k] = (uint8_t)(v + 128);
+                    }
+        }
+    if (scale)
+        for (size_t b = 0; b < nb; b++)
+            for (size_t r = 0; r < ng * QK8; r++) scale[b * ng * QK8 + r] = r < rows ? W[r * nb + b].d : 0.0f;
+}
+
+void q8_unpack_panels_t(BlockQ8 *W, const uint8_t *src, const float *scale, size_t rows, size_t cols) {
+    size_t nb = q8_nblocks(cols), ng = q8_nblocks(rows);
+    for (size_t r = 0; r < rows; r++)
+        for (size_t b = 0; b < nb; b++) {
+            BlockQ8 *o = &W[r * nb + b];
+            o->d = scale[b * ng * QK8 + r];
+            for (size_t k = 0; k < QK8; k++) {
+                size_t c = b * QK8 + k, p = c / Q8_PANEL_ROWS, i = c % Q8_PANEL_ROWS;
+                size_t g = r / QK8, j = (r % QK8) / 4, kk = r % 4;
+                o->qs[k] = c < cols ? (int8_t)(src[(p * ng + g) * Q8_PANEL_QBYTES + (j * Q8_PANEL_ROWS + i) * 4 + kk] - 128) : 0;
+            }
+        }
+}
+
+// ---- one-call products -----------------------------------------------------------------------
+int q8_matmul(float *Y, const Q8Panels *W, const float *X, size_t T, Q8ActBuf *buf) {
+    Q8Act A;
+    if (q8_act_quantize(&A, buf, X, T, W->cols) != CT_OK) return CT_ERR;
+    const SimdKernels *K = simd_kernels();
+    if (T == 1) K->matvec_q8(Y, W, &A, 0, W->np);
+    else K->matmul_q8(Y, W->rows, W, &A, T, 0, W->np);
+    return CT_OK;
+}
+
+int q8_matmul_t(float *Y, const Q8PanelsT *Wt, const float *G, size_t T, Q8ActBuf *buf) {
+    Q8Act A;
+    if (q8_act_quantize_t(&A, buf, G, T, Wt) != CT_OK) return CT_ERR;
+    simd_kernels()->matmul_q8t(Y, Wt->cols, Wt, &A, T, 0, Wt->np);
+    return CT_OK;
+}
