@@ -35,7 +35,7 @@ void help_attribute(void) {
            "  -p PROMPT              text, encoded with BOS;  --tokens IDS  comma-separated ids\n"
            "                         (position 0 is treated as BOS: its features and errors are zero)\n"
            "  --max-feature-nodes M  feature budget, most influential first (default 7500)\n"
-           "  --batch B              rows per backward sweep (default 64)\n"
+           "  --batch B              rows per backward sweep (default: 256, fewer for long prompts)\n"
            "  --max-logits K, --logit-prob P   salient logit targets: most probable tokens until\n"
            "                         their cumulative probability reaches P, at most K\n"
            "  --target TOKEN         explicit logit target (an id or a single-token string; repeatable)\n"
@@ -132,7 +132,7 @@ int cmd_attribute(int argc, char **argv) {
                *ids_str = NULL, *out = NULL, *raw = NULL, *slug = NULL, *diff = NULL, *v;
     const char *targets[64];
     int n_targets = 0, fp64 = 0;
-    long max_nodes = 7500, batch = 64, max_logits = 10, threads = 0;
+    long max_nodes = 7500, batch = 0, max_logits = 10, threads = 0;
     double node_thr = 0.8, edge_thr = 0.98, logit_prob = 0.95;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];

@@ -22,20 +22,21 @@ struct Sweeper {
     size_t ncols;       // n_active + L*T + T
     // REAL copies, made once per run
     void *WoT;          // (L, H*Dh, D)    WoT[l][j][i] = wo[l][i][j]
-    void *WvT;          // (L, D, Hkv*Dh)  WvT[l][i][j] = wv[l][j][i]
+    void *WvT;          // (L, D, Hkv*Dh)  WvT[l][i][j] = rms_att[l][i] * wv[l][j][i]
     void *WskT;         // (L, D, D)       WskT[l][i][o] = W_skip[l][o][i], or NULL
-    void *gain_att;     // (L, T, D)       rms_att[l] * inv_rms_att(t, l): the frozen norm's slope
     void *emb;          // (T, D)          token_embedding[tok_p]
     double *ufin;       // (D)             rms_final * inv_rms_final(T-1)
     double *wmean;      // (D)             mean over the vocabulary of the classifier rows
-    int max_nlp;        // largest gathered source block (rows)
+    int max_nlp;        // largest source block (rows: 1 error + features)
+    int src_chunk;      // source rows gathered and multiplied at a time
     // sweep buffers
     void *G;            // (T, B, D)
     void *GO;           // (T, B, H*Dh)
     void *tvec;         // (B, D) injection vectors of the current sweep
-    void **S;           // (nt) (max_nlp, D) gathered sources
-    void **Y;           // (nt) (B, max_nlp) source products
-    void **GV;          // (nt) (B, Hkv*Dh)
+    void **S;           // (nt) (src_chunk, D) gathered sources
+    void **Y;           // (nt) (B, src_chunk) source products
+    int **fidx;         // (nt) (max_nlp) feature indices of a source block
+    void **GV;          // (nt) (MIX_TB, B, Hkv*Dh) a block of positions being mixed
     void **GX;          // (nt) (B, D)
     void **AH;          // (nt) (H) pattern coefficients of one (p, t) pair
     float **tmp;        // (nt) (D) decoder-row conversion scratch
@@ -44,6 +45,8 @@ struct Sweeper {
     int *n_slot, *nr_slot;      // (T)
     int *slot_row, *row_slot;   // (T, B)
 };
+
+#define MIX_TB 8   // positions mixed together (attribute_sweep.h mix_task)
 
 typedef struct SweepJob {
     const Sweeper *sw;
@@ -83,12 +86,22 @@ static void mm_f64(double *Y, const double *W, const double *X, size_t T, size_t
         }
     }
 }
-// Elementwise y += a x (no reduction: the order cannot change a bit); short rows (Dh).
-static inline void axpy_inl_f32(float *restrict y, float a, const float *restrict x, size_t n) {
+// Elementwise y += a x (no reduction: the split over threads cannot change a bit).  Short
+// rows (a head, Dh < 16) inline; longer through the kernel table.
+static inline void axpy_f32(float *restrict y, float a, const float *restrict x, size_t n) {
+    if (n >= 16) {
+        simd_kernels()->axpy_f32(y, a, x, n);
+        return;
+    }
     for (size_t i = 0; i < n; i++) y[i] += a * x[i];
 }
-static inline void axpy_inl_f64(double *restrict y, double a, const double *restrict x, size_t n) {
+static inline void axpy_f64(double *restrict y, double a, const double *restrict x, size_t n) {
     for (size_t i = 0; i < n; i++) y[i] += a * x[i];
+}
+// Load fp32 data into REAL.
+static inline void loadf_f32(float *dst, const float *src, size_t n) { memcpy(dst, src, n * sizeof(float)); }
+static inline void loadf_f64(double *dst, const float *src, size_t n) {
+    for (size_t i = 0; i < n; i++) dst[i] = src[i];
 }
 static inline float dot_f32(const float *a, const float *b, size_t n) { return simd_kernels()->dot_f32(a, b, n); }
 static inline double dot_f64(const double *a, const double *b, size_t n) {
@@ -100,24 +113,28 @@ static inline double dot_f64(const double *a, const double *b, size_t n) {
 #define REAL float
 #define SFX(x) x##_f32
 #define MM mm_f32
-#define AXPY_INL axpy_inl_f32
+#define AXPY axpy_f32
+#define LOADF loadf_f32
 #define DOT dot_f32
 #include "engine/attribute_sweep.h"
 #undef REAL
 #undef SFX
 #undef MM
-#undef AXPY_INL
+#undef AXPY
+#undef LOADF
 #undef DOT
 #define REAL double
 #define SFX(x) x##_f64
 #define MM mm_f64
-#define AXPY_INL axpy_inl_f64
+#define AXPY axpy_f64
+#define LOADF loadf_f64
 #define DOT dot_f64
 #include "engine/attribute_sweep.h"
 #undef REAL
 #undef SFX
 #undef MM
-#undef AXPY_INL
+#undef AXPY
+#undef LOADF
 #undef DOT
 
 // ---- sweeper ---------------------------------------------------------------------------------
@@ -133,7 +150,7 @@ size_t sweeper_ncols(const Sweeper *sw) { return sw->ncols; }
 
 void sweeper_free(Sweeper *sw) {
     if (!sw) return;
-    free(sw->WoT), free(sw->WvT), free(sw->WskT), free(sw->gain_att), free(sw->emb);
+    free(sw->WoT), free(sw->WvT), free(sw->WskT), free(sw->emb);
     free(sw->ufin), free(sw->wmean), free(sw->G), free(sw->GO), free(sw->tvec);
     for (int i = 0; i < sw->nt; i++) {
         if (sw->S) free(sw->S[i]);
@@ -142,8 +159,9 @@ void sweeper_free(Sweeper *sw) {
         if (sw->GX) free(sw->GX[i]);
         if (sw->tmp) free(sw->tmp[i]);
         if (sw->AH) free(sw->AH[i]);
+        if (sw->fidx) free(sw->fidx[i]);
     }
-    free(sw->S), free(sw->Y), free(sw->GV), free(sw->GX), free(sw->tmp), free(sw->AH);
+    free(sw->fidx), free(sw->S), free(sw->Y), free(sw->GV), free(sw->GX), free(sw->tmp), free(sw->AH);
     free(sw->tl), free(sw->tpos), free(sw->rowp);
     free(sw->n_slot), free(sw->nr_slot), free(sw->slot_row), free(sw->row_slot);
     free(sw);
@@ -179,11 +197,13 @@ int sweeper_init(Sweeper **out, const Replacement *r, int max_batch, int fp64, T
             if (n > mx) mx = n;
         }
     sw->max_nlp = mx;
+    // ~128 KiB of gathered rows per product: the copy and the matmul meet in L2
+    int ch = (int)((128u << 10) / (D * (f64 ? sizeof(double) : sizeof(float))));
+    sw->src_chunk = ch < 16 ? 16 : ch > mx ? mx : ch;
 
     sw->WoT = alloc_real(f64, L * Dq * D);
     sw->WvT = alloc_real(f64, L * D * Dkv);
     sw->WskT = r->clt->has_skip ? alloc_real(f64, L * D * D) : NULL;
-    sw->gain_att = alloc_real(f64, L * T * D);
     sw->emb = alloc_real(f64, T * D);
     sw->ufin = malloc(D * sizeof(double));
     sw->wmean = calloc(D, sizeof(double));
@@ -196,6 +216,7 @@ int sweeper_init(Sweeper **out, const Replacement *r, int max_batch, int fp64, T
     sw->GX = calloc((size_t)sw->nt, sizeof(void *));
     sw->tmp = calloc((size_t)sw->nt, sizeof(float *));
     sw->AH = calloc((size_t)sw->nt, sizeof(void *));
+    sw->fidx = calloc((size_t)sw->nt, sizeof(int *));
     sw->tl = malloc(B * sizeof(int));
     sw->tpos = malloc(B * sizeof(int));
     sw->rowp = malloc(B * sizeof(void *));
@@ -203,18 +224,19 @@ int sweeper_init(Sweeper **out, const Replacement *r, int max_batch, int fp64, T
     sw->nr_slot = malloc(T * sizeof(int));
     sw->slot_row = malloc(T * B * sizeof(int));
     sw->row_slot = malloc(T * B * sizeof(int));
-    int ok = sw->WoT && sw->WvT && (sw->WskT || !r->clt->has_skip) && sw->gain_att && sw->emb &&
+    int ok = sw->WoT && sw->WvT && (sw->WskT || !r->clt->has_skip) && sw->emb &&
              sw->ufin && sw->wmean && sw->G && sw->GO && sw->tvec && sw->S && sw->Y && sw->GV &&
-             sw->GX && sw->tmp && sw->AH && sw->tl && sw->tpos && sw->rowp && sw->n_slot && sw->nr_slot &&
+             sw->GX && sw->tmp && sw->AH && sw->fidx && sw->tl && sw->tpos && sw->rowp && sw->n_slot && sw->nr_slot &&
              sw->slot_row && sw->row_slot;
     for (int i = 0; ok && i < sw->nt; i++) {
-        sw->S[i] = alloc_real(f64, (size_t)mx * D);
-        sw->Y[i] = alloc_real(f64, B * (size_t)mx);
-        sw->GV[i] = alloc_real(f64, B * Dkv);
+        sw->S[i] = alloc_real(f64, (size_t)sw->src_chunk * D);
+        sw->Y[i] = alloc_real(f64, B * (size_t)sw->src_chunk);
+        sw->fidx[i] = malloc((size_t)mx * sizeof(int));
+        sw->GV[i] = alloc_real(f64, (size_t)MIX_TB * B * Dkv);
         sw->GX[i] = alloc_real(f64, B * D);
         sw->tmp[i] = malloc(D * sizeof(float));
         sw->AH[i] = alloc_real(f64, (size_t)sw->H);
-        ok = sw->S[i] && sw->Y[i] && sw->GV[i] && sw->GX[i] && sw->tmp[i] && sw->AH[i];
+        ok = sw->S[i] && sw->Y[i] && sw->GV[i] && sw->GX[i] && sw->tmp[i] && sw->AH[i] && sw->fidx[i];
     }
     if (!ok) {
         sweeper_free(sw);
@@ -228,17 +250,13 @@ int sweeper_init(Sweeper **out, const Replacement *r, int max_batch, int fp64, T
         const float *wv = w->wv + l * Dkv * D;  // (Dkv, D)
         for (size_t i = 0; i < D; i++)
             for (size_t jq = 0; jq < Dq; jq++) put_real(sw->WoT, f64, (l * Dq + jq) * D + i, wo[i * Dq + jq]);
-        for (size_t jv = 0; jv < Dkv; jv++)
-            for (size_t i = 0; i < D; i++) put_real(sw->WvT, f64, (l * D + i) * Dkv + jv, wv[jv * D + i]);
+        for (size_t jv = 0; jv < Dkv; jv++)  // the attention norm's gain folded in
+            for (size_t i = 0; i < D; i++)
+                put_real(sw->WvT, f64, (l * D + i) * Dkv + jv, (double)w->rms_att[l * D + i] * (double)wv[jv * D + i]);
         if (sw->WskT) {
             const float *ws = r->clt->layers[l].W_skip;  // (D out, D in)
             for (size_t o = 0; o < D; o++)
                 for (size_t i = 0; i < D; i++) put_real(sw->WskT, f64, (l * D + i) * D + o, ws[o * D + i]);
-        }
-        for (size_t t = 0; t < T; t++) {
-            double inv = r->cap.inv_rms_att[t * L + l];
-            for (size_t i = 0; i < D; i++)
-                put_real(sw->gain_att, f64, (l * T + t) * D + i, (double)w->rms_att[l * D + i] * inv);
         }
     }
     for (size_t t = 0; t < T; t++)
@@ -378,10 +396,19 @@ void attribute_partial_influence(const Replacement *r, int K, float *const *logi
 }
 
 // ---- the whole graph ---------------------------------------------------------------------------
+int attribute_auto_batch(const Replacement *r) {
+    // G and GO hold (T, B, D + H*Dh) floats: keep them near 512 MiB, at most 256 rows (past
+    // that the source reads are amortised and the gain is small), at least 16.
+    const Config *c = &r->m->c;
+    size_t per_row = (size_t)r->T * ((size_t)c->dim + (size_t)c->n_heads * (size_t)c->head_dim) * sizeof(float);
+    size_t b = ((size_t)512 << 20) / (per_row ? per_row : 1);
+    return b > 256 ? 256 : b < 16 ? 16 : (int)b;
+}
+
 void attribute_options_default(AttribOptions *o) {
     memset(o, 0, sizeof *o);
     o->max_feature_nodes = 7500;   // circuit-tracer's CLI default
-    o->batch = 64;
+    o->batch = 0;                  // attribute_auto_batch
     o->update_interval = 4;
     o->max_logits = 10;
     o->logit_prob = 0.95;
@@ -423,7 +450,7 @@ static int csr_row(CsrOut *c, int node, const float *feat, size_t nfeat, const i
     for (; c->next <= node; c->next++) g->sp_row[c->next] = g->sp_nnz;
     size_t need = g->sp_nnz + nfeat + nrest;
     if (need > c->cap) {
-        size_t cap = c->cap * 2 > need ? c->cap * 2 : need;
+        size_t cap = c->cap + c->cap / 2 > need ? c->cap + c->cap / 2 : need + (1 << 20);
         uint32_t *col = realloc(g->sp_col, cap * sizeof *col);
         if (col) g->sp_col = col;
         float *val = realloc(g->sp_val, cap * sizeof *val);
@@ -492,10 +519,10 @@ int attribute_graph(Graph *g, const Replacement *r, const AttribOptions *o) {
     if (o->max_feature_nodes < 1)
         return ct_error("attribution: the feature budget (max_feature_nodes) must be >= 1, got %d",
                         o->max_feature_nodes);
-    if (o->batch < 1) return ct_error("attribution: the batch size must be >= 1, got %d", o->batch);
+    if (o->batch < 0) return ct_error("attribution: the batch size must be >= 1 (0 = automatic), got %d", o->batch);
     if (o->update_interval < 1)
         return ct_error("attribution: update_interval must be >= 1, got %d", o->update_interval);
-    int L = r->L, T = r->T, V = r->V, B = o->batch;
+    int L = r->L, T = r->T, V = r->V, B = o->batch ? o->batch : attribute_auto_batch(r);
     size_t n_act = (size_t)r->n_active;
 
     // 1. logit targets

@@ -9,27 +9,33 @@
 //     error (l, p):                 eps_l(p) added to mlp_out[l](p)
 //     token p:                      token_embedding[tok_p] (the embedding output at p)
 //
-// The algorithm (one sweep = B targets; shapes in elements):
+// The algorithm (one sweep = up to B targets; shapes in elements):
 //
 //   G      (P, B, D)    gradient of every target wrt the residual stream at positions 0..P-1,
 //                       P = 1 + max target position (causality: nothing after it matters)
 //   GO     (P, B, H*Dh) gradient at the attention's wo input
-//   targets sorted by injection layer, descending: at layer l the rows with l_t > l are a
-//   prefix (nr), those with l_t >= l a longer prefix (na); other rows are still zero.
+//   Slots: position p uses rows [0, n_slot[p]) of G[p] and GO[p] for the targets alive there
+//   (p <= p_b, layer <= l_b); a target joins positions 0..p_b when the sweep reaches its layer,
+//   so no product touches a row that is still zero (attribute_sweep.h).
 //
 //   G[T-1][b] = inv_rms_final(T-1) * rms_final ⊙ u_b           logit rows (u_b = W_U[v] - mean_u W_U[u])
 //   for l = L-1 .. 0:
-//     per position p (threads split positions):
-//       S  = [eps_l(p); W_dec[l_s][f][l - l_s] for active (l_s <= l, p, f)]   (n_lp, D) gathered
-//       Y  = G[p][0:nr] S^T                                    (nr, n_lp)   one matmul
+//     per position p (threads take positions p = task, task + nt, ...):
+//       S  = [eps_l(p); W_dec[l_s][f][l - l_s] for active (l_s <= l, p, f)]   (n_lp, D), gathered
+//            ~128 KiB at a time so the copy and the product meet in L2
+//       Y  = G[p][alive above l] S^T                           (nr, n_lp)   kernel matmul
 //       row[b][err(l,p)] = Y[b,0];  row[b][feat s] += a_s Y[b,j]            sources read here
-//       G[p][0:nr] += G[p][0:nr] W_skip[l]                     (skip stays linear; only with skip)
+//       G[p][alive above l] += G W_skip[l]                     (skip stays linear; only with skip)
 //       G[p][b] += W_enc[l][f_b]  for feature targets (l, p, f_b)           injected at resid_mid[l]
-//       GO[p][0:na] = G[p][0:na] Wo[l]                         (na, H*Dh)   WoT materialised once
-//     per position t (threads split positions):
-//       GV[b] = sum_{p >= t} sum_h A[l,h,p,t] GO[p][b][h]  -> kv head of h    (na, Hkv*Dh)
-//       G[t][0:na] += (rms_att[l] * inv_rms_att(t,l)) ⊙ (GV Wv[l])          WvT materialised once
+//       GO[p] = G[p] Wo[l]                                     (n_slot[p], H*Dh)  WoT made once
+//     per block of 8 positions t (threads take blocks):
+//       GV[t][b] = sum_{p >= t} sum_h A[l,h,p,t] GO[p][b][h] -> kv head of h   (n_slot[t], Hkv*Dh)
+//       G[t] += inv_rms_att(t,l) * (GV (rms_att[l] ⊙ Wv[l]))   WvT (with the gain) made once
 //   row[b][tok p] = <G[p][b], token_embedding[tok_p]>
+//
+// Cost per target row ~ sum over layers below it and positions p <= p_b of
+// 2 D (2 H*Dh + n_lp) flops (+ the mixing, O(P) per position); the decoder rows of a source
+// block are read once per sweep, so larger B amortises them (attribute_auto_batch).
 //
 // The MLPs are blocked, so the gradient wrt mlp_out[l] equals the gradient wrt the residual
 // after layer l: the sources of layer l are read before layer l's own targets are injected,
@@ -37,7 +43,8 @@
 // reads).  Every product goes through the kernel table's matmul (fp32) or a double loop
 // (--fp64: the same sweep instantiated with double; engine/attribute_sweep.h is the template).
 // Threads split positions statically and each output element is computed by the same code in
-// the same order, so results are byte-identical for any thread count.
+// the same order, so results are byte-identical for any thread count, and a row is
+// bit-identical whatever batch it was computed in.
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
@@ -92,7 +99,7 @@ void attribute_partial_influence(const Replacement *r, int K, float *const *logi
 // ---- the whole graph -------------------------------------------------------------------------
 typedef struct AttribOptions {
     int max_feature_nodes;    // M >= 1; features beyond the budget are not nodes.  INT32_MAX: all
-    int batch;                // rows per sweep (>= 1); 64 is a good default
+    int batch;                // rows per sweep; 0 = attribute_auto_batch()
     int update_interval;      // batches between partial-influence re-rankings (>= 1; 4)
     int max_logits;           // salient logits: at most this many (10)
     double logit_prob;        // salient logits: cumulative probability (0.95)
@@ -107,10 +114,18 @@ typedef struct AttribOptions {
 } AttribOptions;
 
 void attribute_options_default(AttribOptions *o);
+// Rows per sweep when not given: 256, fewer for long prompts so the (T, B, D + H*Dh) gradient
+// buffers stay near 512 MiB (at least 16).  Larger batches read each source block (the
+// decoder rows of the active features) for more rows at once.
+int attribute_auto_batch(const Replacement *r);
 
 // Fill g (allocated here; graph_free it) from r: node table in METHOD §2 order (visited
-// features only, sorted by (l, p, f)), the dense adjacency with the rows of every visited
-// feature and every logit, tokens, n_active_total, max_feature_nodes and sizes.  Provenance
+// features only, sorted by (l, p, f)), the adjacency as CSR (sp_row/sp_col/sp_val; no dense
+// N x N — graph_densify() adds it) with the rows of every visited feature and every logit,
+// tokens, n_active_total, max_feature_nodes (the budget used) and sizes.  Without a budget
+// (M >= active features) rows are computed in node order and compressed batch by batch;
+// with one, the rows of visited features are kept over the columns they can have (features of
+// lower layers, errors, tokens) for the partial influence, then compressed.  Provenance
 // strings, fingerprints and thresholds are the caller's.  Logit node prob = softmax
 // probability of the token (a difference target: that of token a); activation = the logit
 // (difference: logit_a - logit_b).

@@ -3,7 +3,7 @@
 // included by attribute.c with
 //     REAL      float | double
 //     SFX(x)    x##_f32 | x##_f64
-//     MM, AXPY_INL, DOT   the primitives for REAL (see attribute.c)
+//     MM, AXPY, DOT, LOADF   the primitives for REAL (see attribute.c)
 // after struct Sweeper and SweepJob are defined.  The algorithm and shapes are in attribute.h.
 //
 // Slots.  A row b (target at layer l_b, position p_b) has a nonzero gradient at position p only
@@ -15,146 +15,163 @@
 // depend on its slot (matmul rows are independent; every sum runs in a fixed order), so a row
 // is bit-identical in any batch.
 
-// Gather the source block of (layer l, position p) into S (n, D): row 0 = eps_l(p), then the
-// decoder rows W_dec[l_s][f][l - l_s] of the active features (l_s <= l, p, f) in (l_s, f)
-// order (a PLT: l_s = l only).  Returns n.
-static int SFX(gather_sources)(const Sweeper *sw, int l, int p, REAL *S, float *tmp) {
+// The sources of (layer l, position p), in (l_s, f) order: the active features (l_s <= l, p, f)
+// (a PLT: l_s = l only); their indices into fidx.  Returns the count.  (Row 0 of every source
+// block is the error eps_l(p), added by the caller.)
+static int SFX(list_sources)(const Sweeper *sw, int l, int p, int *fidx) {
     const Replacement *r = sw->r;
-    const Clt *c = r->clt;
-    size_t D = (size_t)sw->D, T = (size_t)sw->T;
-    const float *e = r->eps + ((size_t)l * T + (size_t)p) * D;
-    for (size_t i = 0; i < D; i++) S[i] = (REAL)e[i];
-    int n = 1;
-    int ls0 = c->kind == CLT_PER_LAYER ? l : 0;
-    for (int ls = ls0; ls <= l; ls++) {
-        int s0 = r->lp_start[(size_t)ls * T + (size_t)p], s1 = r->lp_start[(size_t)ls * T + (size_t)p + 1];
-        for (int s = s0; s < s1; s++, n++) {
-            const float *row = clt_decoder_row_f32(c, ls, r->act_feat[s], l);
-            if (!row) {  // decoder kept in its stored dtype: convert this row
-                clt_decoder_row(c, ls, r->act_feat[s], l, tmp);
-                row = tmp;
-            }
-            REAL *dst = S + (size_t)n * D;
-            for (size_t i = 0; i < D; i++) dst[i] = (REAL)row[i];
-        }
-    }
+    size_t T = (size_t)sw->T;
+    int n = 0;
+    for (int ls = r->clt->kind == CLT_PER_LAYER ? l : 0; ls <= l; ls++)
+        for (int f = r->lp_start[(size_t)ls * T + (size_t)p]; f < r->lp_start[(size_t)ls * T + (size_t)p + 1]; f++)
+            fidx[n++] = f;
     return n;
 }
 
-// Step 1 of layer l, positions [p0, p1) of this task: read the sources of layer l for the
+// Gather source rows k0..k1-1 of the block (k = 0: eps_l(p); k >= 1: the decoder row
+// W_dec[l_s][f][l - l_s] of feature fidx[k-1]) into S (k1 - k0, D).
+static void SFX(gather_sources)(const Sweeper *sw, int l, int p, const int *fidx, int k0, int k1, REAL *S,
+                                float *tmp) {
+    const Replacement *r = sw->r;
+    const Clt *c = r->clt;
+    size_t D = (size_t)sw->D;
+    for (int k = k0; k < k1; k++) {
+        REAL *dst = S + (size_t)(k - k0) * D;
+        if (k == 0) {
+            LOADF(dst, r->eps + ((size_t)l * (size_t)sw->T + (size_t)p) * D, D);
+            continue;
+        }
+        int f = fidx[k - 1], ls = r->act_layer[f];
+        const float *row = clt_decoder_row_f32(c, ls, r->act_feat[f], l);
+        if (!row) {  // decoder kept in its stored dtype: convert this row
+            clt_decoder_row(c, ls, r->act_feat[f], l, tmp);
+            row = tmp;
+        }
+        LOADF(dst, row, D);
+    }
+}
+
+// Step 1 of layer l, positions p = task, task + ntasks, ... (interleaved: low positions hold
+// more alive rows): read the sources of layer l for the
 // rows alive above it (slots [0, nr)), apply the skip transpose, inject this layer's feature
 // targets (slots [nr, na)), and form GO = G Wo for every alive slot.
 static void SFX(pos_task)(void *ctx, int task, int ntasks) {
     SweepJob *j = ctx;
     const Sweeper *sw = j->sw;
     const Replacement *r = sw->r;
-    const Clt *c = r->clt;
     int l = j->l, B = sw->B;
     size_t D = (size_t)sw->D, Dq = (size_t)sw->Dq, T = (size_t)sw->T;
-    size_t p0 = pool_split((size_t)j->P, task, ntasks), p1 = pool_split((size_t)j->P, task + 1, ntasks);
     REAL *G = (REAL *)sw->G, *GO = (REAL *)sw->GO;
     REAL *S = (REAL *)sw->S[task], *Y = (REAL *)sw->Y[task], *GX = (REAL *)sw->GX[task];
     const REAL *WoT = (const REAL *)sw->WoT + (size_t)l * Dq * D;
     REAL *const *rows = (REAL *const *)j->rows;
     size_t err_col = (size_t)r->n_active + (size_t)l * T;
-    int ls0 = c->kind == CLT_PER_LAYER ? l : 0;
-    for (size_t p = p0; p < p1; p++) {
+    for (size_t p = (size_t)task; p < (size_t)j->P; p += (size_t)ntasks) {
         int nr = j->nr_slot[p], na = j->n_slot[p];
         if (na == 0) continue;
         const int *srow = j->slot_row + p * (size_t)B;
         REAL *Gp = G + p * (size_t)B * D;
         if (nr > 0) {
-            // sources: Y (nr, n) = Gp[0:nr] (nr, D) S^T
-            int n = SFX(gather_sources)(sw, l, (int)p, S, sw->tmp[task]);
-            MM(Y, S, Gp, (size_t)nr, (size_t)n, D);
-            for (int s = 0; s < nr; s++) {
-                const REAL *y = Y + (size_t)s * (size_t)n;
-                REAL *row = rows[srow[s]];
-                row[err_col + p] = y[0];
-                int k = 1;
-                for (int ls = ls0; ls <= l; ls++) {
-                    int f0 = r->lp_start[(size_t)ls * T + p], f1 = r->lp_start[(size_t)ls * T + p + 1];
-                    for (int f = f0; f < f1; f++, k++) row[f] += (REAL)r->act_val[f] * y[k];
+            // sources: Y (nr, c) = Gp[0:nr] (nr, D) S^T, S gathered in chunks of SRC_CHUNK rows
+            // (they stay in L2 between the copy and the product)
+            int *fidx = sw->fidx[task];
+            int n = 1 + SFX(list_sources)(sw, l, (int)p, fidx);
+            for (int k0 = 0; k0 < n; k0 += sw->src_chunk) {
+                int k1 = k0 + sw->src_chunk < n ? k0 + sw->src_chunk : n, c = k1 - k0;
+                SFX(gather_sources)(sw, l, (int)p, fidx, k0, k1, S, sw->tmp[task]);
+                MM(Y, S, Gp, (size_t)nr, (size_t)c, D);
+                for (int s = 0; s < nr; s++) {
+                    const REAL *y = Y + (size_t)s * (size_t)c;
+                    REAL *row = rows[srow[s]];
+                    int k = k0;
+                    if (k == 0) row[err_col + p] = y[k++ - k0];
+                    for (; k < k1; k++) {
+                        int f = fidx[k - 1];
+                        row[f] += (REAL)r->act_val[f] * y[k - k0];
+                    }
                 }
             }
             if (sw->WskT) {  // mlp_out[l] = const + W_skip x_l: g_x += g W_skip
                 const REAL *WsT = (const REAL *)sw->WskT + (size_t)l * D * D;
                 MM(GX, WsT, Gp, (size_t)nr, D, D);
-                for (size_t i = 0; i < (size_t)nr * D; i++) Gp[i] += GX[i];
+                AXPY(Gp, 1, GX, (size_t)nr * D);
             }
         }
         // this layer's feature targets: the encoder row at resid_mid[l](p)
         for (int s = nr; s < na; s++) {
             int b = srow[s];
             if (j->tpos[b] != (int)p) continue;
-            const REAL *v = (const REAL *)j->tvec + (size_t)b * D;
-            REAL *g = Gp + (size_t)s * D;
-            for (size_t i = 0; i < D; i++) g[i] += v[i];
+            AXPY(Gp + (size_t)s * D, 1, (const REAL *)j->tvec + (size_t)b * D, D);
         }
         MM(GO + p * (size_t)B * Dq, WoT, Gp, (size_t)na, Dq, D);
     }
 }
 
-// Step 2 of layer l, positions t = task, task + ntasks, ... (interleaved: position t costs
-// P - t): mix GO back through the frozen patterns (A^T), then through Wv and the frozen norm.
+// Step 2 of layer l: mix GO back through the frozen patterns (A^T), then through Wv (gain
+// folded in) and the frozen 1/rms.  Work comes in blocks of MIX_TB positions t (blocks
+// interleaved over tasks: low positions cost more); inside a block every GO[p] is read once
+// for all its t, so the O(P^2) mixing streams GO P / MIX_TB times instead of P times.
+// For each (t, slot) the sum runs over p ascending, then heads: a fixed order.
 static void SFX(mix_task)(void *ctx, int task, int ntasks) {
     SweepJob *j = ctx;
     const Sweeper *sw = j->sw;
     const Replacement *r = sw->r;
-    int l = j->l, B = sw->B, H = sw->H, Dh = sw->Dh, grp = sw->H / sw->Hkv;
-    size_t D = (size_t)sw->D, Dq = (size_t)sw->Dq, Dkv = (size_t)sw->Dkv, T = (size_t)sw->T;
-    size_t Tc = (size_t)r->cap.T;
+    int l = j->l, B = sw->B, H = sw->H, Dh = sw->Dh, grp = sw->H / sw->Hkv, P = j->P;
+    size_t D = (size_t)sw->D, Dq = (size_t)sw->Dq, Dkv = (size_t)sw->Dkv;
+    size_t Tc = (size_t)r->cap.T, BDkv = (size_t)B * Dkv;
     REAL *G = (REAL *)sw->G;
     const REAL *GO = (const REAL *)sw->GO;
-    REAL *GV = (REAL *)sw->GV[task], *GX = (REAL *)sw->GX[task];
+    REAL *GVb = (REAL *)sw->GV[task], *GX = (REAL *)sw->GX[task];
     REAL *coef_h = (REAL *)sw->AH[task];
     const REAL *WvT = (const REAL *)sw->WvT + (size_t)l * D * Dkv;
     const float *att = r->cap.att + (size_t)l * (size_t)H * Tc * Tc;  // (H, Tc, Tc)
-    for (int t = task; t < j->P; t += ntasks) {
-        int na = j->n_slot[t];
-        if (na == 0) continue;
-        const int *srow = j->slot_row + (size_t)t * (size_t)B;
-        memset(GV, 0, (size_t)na * Dkv * sizeof(REAL));
-        for (int p = t; p < j->P; p++) {
+    int nblk = (P + MIX_TB - 1) / MIX_TB;
+    for (int blk = task; blk < nblk; blk += ntasks) {
+        int t0 = blk * MIX_TB, t1 = t0 + MIX_TB < P ? t0 + MIX_TB : P;
+        for (int t = t0; t < t1; t++) memset(GVb + (size_t)(t - t0) * BDkv, 0, (size_t)j->n_slot[t] * Dkv * sizeof(REAL));
+        for (int p = t0; p < P; p++) {
             const REAL *GOp = GO + (size_t)p * (size_t)B * Dq;
             const int *rslot = j->row_slot + (size_t)p * (size_t)B;
-            int any = 0;
-            for (int h = 0; h < H; h++) {
-                coef_h[h] = (REAL)att[((size_t)h * Tc + (size_t)p) * Tc + (size_t)t];
-                any |= coef_h[h] != 0;
-            }
-            if (!any) continue;
-            for (int s = 0; s < na; s++) {
-                int sp = rslot[srow[s]];   // the row's slot at position p (-1: p beyond its target)
-                if (sp < 0) continue;
-                const REAL *go = GOp + (size_t)sp * Dq;
-                REAL *gv = GV + (size_t)s * Dkv;
-                for (int h = 0; h < H; h++)
-                    if (coef_h[h] != 0)
-                        AXPY_INL(gv + (size_t)(h / grp) * (size_t)Dh, coef_h[h], go + (size_t)h * (size_t)Dh, (size_t)Dh);
+            for (int t = t0; t < t1 && t <= p; t++) {
+                int any = 0;
+                for (int h = 0; h < H; h++) {
+                    coef_h[h] = (REAL)att[((size_t)h * Tc + (size_t)p) * Tc + (size_t)t];
+                    any |= coef_h[h] != 0;
+                }
+                if (!any) continue;
+                const int *srow = j->slot_row + (size_t)t * (size_t)B;
+                REAL *GV = GVb + (size_t)(t - t0) * BDkv;
+                for (int s = 0; s < j->n_slot[t]; s++) {
+                    int sp = rslot[srow[s]];   // the row's slot at position p (-1: p beyond its target)
+                    if (sp < 0) continue;
+                    const REAL *go = GOp + (size_t)sp * Dq;
+                    REAL *gv = GV + (size_t)s * Dkv;
+                    for (int h = 0; h < H; h++)
+                        if (coef_h[h] != 0)
+                            AXPY(gv + (size_t)(h / grp) * (size_t)Dh, coef_h[h], go + (size_t)h * (size_t)Dh, (size_t)Dh);
+                }
             }
         }
-        MM(GX, WvT, GV, (size_t)na, D, Dkv);
-        const REAL *coef = (const REAL *)sw->gain_att + ((size_t)l * T + (size_t)t) * D;
-        REAL *Gt = G + (size_t)t * (size_t)B * D;
-        for (int s = 0; s < na; s++) {
-            REAL *g = Gt + (size_t)s * D;
-            const REAL *x = GX + (size_t)s * D;
-            for (size_t i = 0; i < D; i++) g[i] += coef[i] * x[i];
+        for (int t = t0; t < t1; t++) {
+            int na = j->n_slot[t];
+            if (na == 0) continue;
+            // WvT carries the norm gain rms_att[l]; the frozen 1/rms of (t, l) is one scalar
+            MM(GX, WvT, GVb + (size_t)(t - t0) * BDkv, (size_t)na, D, Dkv);
+            REAL inv = (REAL)r->cap.inv_rms_att[(size_t)t * (size_t)sw->L + (size_t)l];
+            AXPY(G + (size_t)t * (size_t)B * D, inv, GX, (size_t)na * D);
         }
     }
 }
 
-// Token nodes: <G(p), token_embedding[tok_p]> for every alive row, positions [p0, p1).
+// Token nodes: <G(p), token_embedding[tok_p]> for every alive row, positions interleaved.
 static void SFX(tok_task)(void *ctx, int task, int ntasks) {
     SweepJob *j = ctx;
     const Sweeper *sw = j->sw;
     size_t D = (size_t)sw->D, B = (size_t)sw->B;
-    size_t p0 = pool_split((size_t)j->P, task, ntasks), p1 = pool_split((size_t)j->P, task + 1, ntasks);
     const REAL *G = (const REAL *)sw->G, *E = (const REAL *)sw->emb;
     REAL *const *rows = (REAL *const *)j->rows;
     size_t tok_col = (size_t)sw->r->n_active + (size_t)sw->L * (size_t)sw->T;
-    for (size_t p = p0; p < p1; p++)
+    for (size_t p = (size_t)task; p < (size_t)j->P; p += (size_t)ntasks)
         for (int s = 0; s < j->n_slot[p]; s++)
             rows[j->slot_row[p * B + (size_t)s]][tok_col + p] = DOT(G + (p * B + (size_t)s) * D, E + p * D, D);
 }

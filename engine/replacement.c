@@ -72,6 +72,15 @@ int replacement_build(Replacement *r, const Model *m, const Clt *clt, const int 
         return ct_error("replacement model: the prompt has %d tokens, the model's context (seq_len) is %d",
                         T, c->seq_len);
     if (clt_check_model(clt, c->n_layers, c->dim) != CT_OK) return CT_ERR;
+    // The linear model assumes the transcoder reads resid_mid (before the FFN norm) and writes
+    // the MLP output (METHOD §1); a transcoder trained on another site would give wrong edges.
+    if (clt->input_hook && !strstr(clt->input_hook, "resid_mid"))
+        return ct_error("%s: feature_input_hook is '%s'; attribution supports transcoders reading "
+                        "hook_resid_mid (the residual before the FFN norm)", clt->path ? clt->path : "transcoder",
+                        clt->input_hook);
+    if (clt->output_hook && !strstr(clt->output_hook, "mlp_out") && !strstr(clt->output_hook, "mlp.hook_out"))
+        return ct_error("%s: feature_output_hook is '%s'; attribution supports transcoders writing "
+                        "hook_mlp_out (the MLP output)", clt->path ? clt->path : "transcoder", clt->output_hook);
     r->m = m;
     r->clt = clt;
     r->L = c->n_layers;

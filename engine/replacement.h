@@ -46,7 +46,8 @@ typedef struct Replacement {
 } Replacement;
 
 // Run the model on tokens (T >= 1, T <= seq_len), encode with clt, fill r.  The transcoder must
-// fit the model (clt_check_model is called).  pool may be NULL.  Deterministic for any number
+// fit the model (clt_check_model is called) and read resid_mid / write the MLP output (its
+// feature_input_hook must name resid_mid, its output hook mlp_out; anything else is refused).  pool may be NULL.  Deterministic for any number
 // of threads.  m and clt must outlive r.
 int replacement_build(Replacement *r, const Model *m, const Clt *clt, const int *tokens, int T,
                       ThreadPool *pool);

@@ -822,7 +822,7 @@ Test(attribute, bad_inputs) {
     o.max_feature_nodes = 0;
     expect_err(attribute_graph(&g, &r, &o), "budget");
     attribute_options_default(&o);
-    o.batch = 0;
+    o.batch = -1;
     expect_err(attribute_graph(&g, &r, &o), "batch");
     attribute_options_default(&o);
     int bad = f.m.c.vocab_size;
@@ -960,5 +960,21 @@ Test(attribute, cli_identical_json_and_bad_inputs) {
 
     tu_rmtree(tmp);
     free(tmp), free(cdir), free(c4), free(c32);
+    fix_free(&f);
+}
+
+// A transcoder trained on another site (the normalised MLP input) is refused, not mis-attributed.
+Test(attribute, refuses_other_hook_sites) {
+    Fix f;
+    fix_init(&f, 32, 8);
+    Replacement r;
+    free(f.clt.input_hook);
+    f.clt.input_hook = strdup("ln2.hook_normalized");
+    expect_err(replacement_build(&r, &f.m, &f.clt, f.toks, f.T, NULL), "feature_input_hook");
+    free(f.clt.input_hook);
+    f.clt.input_hook = strdup("blocks.0.hook_resid_mid");
+    free(f.clt.output_hook);
+    f.clt.output_hook = strdup("hook_resid_post");
+    expect_err(replacement_build(&r, &f.m, &f.clt, f.toks, f.T, NULL), "feature_output_hook");
     fix_free(&f);
 }
