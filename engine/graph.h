@@ -4,9 +4,10 @@
 // Node order (METHOD §2):
 //   [ selected active features (l, p, f) sorted by (l, p, f) | errors (L*T, index l*T + p) |
 //     tokens (T) | logits (K) ]
-// A is dense (N, N), row = target, column = source, row-major.  Rows of error and token
-// nodes are zero (nothing writes into them); so are the rows of features that the budget
-// did not visit (their incoming edges were never computed).
+// A is (N, N), row = target, column = source: dense row-major in adj, or sparse (below);
+// attribution fills the sparse form.  Rows of error and token nodes are zero (nothing
+// writes into them).  Only features the budget selected are nodes (as in circuit-tracer):
+// active features outside the budget appear in neither rows nor columns.
 //
 // Sparse form (added for large graphs and for files read back): the same A as CSR by target
 // row, sources ascending within a row, only nonzero entries:
