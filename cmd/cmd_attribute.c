@@ -18,6 +18,7 @@
 #include "engine/graph_io.h"
 #include "engine/prune.h"
 #include "engine/replacement.h"
+#include "engine/serve.h"
 #include "engine/tokenizer.h"
 #include "simd/simd.h"
 
@@ -26,7 +27,7 @@ void help_attribute(void) {
            "                         [--raw GRAPH.ctg] [--slug NAME] [--max-feature-nodes M] [--batch B]\n"
            "                         [--node-threshold 0.8] [--edge-threshold 0.98] [--max-logits 10]\n"
            "                         [--logit-prob 0.95] [--target TOKEN]... | [--target-diff A,B]\n"
-           "                         [--fp64] [--threads N]\n\n"
+           "                         [--fp64] [--threads N] [--serve]\n\n"
            "Builds the attribution graph of a prompt (METHOD.md §2-4): the local replacement model\n"
            "(transcoder features and error nodes, attention and norms frozen), every edge by batched\n"
            "backward sweeps, pruning and scores; writes the viewer JSON (pruned graph), updates\n"
@@ -41,7 +42,9 @@ void help_attribute(void) {
            "  --target TOKEN         explicit logit target (an id or a single-token string; repeatable)\n"
            "  --target-diff A,B      one target: logit_A - logit_B\n"
            "  --fp64                 sweeps in double precision (slower; edges rounded to fp32)\n"
-           "  --threads N            worker threads (default: all cores); output identical for any N\n");
+           "  --threads N            worker threads (default: all cores); output identical for any N\n"
+           "  --serve                open the result in the local viewer (ctrace serve on the output\n"
+           "                         directory, http://127.0.0.1:8041/); Ctrl-C stops it\n");
 }
 
 // ---- small helpers ---------------------------------------------------------------------------
@@ -131,7 +134,7 @@ int cmd_attribute(int argc, char **argv) {
     const char *cmd = "attribute", *model_path = NULL, *tok_path = NULL, *clt_path = NULL, *prompt = NULL,
                *ids_str = NULL, *out = NULL, *raw = NULL, *slug = NULL, *diff = NULL, *v;
     const char *targets[64];
-    int n_targets = 0, fp64 = 0;
+    int n_targets = 0, fp64 = 0, serve = 0;
     long max_nodes = 7500, batch = 0, max_logits = 10, threads = 0;
     double node_thr = 0.8, edge_thr = 0.98, logit_prob = 0.95;
     for (int i = 1; i < argc; i++) {
@@ -142,6 +145,7 @@ int cmd_attribute(int argc, char **argv) {
         else if (!strcmp(a, "--tokens")) { if (!(ids_str = cli_value(cmd, argc, argv, &i))) return 2; }
         else if (!strcmp(a, "-o") || !strcmp(a, "--output")) { if (!(out = cli_value(cmd, argc, argv, &i))) return 2; }
         else if (!strcmp(a, "--raw")) { if (!(raw = cli_value(cmd, argc, argv, &i))) return 2; }
+        else if (!strcmp(a, "--serve")) serve = 1;
         else if (!strcmp(a, "--slug")) { if (!(slug = cli_value(cmd, argc, argv, &i))) return 2; }
         else if (!strcmp(a, "--max-feature-nodes")) { if (!(v = cli_value(cmd, argc, argv, &i)) || cli_int(cmd, a, v, 0, INT_MAX, &max_nodes)) return 2; }
         else if (!strcmp(a, "--batch")) { if (!(v = cli_value(cmd, argc, argv, &i)) || cli_int(cmd, a, v, 1, 1 << 16, &batch)) return 2; }
@@ -160,6 +164,13 @@ int cmd_attribute(int argc, char **argv) {
         else if (a[0] == '-' && a[1]) return cli_usage(cmd, "unknown option %s", a);
         else if (!model_path) model_path = a;
         else return cli_usage(cmd, "unexpected argument '%s'", a);
+    }
+    if (serve && slug && out) {
+        // The viewer finds a graph as DIR/<slug>.json.
+        char *base = default_slug(out);
+        int same = !strcmp(base, slug);
+        free(base);
+        if (!same) return cli_usage(cmd, "--serve: the viewer finds a graph as DIR/<slug>.json, so -o must be named %s.json", slug);
     }
     if (!model_path) return cli_usage(cmd, "missing MODEL");
     if (!tok_path) return cli_usage(cmd, "missing -z TOKENIZER");
@@ -298,6 +309,7 @@ int cmd_attribute(int argc, char **argv) {
            t_rows, t_prune, simd_kernels()->name, pool_size(pool), fp64 ? "fp64" : "fp32",
            (double)ct_peak_rss() / (1 << 20));
     printf("  wrote %s%s%s and %s/graph-metadata.json\n", out, raw ? ", " : "", raw ? raw : "", outdir);
+    if (serve && serve_run(outdir, "127.0.0.1", 8041, g.slug) != CT_OK) goto done;
     rc = 0;
 done:
     if (rc) cli_fail(cmd);

@@ -162,8 +162,10 @@ int render_layout(const Graph *g, const uint8_t *node_on, RenderLayout *lay) {
     memset(lay, 0, sizeof *lay);
     int N = g->n_nodes, L = layer_count(g), T = position_count(g), B = L + 2;
     for (int i = 0; i < N; i++)
-        if (node_on[i] && g->nodes[i].layer > L + 1 && g->nodes[i].kind != NODE_LOGIT)
-            return ct_error("render: node %d has layer %d, outside [0, %d)", i, g->nodes[i].layer, L);
+        if (node_on[i] && (g->nodes[i].pos < 0 || ((g->nodes[i].kind == NODE_FEATURE || g->nodes[i].kind == NODE_ERROR) &&
+                                                   g->nodes[i].layer < 0)))
+            return ct_error("render: node %d (%s) has layer %d, position %d: expected both >= 0", i,
+                            graph_kind_name(g->nodes[i].kind), g->nodes[i].layer, g->nodes[i].pos);
     size_t cells = (size_t)B * (size_t)T;
     int *count = calloc(cells, sizeof *count);
     CellItem *it = malloc(((size_t)N + 1) * sizeof *it);
@@ -192,7 +194,7 @@ int render_layout(const Graph *g, const uint8_t *node_on, RenderLayout *lay) {
         lay->slot[i] = -1;
         if (!node_on[i]) continue;
         const GraphNode *nd = &g->nodes[i];
-        int b = band_of(nd, L), p = nd->pos < 0 ? 0 : nd->pos;
+        int b = band_of(nd, L), p = nd->pos;
         it[m].cell = b * T + p;
         it[m].kind = nd->kind;
         it[m].key = nd->kind == NODE_LOGIT ? -nd->prob : -importance(g, i, have_inf);
@@ -425,6 +427,7 @@ static void out_style(Out *o) {
                ".band0{fill:#f8fafc}.band1{fill:#ffffff}\n"
                ".sep{stroke:#e5e7eb;stroke-width:1}\n"
                ".lab{font-size:11px;fill:#4b5563}\n"
+               ".halo{paint-order:stroke;stroke:#ffffff;stroke-width:3px;stroke-linejoin:round}\n"
                ".tok{font-size:12px;fill:#111827}\n"
                ".pos{font-size:9px;fill:#9ca3af}\n"
                ".lg{font-size:11px;fill:#374151}\n"
@@ -434,9 +437,10 @@ static void out_style(Out *o) {
                ".nl{fill:#c4b5fd;stroke:#6d28d9;stroke-width:1}\n"
                ".n:hover{stroke:#111827;stroke-width:2}\n");
     // Edge buckets: width and opacity grow with the bucket; blue positive, red negative.
+    // Opacity grows faster than linearly: a dense graph's many weak edges stay a light haze.
     for (int b = 0; b < RENDER_EDGE_BUCKETS; b++) {
         double f = (b + 0.5) / RENDER_EDGE_BUCKETS;
-        double w = 0.35 + 2.6 * f, a = 0.10 + 0.70 * f;
+        double w = 0.3 + 2.7 * f, a = 0.05 + 0.80 * pow(f, 1.5);
         out_fmt(o, ".ep%d{stroke:%s;stroke-width:%.2f;stroke-opacity:%.2f}\n", b, POS_RGB, w, a);
         out_fmt(o, ".en%d{stroke:%s;stroke-width:%.2f;stroke-opacity:%.2f}\n", b, NEG_RGB, w, a);
     }
@@ -521,7 +525,15 @@ static void out_frame(Out *o, const Graph *g, const RenderLayout *lay) {
         out_fmt(o, "<text x=\"%.1f\" y=\"%.1f\" class=\"tok\" text-anchor=\"middle\" xml:space=\"preserve\">", cx,
                 lay->plot_y1 + 17);
         const char *s = g->token_strs && p < g->T ? g->token_strs[p] : NULL;
-        if (s) out_xml(o, s, fit < 2 ? 2 : fit - 1);
+        if (s) {
+            // BOS decodes as "\n<s>\n": newlines at the ends of a label are dropped
+            size_t a = 0, e = strlen(s);
+            while (a < e && s[a] == '\n') a++;
+            while (e > a && s[e - 1] == '\n') e--;
+            char *t = strndup(s + a, e - a);
+            out_xml(o, t ? t : s, fit < 2 ? 2 : fit - 1);
+            free(t);
+        }
         else if (g->tokens && p < g->T) out_int(o, g->tokens[p]);
         out_fmt(o, "</text><text x=\"%.1f\" y=\"%.1f\" class=\"pos\" text-anchor=\"middle\">%d</text>\n", cx,
                 lay->plot_y1 + 32, p);
@@ -581,7 +593,7 @@ static void out_nodes(Out *o, const Graph *g, const RenderLayout *lay) {
         if (nd->kind == NODE_LOGIT) {
             int k = i - g->n_features - g->n_errors - g->n_tokens;
             const char *tok = g->logit_strs ? g->logit_strs[k] : NULL;
-            out_str(o, "<text class=\"lab\" xml:space=\"preserve\" x=\"");
+            out_str(o, "<text class=\"lab halo\" xml:space=\"preserve\" x=\"");
             out_fix1(o, x + r + 5), out_str(o, "\" y=\""), out_fix1(o, y + 4);
             out_str(o, "\">\xE2\x80\x9C");
             if (tok) out_xml(o, tok, LOGIT_CHARS - 8);

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -26,11 +27,28 @@
 
 extern char **environ;
 
+// A packed graph (serve_pack_graph) kept for the next request while its file is unchanged.
+// refs: the cache's own reference plus one per response still sending it.
+typedef struct Packed {
+    struct Packed *next;
+    char *slug;
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtime;
+    char *buf;
+    size_t n;
+    int refs;
+} Packed;
+
 typedef struct Server {
     char *dir;
     int port;               // the bound port
     int loopback;           // bound to a loopback address: Host must name loopback
     pthread_mutex_t save;   // one qParams save at a time
+    pthread_mutex_t cache;  // guards packed and every Packed.refs
+    Packed *packed;
+    volatile int stopping;  // tells the warm-up thread to finish
 } Server;
 
 // Per-request state: the POST body as it arrives.
@@ -593,15 +611,72 @@ static inline int plain_string(const char *s, size_t n, size_t *i, size_t *a, si
     return 0;
 }
 
+// A JSON number as a float.  Fast path: at most 15 significant digits and a power of ten
+// within 10^+-22, where mantissa and power are exact doubles and one division or product
+// rounds once; the float is that double rounded (the viewer draws it, nothing computes with
+// it).  Anything else goes through strtof.
+static int parse_weight(const char *s, size_t n, size_t *pi, float *out) {
+    static const double P10[23] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+                                   1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+    size_t i = *pi, i0 = i;
+    int neg = 0, digits = 0, e10 = 0, any = 0;
+    uint64_t mant = 0;
+    if (i < n && s[i] == '-') neg = 1, i++;
+    for (; i < n && s[i] >= '0' && s[i] <= '9'; i++, any = 1) {
+        if (mant || s[i] != '0') digits++;
+        mant = mant * 10 + (uint64_t)(s[i] - '0');
+        if (digits > 15) goto slow;
+    }
+    if (i < n && s[i] == '.')
+        for (i++; i < n && s[i] >= '0' && s[i] <= '9'; i++, any = 1) {
+            if (mant || s[i] != '0') digits++;
+            mant = mant * 10 + (uint64_t)(s[i] - '0');
+            e10--;
+            if (digits > 15) goto slow;
+        }
+    if (!any) return -1;
+    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+        int es = 1, ev = 0;
+        i++;
+        if (i < n && (s[i] == '-' || s[i] == '+')) es = s[i] == '-' ? -1 : 1, i++;
+        if (i >= n || s[i] < '0' || s[i] > '9') return -1;
+        for (; i < n && s[i] >= '0' && s[i] <= '9'; i++) {
+            ev = ev * 10 + (s[i] - '0');
+            if (ev > 400) goto slow;
+        }
+        e10 += es * ev;
+    }
+    if (e10 < -22 || e10 > 22) goto slow;
+    double v = e10 < 0 ? (double)mant / P10[-e10] : (double)mant * P10[e10];
+    *out = (float)(neg ? -v : v);
+    *pi = i;
+    return 0;
+slow:;
+    char num[64];
+    size_t j = i0;
+    while (j < n && j - i0 < sizeof num - 1 &&
+           ((s[j] >= '0' && s[j] <= '9') || s[j] == '-' || s[j] == '+' || s[j] == '.' || s[j] == 'e' || s[j] == 'E'))
+        j++;
+    memcpy(num, s + i0, j - i0);
+    num[j - i0] = 0;
+    char *end;
+    *out = strtof(num, &end);
+    if (end == num || *end) return -1;
+    *pi = j;
+    return 0;
+}
+
 typedef struct Links {
     int32_t *src, *dst;
     float *w;
     size_t n, cap;
+    size_t want;   // first allocation: the expected count (about one link per 50 bytes)
 } Links;
 
 static int links_push(Links *L, int32_t u, int32_t v, float w) {
     if (L->n == L->cap) {
         size_t cap = L->cap ? 2 * L->cap : 1024;
+        if (L->want > cap) cap = L->want;
         int32_t *s2 = realloc(L->src, cap * sizeof *s2);
         if (!s2) return -1;
         L->src = s2;
@@ -622,6 +697,7 @@ static int links_push(Links *L, int32_t u, int32_t v, float w) {
 static int read_links(const char *s, size_t n, size_t *pi, const IdTable *t, Links *L) {
     size_t i = skip_ws(s, n, *pi);
     if (i >= n || s[i] != '[') return -1;
+    L->want = (n - i) / 50 + 16;
     i = skip_ws(s, n, i + 1);
     if (i < n && s[i] == ']') {
         *pi = i + 1;
@@ -654,19 +730,8 @@ static int read_links(const char *s, size_t n, size_t *pi, const IdTable *t, Lin
                 if (plain_string(s, n, &i, &a[slot], &l[slot]) != 0) return -1;
                 have[slot] = 1;
             } else if (is_w) {
-                char num[48];
-                size_t j = i;
-                while (j < n && j - i < sizeof num - 1 &&
-                       ((s[j] >= '0' && s[j] <= '9') || s[j] == '-' || s[j] == '+' || s[j] == '.' || s[j] == 'e' ||
-                        s[j] == 'E'))
-                    j++;
-                memcpy(num, s + i, j - i);
-                num[j - i] = 0;
-                char *end;
-                wt = strtof(num, &end);
-                if (end == num || *end) return -1;
+                if (parse_weight(s, n, &i, &wt) != 0) return -1;
                 have_w = 1;
-                i = j;
             } else if (skip_value(s, n, &i) != 0) {
                 return -1;
             }
@@ -699,15 +764,25 @@ static int read_links(const char *s, size_t n, size_t *pi, const IdTable *t, Lin
 }
 
 int serve_pack_graph(const char *path, char **out, size_t *out_n) {
-    MappedFile mf = {0};
     json_t *nodes = NULL;
     IdTable t = {0};
     Links L = {0};
     int rc = CT_ERR, r;
     *out = NULL;
-    if (ct_map_file(&mf, path) != CT_OK) return CT_ERR;
-    const char *s = (const char *)mf.data;
-    size_t n = mf.size;
+    // The whole file is read: map it with its pages populated up front (one call instead of a
+    // page fault per 4 KiB).
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0) return ct_error("cannot open %s: %s", path, strerror(errno));
+    if (fstat(fd, &st) != 0 || st.st_size == 0) {
+        close(fd);
+        return ct_error("%s: empty or unreadable", path);
+    }
+    size_t n = (size_t)st.st_size;
+    void *map = mmap(NULL, n, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+    close(fd);
+    if (map == MAP_FAILED) return ct_error("cannot map %s: %s", path, strerror(errno));
+    const char *s = map;
     Span sq = {0, 0}, sn = {0, 0}, sm = {0, 0}, sl = {0, 0};
     int links_read = 0;
     // Top level: remember the spans of metadata, qParams and nodes; read the links in place
@@ -756,10 +831,12 @@ int serve_pack_graph(const char *path, char **out, size_t *out_n) {
         if ((r = read_links(s, n, &j, &t, &L)) == -2) goto oom;
         if (r != 0) goto bad;
     }
-    // header | {"metadata":..,"qParams":..,"nodes":..} padded with spaces to 4 bytes | arrays
+    // header | {"metadata":..,"qParams":..,"nodes":..} padded to 4 bytes | CSR by target
     size_t N = json_array_size(nodes), M = L.n;
+    int narrow = N <= 65535;   // sources fit in u16: a million links in 6 MB instead of 8
+    size_t isz = narrow ? 2 : 4;
     size_t jl = 48 + (sm.b - sm.a) + (sq.b - sq.a) + (sn.b - sn.a);
-    size_t total = 24 + jl + 3 + 12 * M;
+    size_t total = 24 + jl + 3 + 4 * (N + 1) + isz * M + 3 + 4 * M;
     char *o = malloc(total);
     if (!o) goto oom;
     size_t k = 24;
@@ -774,14 +851,37 @@ int serve_pack_graph(const char *path, char **out, size_t *out_n) {
     PUT(s + sn.a, sn.b - sn.a);
     PUT("}", 1);
     while (k % 4) o[k++] = ' ';
-    uint32_t hdr[4] = {(uint32_t)N, (uint32_t)M, (uint32_t)(k - 24), 0};
-    memcpy(o, "CTVIEW1", 8);
+    uint32_t hdr[4] = {(uint32_t)N, (uint32_t)M, (uint32_t)(k - 24), narrow ? 1u : 0u};
+    memcpy(o, "CTVIEW2", 8);
     memcpy(o + 8, hdr, sizeof hdr);
-    if (M) {
-        PUT(L.src, 4 * M);
-        PUT(L.dst, 4 * M);
-        PUT(L.w, 4 * M);
+    // counting sort by target, stable (file order within a row)
+    uint32_t *row = (uint32_t *)(o + k);
+    memset(row, 0, 4 * (N + 1));
+    for (size_t e = 0; e < M; e++) row[L.dst[e] + 1]++;
+    for (size_t q = 0; q < N; q++) row[q + 1] += row[q];
+    k += 4 * (N + 1);
+    char *srcb = o + k;
+    size_t wk = k + isz * M;
+    while (wk % 4) o[wk++] = 0;
+    float *wv = (float *)(o + wk);
+    uint32_t *fill = malloc((N + 1) * sizeof *fill);
+    if (!fill) {
+        free(o);
+        goto oom;
     }
+    memcpy(fill, row, N * sizeof *fill);
+    for (size_t e = 0; e < M; e++) {
+        uint32_t at = fill[L.dst[e]]++;
+        if (narrow) {
+            uint16_t v = (uint16_t)L.src[e];
+            memcpy(srcb + 2 * (size_t)at, &v, 2);
+        } else {
+            memcpy(srcb + 4 * (size_t)at, &L.src[e], 4);
+        }
+        wv[at] = L.w[e];
+    }
+    free(fill);
+    k = wk + 4 * M;
 #undef PUT
     *out = o, *out_n = k;
     rc = CT_OK;
@@ -795,19 +895,114 @@ done:
     idtable_free(&t);
     free(L.src), free(L.dst), free(L.w);
     json_decref(nodes);
-    ct_unmap_file(&mf);
+    munmap(map, n);
     return rc;
 }
 
-static enum MHD_Result send_packed(struct MHD_Connection *c, const Server *sv, const char *slug) {
-    char *path = graph_path(sv, slug), *buf = NULL;
-    size_t n = 0;
-    if (!path) return send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
-    int rc = serve_pack_graph(path, &buf, &n);
+static void packed_release(Server *sv, Packed *p) {
+    pthread_mutex_lock(&sv->cache);
+    int last = --p->refs == 0;
+    pthread_mutex_unlock(&sv->cache);
+    if (last) free(p->buf), free(p->slug), free(p);
+}
+
+// The packed form of slug, from the cache when the file is unchanged (same inode, size and
+// mtime), else packed now and cached.  The caller holds a reference (packed_release).
+static Packed *get_packed(Server *sv, const char *slug, double *took) {
+    char *path = graph_path(sv, slug);
+    struct stat st;
+    *took = 0;
+    if (!path || stat(path, &st) != 0) {
+        ct_error("%s: %s", path ? path : slug, strerror(errno));
+        free(path);
+        return NULL;
+    }
+    pthread_mutex_lock(&sv->cache);
+    for (Packed *p = sv->packed; p; p = p->next)
+        if (!strcmp(p->slug, slug) && p->dev == st.st_dev && p->ino == st.st_ino && p->size == st.st_size &&
+            p->mtime.tv_sec == st.st_mtim.tv_sec && p->mtime.tv_nsec == st.st_mtim.tv_nsec) {
+            p->refs++;
+            pthread_mutex_unlock(&sv->cache);
+            free(path);
+            return p;
+        }
+    pthread_mutex_unlock(&sv->cache);
+    double t0 = ct_now();
+    Packed *p = calloc(1, sizeof *p);
+    if (!p || !(p->slug = strdup(slug)) || serve_pack_graph(path, &p->buf, &p->n) != CT_OK) {
+        if (p) free(p->slug), free(p);
+        free(path);
+        return NULL;
+    }
     free(path);
-    if (rc != CT_OK) return send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, ct_errmsg());
-    return send_response(c, MHD_HTTP_OK, "application/octet-stream",
-                         MHD_create_response_from_buffer(n, buf, MHD_RESPMEM_MUST_FREE));
+    *took = ct_now() - t0;
+    p->dev = st.st_dev, p->ino = st.st_ino, p->size = st.st_size, p->mtime = st.st_mtim;
+    p->refs = 2;   // the cache's and the caller's
+    pthread_mutex_lock(&sv->cache);
+    Packed **pp = &sv->packed, *old = NULL;
+    for (; *pp; pp = &(*pp)->next)
+        if (!strcmp((*pp)->slug, slug)) {
+            old = *pp;
+            *pp = old->next;
+            break;
+        }
+    p->next = sv->packed;
+    sv->packed = p;
+    pthread_mutex_unlock(&sv->cache);
+    if (old) packed_release(sv, old);
+    return p;
+}
+
+// MHD's free callback gets one pointer: a small box holding the server and the entry.
+typedef struct PackedRef {
+    Server *sv;
+    Packed *p;
+} PackedRef;
+
+static void packed_ref_free(void *cls) {
+    PackedRef *r = cls;
+    packed_release(r->sv, r->p);
+    free(r);
+}
+
+static enum MHD_Result send_packed(struct MHD_Connection *c, Server *sv, const char *slug) {
+    double took;
+    Packed *p = get_packed(sv, slug, &took);
+    if (!p) return send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, ct_errmsg());
+    PackedRef *r = malloc(sizeof *r);
+    if (!r) {
+        packed_release(sv, p);
+        return send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+    }
+    r->sv = sv, r->p = p;
+    struct MHD_Response *resp = MHD_create_response_from_buffer_with_free_callback_cls(p->n, p->buf, packed_ref_free, r);
+    if (!resp) {
+        packed_ref_free(r);
+        return send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "cannot answer");
+    }
+    return send_response(c, MHD_HTTP_OK, "application/octet-stream", resp);
+}
+
+// Pack every listed graph once at start-up, so the first open of a big graph does not wait
+// for it.  Stops early when the server does.
+static void *warm_up(void *arg) {
+    Server *sv = arg;
+    json_t *root = load_index(sv);
+    json_t *graphs = root ? json_object_get(root, "graphs") : NULL;
+    for (size_t i = 0; i < json_array_size(graphs) && !sv->stopping; i++) {
+        const char *slug = json_string_value(json_object_get(json_array_get(graphs, i), "slug"));
+        if (!slug || !serve_slug_ok(slug)) continue;
+        double took;
+        Packed *p = get_packed(sv, slug, &took);
+        if (!p) continue;   // the request will say why
+        uint32_t hdr[2];
+        memcpy(hdr, p->buf + 8, sizeof hdr);
+        printf("  packed %s: %u nodes, %u links in %.2f s\n", slug, hdr[0], hdr[1], took);
+        fflush(stdout);
+        packed_release(sv, p);
+    }
+    json_decref(root);
+    return NULL;
 }
 
 // ---- routing -------------------------------------------------------------------------------------
@@ -832,7 +1027,7 @@ static int origin_ok(struct MHD_Connection *c) {
     return !strcmp(o + 7, h);
 }
 
-static enum MHD_Result route_get(struct MHD_Connection *c, const Server *sv, const char *url) {
+static enum MHD_Result route_get(struct MHD_Connection *c, Server *sv, const char *url) {
     if (!strcmp(url, "/") || !strcmp(url, "/index.html")) return page_index(c, sv);
     if (!strncmp(url, "/assets/", 8)) {
         const WebAsset *a = web_asset_find(url + 8);
@@ -952,12 +1147,13 @@ static int count_graphs(const Server *sv) {
 
 int serve_run(const char *dir, const char *host, int port, const char *open_slug) {
     struct stat st;
-    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
-        return ct_error("serve: %s: expected a directory holding graph-metadata.json (%s)", dir,
-                        errno ? strerror(errno) : "not a directory");
-    if (port < 0 || port > 65535) return ct_error("serve: --port expected 0-65535, got %d", port);
+    if (stat(dir, &st) != 0)
+        return ct_error("%s: expected a directory holding graph-metadata.json (%s)", dir, strerror(errno));
+    if (!S_ISDIR(st.st_mode))
+        return ct_error("%s: expected a directory holding graph-metadata.json, got a file", dir);
+    if (port < 0 || port > 65535) return ct_error("--port expected 0-65535, got %d", port);
     if (open_slug && !serve_slug_ok(open_slug))
-        return ct_error("serve: graph name '%s' cannot name a file (expected [A-Za-z0-9._-], not starting with '.')",
+        return ct_error("graph name '%s' cannot name a file (expected [A-Za-z0-9._-], not starting with '.')",
                         open_slug);
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof ss);
@@ -976,10 +1172,11 @@ int serve_run(const char *dir, const char *host, int port, const char *open_slug
         sv.loopback = IN6_IS_ADDR_LOOPBACK(&s6->sin6_addr);
         flags |= MHD_USE_IPv6;
     } else {
-        return ct_error("serve: --host '%s': expected an IP address (127.0.0.1, ::1, 0.0.0.0) or localhost", host);
+        return ct_error("--host '%s': expected an IP address (127.0.0.1, ::1, 0.0.0.0) or localhost", host);
     }
     if (!(sv.dir = strdup(dir))) return ct_error("out of memory");
     pthread_mutex_init(&sv.save, NULL);
+    pthread_mutex_init(&sv.cache, NULL);
     // Block SIGINT/SIGTERM before the server threads start (they inherit the mask), then wait
     // for one here: the stop is an ordinary return on this thread.
     sigset_t set, old;
@@ -994,8 +1191,9 @@ int serve_run(const char *dir, const char *host, int port, const char *open_slug
     if (!d) {
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         pthread_mutex_destroy(&sv.save);
+        pthread_mutex_destroy(&sv.cache);
         free(sv.dir);
-        return ct_error("serve: cannot listen on %s port %d: %s (port in use? try --port 0)", host, port,
+        return ct_error("cannot listen on %s port %d: %s (port in use? try --port 0)", host, port,
                         errno ? strerror(errno) : "libmicrohttpd failed to start");
     }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
@@ -1025,12 +1223,22 @@ int serve_run(const char *dir, const char *host, int port, const char *open_slug
         }
     }
     fflush(stdout);
+    pthread_t warm;
+    int warming = pthread_create(&warm, NULL, warm_up, &sv) == 0;
     int sig = 0;
     while (sigwait(&set, &sig) != 0) {
     }
-    MHD_stop_daemon(d);
+    sv.stopping = 1;
+    MHD_stop_daemon(d);   // every response is finished and freed here
+    if (warming) pthread_join(warm, NULL);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
+    while (sv.packed) {
+        Packed *p = sv.packed;
+        sv.packed = p->next;
+        free(p->buf), free(p->slug), free(p);
+    }
     pthread_mutex_destroy(&sv.save);
+    pthread_mutex_destroy(&sv.cache);
     free(sv.dir);
     printf("serve: stopped (%s)\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
     fflush(stdout);

@@ -35,9 +35,13 @@ int serve_slug_ok(const char *s);
 int serve_save_qparams(const char *path, const char *body, size_t len);
 
 // The viewer's packed form of the graph JSON at path, in *out (malloc'd, *n bytes):
-//   "CTVIEW1\0", u32 n_nodes, u32 n_links, u32 json_bytes, u32 0          (24 bytes)
-//   json_bytes of {"metadata":...,"qParams":...,"nodes":[...]} (the file's own bytes), padded
-//   with spaces to a multiple of 4
-//   i32 source[n_links], i32 target[n_links] (indices into nodes), f32 weight[n_links]
-// Little-endian.  Links naming a node that is not in the file are dropped.
+//   "CTVIEW2\0", u32 N (nodes), u32 M (links), u32 J, u32 flags (1: 16-bit sources)   24 bytes
+//   J bytes: {"metadata":...,"qParams":...,"nodes":[...]} (the file's own bytes), space-padded
+//   to a multiple of 4
+//   u32 row[N + 1]      links by target: row t's links are [row[t], row[t+1])
+//   source[M]           u16 (flags & 1, when N <= 65535) or u32 node indices, then zero
+//                       padding to a multiple of 4
+//   f32 weight[M]
+// Little-endian.  Within a row links keep their file order.  Links naming a node that is not
+// in the file are dropped.
 int serve_pack_graph(const char *path, char **out, size_t *n);

@@ -12,7 +12,7 @@
   const PITCH = 16, RMAX = 6.5, RMIN = 2.5, CELL_PAD = 6, BAND_PAD = 5, COL_MIN = 76, GRID_MAX = 32;
   const LEFT = 64, TOP = 24, BOTTOM = 48, RIGHT = 16, CHAR_W = 6.4, LOGIT_CHARS = 22;
   const NB = 8;                       // |weight| buckets per sign
-  const DEFAULT_EDGES = 20000;        // edges drawn before the user asks for more
+  const DEFAULT_EDGES = 4000;       // edges drawn before the user asks for more
   const KIND = { 'cross layer transcoder': 0, 'mlp reconstruction error': 1, 'embedding': 2, 'logit': 3 };
   const KIND_NAME = ['feature', 'error', 'embedding', 'logit'];
   const FILL = ['#f59e0b', '#cbd5e1', '#6ee7b7', '#c4b5fd'];
@@ -29,8 +29,8 @@
     N: 0, M: 0,
     kind: null, layer: null, pos: null, infl: null, act: null, prob: null, feat: null,
     ids: [], labels: [], tokens: [], meta: {},
-    src: null, dst: null, w: null, absW: null, sortedAbs: null, maxAbs: 1,
-    outStart: null, outList: null, inStart: null, inList: null,
+    src: null, dst: null, w: null, absW: null, absHist: null, maxAbs: 1,
+    outStart: null, outList: null, inStart: null, inList: null, rowByTarget: null,
     x: null, y: null, r: null, worldW: 1, worldH: 1, colX: [], colW: [], bandY: [], bandH: [], L: 0, T: 1,
     vis: null, pruneAt: 1, edgeCount: 0, edgeMin: 0, buckets: [], drawn: 0,
     k: 1, tx: 0, ty: 0, dpr: 1,
@@ -45,7 +45,9 @@
     const T = S.timing = {};
     let t = performance.now();
     const lap = (name) => { const n = performance.now(); T[name] = Math.round(n - t); t = n; };
-    let g = await fetchPacked().catch((err) => {
+    // ?source=json reads the JSON itself (the fallback path), for tests and for comparison.
+    const packed = new URLSearchParams(location.search).get('source') !== 'json';
+    let g = !packed ? null : await fetchPacked().catch((err) => {
       console.warn('ctrace: packed graph unavailable (' + err.message + '); reading the JSON');
       return null;
     });
@@ -78,30 +80,58 @@
   }
 
   // The server's packed form (engine/serve.h): the JSON without its links, then the links as
-  // three typed arrays — no parsing at all for the million links.
+  // a CSR by target (row offsets, u16 or u32 sources, f32 weights) — no parsing at all.
   async function fetchPacked() {
     const res = await fetch('/data/' + encodeURIComponent(slug) + '.bin', { cache: 'no-store' });
     if (!res.ok) throw new Error('HTTP ' + res.status);
-    const buf = await res.arrayBuffer();
+    const buf = await readBody(res);
     if (buf.byteLength < 24) throw new Error('short packed graph');
     const magic = new TextDecoder().decode(new Uint8Array(buf, 0, 7));
     const dv = new DataView(buf);
     const N = dv.getUint32(8, true), M = dv.getUint32(12, true), jl = dv.getUint32(16, true);
-    if (magic !== 'CTVIEW1' || jl % 4 || 24 + jl + 12 * M !== buf.byteLength) throw new Error('bad packed graph');
+    const narrow = dv.getUint32(20, true) & 1, isz = narrow ? 2 : 4;
+    const off = 24 + jl, soff = off + 4 * (N + 1), woff = soff + Math.ceil(isz * M / 4) * 4;
+    if (magic !== 'CTVIEW2' || jl % 4 || woff + 4 * M !== buf.byteLength) throw new Error('bad packed graph');
     const g = JSON.parse(new TextDecoder().decode(new Uint8Array(buf, 24, jl)));
     if (!Array.isArray(g.nodes) || g.nodes.length !== N) throw new Error('packed graph: node count');
     nodeTables(g.nodes);
-    const off = 24 + jl;
-    const src = new Int32Array(buf, off, M), dst = new Int32Array(buf, off + 4 * M, M);
-    for (let e = 0; e < M; e++) if (src[e] < 0 || src[e] >= N || dst[e] < 0 || dst[e] >= N) throw new Error('packed graph: link ' + e);
-    setLinks(src, dst, new Float32Array(buf, off + 8 * M, M), M);
+    const row = new Uint32Array(buf, off, N + 1);
+    if (row[0] !== 0 || row[N] !== M) throw new Error('packed graph: row offsets');
+    const src = narrow ? new Uint16Array(buf, soff, M) : new Uint32Array(buf, soff, M);
+    const dst = new Int32Array(M);
+    for (let t = 0; t < N; t++) {
+      const a = row[t], b = row[t + 1];
+      if (b < a || b > M) throw new Error('packed graph: row ' + t);
+      dst.fill(t, a, b);
+    }
+    for (let e = 0; e < M; e++) if (src[e] >= N) throw new Error('packed graph: link ' + e);
+    setLinks(src, dst, new Float32Array(buf, woff, M), M);
+    S.rowByTarget = row;
     return g;
+  }
+
+  // The body into one ArrayBuffer as the chunks arrive (sized by Content-Length), which is
+  // faster than res.arrayBuffer() for tens of megabytes.
+  async function readBody(res) {
+    const len = +res.headers.get('Content-Length');
+    if (!res.body || !(len > 0)) return res.arrayBuffer();
+    const out = new Uint8Array(len), rd = res.body.getReader();
+    let at = 0;
+    for (;;) {
+      const { done, value } = await rd.read();
+      if (done) break;
+      if (at + value.length > len) throw new Error('body longer than Content-Length');
+      out.set(value, at);
+      at += value.length;
+    }
+    if (at !== len) throw new Error('body shorter than Content-Length');
+    return out.buffer;
   }
 
   async function fetchJson() {
     const res = await fetch('/data/' + encodeURIComponent(slug) + '.json', { cache: 'no-store' });
     if (!res.ok) throw new Error('GET /data/' + slug + '.json: HTTP ' + res.status);
-    const bytes = new Uint8Array(await res.arrayBuffer());
+    const bytes = new Uint8Array(await readBody(res));
     try {
       return parseFast(bytes);
     } catch (err) {
@@ -375,10 +405,19 @@
     const N = S.N, M = S.M;
     S.meta = g.metadata || {};
     S.tokens = Array.isArray(S.meta.prompt_tokens) ? S.meta.prompt_tokens.map(String) : [];
+    // |w|, and its histogram on the float's top 16 bits (exponent and 7 mantissa bits: bins
+    // under 1% wide): the "strongest n edges" threshold without sorting a million weights.
     S.absW = new Float32Array(M);
-    for (let e = 0; e < M; e++) S.absW[e] = Math.abs(S.w[e]);
-    S.sortedAbs = S.absW.slice().sort();
-    S.maxAbs = M ? Math.max(S.sortedAbs[M - 1], 1e-30) : 1;
+    const bits = new Uint32Array(S.absW.buffer, 0, M), wbits = new Uint32Array(S.w.buffer, S.w.byteOffset, M);
+    S.absHist = new Int32Array(32768);
+    let maxBits = 0;
+    for (let e = 0; e < M; e++) {
+      const v = wbits[e] & 0x7fffffff;   // clearing the sign bit is |w|
+      bits[e] = v;
+      S.absHist[v >>> 16]++;
+      if (v > maxBits) maxBits = v;
+    }
+    S.maxAbs = M ? Math.max(new Float32Array(new Uint32Array([maxBits]).buffer)[0], 1e-30) : 1;
     // adjacency: edge indices grouped by source (outputs) and by target (inputs)
     const csr = (ends) => {
       const start = new Int32Array(N + 1), list = new Int32Array(M);
@@ -389,7 +428,13 @@
       return [start, list];
     };
     [S.outStart, S.outList] = csr(S.src);
-    [S.inStart, S.inList] = csr(S.dst);
+    if (S.rowByTarget) {   // the packed graph is already grouped by target
+      S.inStart = S.rowByTarget;
+      S.inList = new Int32Array(M);
+      for (let e = 0; e < M; e++) S.inList[e] = e;
+    } else {
+      [S.inStart, S.inList] = csr(S.dst);
+    }
     const title = (S.meta.slug || slug) + (S.meta.prompt ? ' \u2014 \u201c' + S.meta.prompt + '\u201d' : '');
     $('title').textContent = title;
     $('title').title = title;
@@ -493,7 +538,7 @@
     S.vis = S.vis || new Uint8Array(N);
     let nv = 0;
     for (let i = 0; i < N; i++) { S.vis[i] = S.kind[i] >= 2 || S.infl[i] <= S.pruneAt + 1e-9 ? 1 : 0; nv += S.vis[i]; }
-    S.edgeMin = M ? S.sortedAbs[Math.max(0, M - Math.max(1, S.edgeCount))] : 0;
+    S.edgeMin = absThreshold(Math.max(1, S.edgeCount));
     const counts = new Int32Array(2 * NB);
     const bucketOf = (e) => 2 * Math.min(NB - 1, Math.floor(Math.sqrt(S.absW[e] / S.maxAbs) * NB)) + (S.w[e] > 0 ? 1 : 0);
     const sel = [];
@@ -513,6 +558,16 @@
     $('stats').textContent = thousands(nv) + ' / ' + thousands(N) + ' nodes \u00b7 ' +
       thousands(M) + ' links';
     if (S.selected >= 0) S.hl = highlightEdges(S.selected);
+  }
+
+  // The lower edge of the histogram bin where the n strongest edges end (at least n pass).
+  function absThreshold(n) {
+    let c = 0;
+    for (let b = 32767; b >= 0; b--) {
+      c += S.absHist[b];
+      if (c >= n) return new Float32Array(new Uint32Array([b << 16]).buffer)[0];
+    }
+    return 0;
   }
 
   // The edges of node i whose other end is visible (all of them when nothing is pruned).
@@ -619,15 +674,18 @@
       ctx.strokeStyle = STROKE[kind];
       ctx.lineWidth = 0.9 / k;
       ctx.beginPath();
+      // Zoomed far out a node is a few pixels: squares look the same and raster much faster.
+      const tiny = S.k * RMAX < 3;
       const add = (i) => {
         if (S.kind[i] !== kind || !S.vis[i]) return;
         const x = S.x[i], y = S.y[i], r = S.r[i];
-        if (kind === 0) { ctx.moveTo(x + r, y); ctx.arc(x, y, r, 0, 2 * Math.PI); }
+        if (kind === 0 && !tiny) { ctx.moveTo(x + r, y); ctx.arc(x, y, r, 0, 2 * Math.PI); }
         else if (kind === 2 && ctx.roundRect) ctx.roundRect(x - r, y - r, 2 * r, 2 * r, 3);
         else ctx.rect(x - r, y - r, 2 * r, 2 * r);
       };
       if (only) { for (const i of only) add(i); } else { for (let i = 0; i < S.N; i++) add(i); }
-      ctx.fill(); ctx.stroke();
+      ctx.fill();
+      if (!tiny || only) ctx.stroke();
     }
     ctx.globalAlpha = 1;
   }
@@ -657,12 +715,17 @@
     ctx.font = '11px "DejaVu Sans", Helvetica, Arial, sans-serif';
     // layer names stick to the left edge
     ctx.fillStyle = '#4b5563';
+    ctx.strokeStyle = 'rgba(255,255,255,0.9)';
+    ctx.lineWidth = 3;
+    ctx.lineJoin = 'round';
     ctx.textAlign = 'right';
     const B = S.L + 2;
     for (let b = 0; b < B; b++) {
       const [sx, sy] = toScreen(LEFT - 8, S.bandY[b] + S.bandH[b] / 2);
       if (S.bandH[b] * S.k < 9) continue;
-      ctx.fillText(b === 0 ? 'emb' : b === B - 1 ? 'logit' : 'L' + (b - 1), Math.max(sx, 34), sy);
+      const name = b === 0 ? 'emb' : b === B - 1 ? 'logit' : 'L' + (b - 1), lx = Math.max(sx, 34);
+      ctx.strokeText(name, lx, sy);   // white halo: readable over nodes when panned
+      ctx.fillText(name, lx, sy);
     }
     // tokens under their columns
     ctx.textAlign = 'center';
@@ -686,6 +749,7 @@
       for (let i = 0; i < S.N; i++) {
         if (S.kind[i] !== 3 || !S.vis[i]) continue;
         const [sx, sy] = toScreen(S.x[i] + S.r[i] + 5, S.y[i]);
+        ctx.strokeText(logitText(i), sx, sy);
         ctx.fillText(logitText(i), sx, sy);
       }
     }
@@ -701,12 +765,19 @@
     if (focus >= 0 && hl) {
       const top = hl.slice().sort((a, b) => S.absW[b] - S.absW[a]).slice(0, 24);
       ctx.font = '10px "DejaVu Sans", Helvetica, Arial, sans-serif';
+      const placed = [];   // label boxes drawn so far: a label that would overlap one is skipped
       for (const e of top) {
         const o = S.src[e] === focus ? S.dst[e] : S.src[e];
-        const [sx, sy] = toScreen(S.x[o], S.y[o]);
+        const [ox, sy] = toScreen(S.x[o], S.y[o]);
         const t = fmtW(S.w[e], true);
+        const bw = ctx.measureText(t).width + 4;
+        // a logit's label is on its right: its weight goes on the left
+        const sx = S.kind[o] === 3 ? ox - S.r[o] * S.k - 12 - bw : ox;
+        const box = [sx + 6, sy - 14, sx + 6 + bw, sy - 2];
+        if (placed.some((p) => box[0] < p[2] && p[0] < box[2] && box[1] < p[3] && p[1] < box[3])) continue;
+        placed.push(box);
         ctx.fillStyle = 'rgba(255,255,255,0.85)';
-        ctx.fillRect(sx + 6, sy - 14, ctx.measureText(t).width + 4, 12);
+        ctx.fillRect(sx + 6, sy - 14, bw, 12);
         ctx.fillStyle = S.w[e] > 0 ? 'rgb(' + POS_RGB + ')' : 'rgb(' + NEG_RGB + ')';
         ctx.fillText(t, sx + 8, sy - 8);
       }
