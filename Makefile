@@ -118,7 +118,14 @@ test-neon: neon-build
 
 # ---- benchmarks and demo -------------------------------------------------------------------
 bench: $(B)/ctrace $(BENCH_BIN)
-	SHARED=$(SHARED) sh bench/run.sh
+	SHARED=$(SHARED) B=$(B) sh bench/run.sh
+
+# bench_q8 compares the int8 kernels with OpenBLAS sgemm/sgemv when Debian's libopenblas-dev is
+# installed; only this benchmark links it (the engine never does).
+OPENBLAS_SO := $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/libopenblas.so /usr/lib/aarch64-linux-gnu/libopenblas.so))
+$(B)/bench/bench_q8.o: CFLAGS += $(if $(OPENBLAS_SO),-DCT_HAVE_OPENBLAS)
+$(B)/bench/bench_q8: $(B)/bench/bench_q8.o $(B)/libctrace.a
+	$(CC) $(CFLAGS) -o $@ $< $(B)/libctrace.a $(LDLIBS) $(if $(OPENBLAS_SO),-lopenblas)
 
 demo: $(B)/ctrace
 	SHARED=$(SHARED) sh scripts/demo.sh

@@ -67,4 +67,149 @@ if [ -s "$MODEL" ] && "$CT" bench-forward --help >/dev/null 2>&1; then
 else
     echo "(ctrace has no bench-forward subcommand yet: forward-pass rows skipped)"
 fi
+
+# ---- int8: kernels vs the machine's limits, then q8 vs f32 decode, gcc and clang ---------------
+# bench_q8 verifies every table bit for bit against scalar, then prints its own probes taken in
+# the same run (interleaved with the kernel timings: this machine may be shared).
+# CLANG=0 skips the clang build (it compiles the library again under $B/clang).
+Q8MODEL=$OUT/mk100m.q8
+DRAMOPT=${DRAMOPT-}
+FWDOPT=${FWDOPT-}
+if [ -s "$MODEL" ] && [ -x "$B/bench/bench_q8" ]; then
+    if [ ! -s "$Q8MODEL" ] || [ "$MODEL" -nt "$Q8MODEL" ]; then
+        echo "(quantizing $MODEL -> $Q8MODEL: ctrace quantize)" >&2
+        "$CT" quantize "$MODEL" "$Q8MODEL" >/dev/null 2>&1 || { echo "bench/run.sh: ctrace quantize failed" >&2; exit 1; }
+    fi
+fi
+BEST=2
+[ -n "$QUICK" ] && BEST=1
+# q8_rows CTRACE BUILD: decode q8 vs f32 on the best int8 table, 1 and 2 threads.
+q8_rows() {
+    ct=$1; build=$2
+    isa=$("$B/bench/bench_kernels" --list-isas | tail -1)
+    for t in 1 2; do
+        for m in "$MODEL" "$Q8MODEL"; do
+            # shellcheck disable=SC2086
+            "$ct" bench-forward "$m" --threads "$t" --isa "$isa" --best $BEST $DRAMOPT $FWDOPT $header \
+                | sed "s/^| \(mk100m[^|]*\)|/| \1($build) |/" || { echo "bench/run.sh: bench-forward $m ($build) failed" >&2; exit 1; }
+            header=""
+        done
+    done
+}
+if [ -s "$Q8MODEL" ]; then
+    echo "### int8 kernels ($(${CC:-gcc} --version | head -1))"
+    echo
+    "$B/bench/bench_q8" $QUICK | sed '1,2d' || { echo "bench/run.sh: bench_q8 failed" >&2; exit 1; }
+    echo "### Decode, q8 vs f32 (mk100m; best of $BEST passes; decode GB/s = weight bytes per token x tok/s)"
+    echo
+    header=--header
+    q8_rows "$CT" "${CC:-gcc}"
+    if [ "${CLANG:-1}" != 0 ] && command -v clang >/dev/null 2>&1 && [ "${CC:-gcc}" != clang ]; then
+        echo "(building with clang under $B/clang)" >&2
+        if make -s -j2 B="$B/clang" CC=clang "$B/clang/ctrace" "$B/clang/bench/bench_q8" >/dev/null 2>&1; then
+            q8_rows "$B/clang/ctrace" clang
+            echo
+            echo "### int8 kernels ($(clang --version | head -1))"
+            echo
+            "$B/clang/bench/bench_q8" $QUICK | sed '1,2d' || { echo "bench/run.sh: clang bench_q8 failed" >&2; exit 1; }
+        else
+            echo "(clang build failed: clang rows skipped)"
+        fi
+    fi
+    echo
+fi
+# ==== attribution (bench/bench_attr.c) ==== BEGIN ===============================================
+# Graph time, CPU time and peak RSS of the attribution pipeline (replacement model -> budgeted
+# rows by backward sweeps -> pruning and scores; what `ctrace attribute` does minus file output),
+# the sweep's FLOP rate against the fp32 FMA peak probed in this run, scaling over prompt length
+# and active features, and the memory model / longest prompt in 24 GiB on the ~100M model.
+# Self-contained: run it alone with
+#     sed -n '/^# ==== attribution .* BEGIN/,/^# ==== attribution .* END/p' bench/run.sh | sh
+# Budget: ~2 min on an idle 2-core machine, <= 4 min when shared (wall figures are then noisy:
+# read the CPU columns).  Work is bounded by the feature budget M of each `--run T:FIRE:M` (the
+# --max-feature-nodes of `ctrace attribute`): 64 for the scaling rows, 256 for the 100M main
+# row; the ~20-token stories260K row uses the default 7500 (all of its active features).
+# The random CLTs are cached under build/bench (the 100M one, 8192 features, bf16, 1.1 GB,
+# takes ~30 s to make once; rm -r build/bench/clt_* to rebuild).  BENCH_ATTR=0 skips the
+# section; BENCH_QUICK=1 runs the stories260K rows only.
+ATTR=${B:-build}/bench/bench_attr
+AOUT=${B:-build}/bench
+ASH=${SHARED:-../shared}/models/stories260K
+if [ "${BENCH_ATTR:-1}" != 0 ] && [ -x "$ATTR" ]; then
+    # CPU seconds (user + system) of this shell's finished children so far
+    attr_cpu() {
+        times >"$AOUT/.attr_times"
+        awk 'NR == 2 { split($1, u, /[ms]/); split($2, s, /[ms]/); print u[1] * 60 + u[2] + s[1] * 60 + s[2] }' \
+            "$AOUT/.attr_times"
+    }
+    # a cached random CLT: attr_clt DIR MODEL ARGS... (rebuilt when the arguments change)
+    attr_clt() {
+        d=$1; shift
+        if [ ! -s "$d/config.yaml" ] || [ "$(cat "$d.args" 2>/dev/null)" != "$*" ]; then
+            rm -f "$d.args"
+            echo "(generating $d: bench_attr make-clt $*)" >&2
+            "$ATTR" make-clt "$@" "$d" >&2 || { echo "bench/run.sh: bench_attr make-clt failed" >&2; exit 1; }
+            echo "$*" >"$d.args"
+        fi
+    }
+    # one table group: the command as an HTML comment, then its markdown
+    attr_runs() {
+        echo "<!-- $ATTR runs $* -->"
+        echo
+        "$ATTR" runs "$@" || { echo "bench/run.sh: bench_attr runs $1 failed" >&2; exit 1; }
+    }
+    at0=$(date +%s)
+    ac0=$(attr_cpu)
+    echo "### Attribution graphs (bench/bench_attr.c)"
+    echo
+    FMA=$("$ATTR" probe | awk '{ print $2 }')   # one core's fp32 FMA peak, GFLOP/s
+    echo "fp32 FMA peak measured now: $FMA GFLOP/s per core. Rows FLOPs are counted by the formula in"
+    echo "bench/bench_attr.c (GO = G Wo, the V path, the source products over 1 error + the active features"
+    echo "of (l <= layer, p), the pattern mixing over t <= p, the tokens); \"GFLOP/s\" is per wall second, against"
+    echo "threads x the peak; \"per CPU-s\" is per CPU second, against one core. Peak RSS = VmHWM during the run"
+    echo "(reset before it). Times: replacement = forward + encode + errors; rows = all sweeps + budget ranking + CSR."
+    echo
+
+    # 1 + 3 (small model): stories260K + random CLT (512 features, fp32, JumpReLU thresholds
+    # calibrated so ~7% fire on the prompt), the ~20-token prompt, full graph (and one bare
+    # sweep); 1/20% active at T = 64; T = 16..1024 (random tokens, context raised to 1024 in
+    # memory; RoPE has no learned positions) at 5% active, M = 64.
+    SP="Once upon a time, there was a little girl named Lily. She loved to play"
+    attr_clt "$AOUT/clt_s260k_512" "$ASH/stories260K.bin" --features 512 --fire 0.07 --seed 1 \
+        --tokenizer "$ASH/tok512.bin" --prompt "$SP"
+    echo "#### stories260K (D=64, L=5, H=8, V=512) + random CLT (F=512 per layer, fp32)"
+    echo
+    attr_runs "$ASH/stories260K.bin" "$AOUT/clt_s260k_512" --tokenizer "$ASH/tok512.bin" --prompt "$SP" \
+        --seq-len 1024 --fma-gflops "$FMA" --label stories260K \
+        --run 0:0:7500:sweep --run 64:0.01:64 --run 64:0.2:64 \
+        --run 16:0.05:64 --run 32:0.05:64 --run 64:0.05:64 --run 128:0.05:64 --run 256:0.05:64 \
+        --run 512:0.05:64 --run 1024:0.05:64
+
+    # 2 + 3 + 4 (~100M model): mk100m (made by the forward section) + random CLT of 8192
+    # features per layer saved in bf16 (decoders stay mapped and rows are converted on use, as
+    # in `ctrace attribute`); thresholds re-calibrated on each prompt (first 128 positions).
+    # Main row T = 64, 5% active, M = 256, plus one bare sweep of 256 rows; 1/20% active at
+    # T = 32; T = 16..256 at M = 64 (context raised in memory), extrapolated to 512 and 1024;
+    # the memory model of every run against its measured peak, and the largest T in 24 GiB.
+    AM=$AOUT/mk100m.bin
+    if [ "${BENCH_QUICK:-0}" = 1 ]; then
+        echo "(BENCH_QUICK=1: ~100M attribution rows skipped)"
+        echo
+    elif [ ! -s "$AM" ]; then
+        echo "($AM missing (made by the forward section): ~100M attribution rows skipped)"
+        echo
+    else
+        attr_clt "$AOUT/clt_mk100m_8192" "$AM" --features 8192 --fire 0.05 --seed 1 --dtype bf16 --random-tokens 64
+        echo "#### mk100m (D=768, L=12, H=12, V=32000, random) + random CLT (F=8192 per layer, bf16 file)"
+        echo
+        attr_runs "$AM" "$AOUT/clt_mk100m_8192" --seq-len 4096 --fma-gflops "$FMA" --label mk100m \
+            --mem-limit-gib 24 --extrapolate 512,1024 \
+            --run 64:0.05:256:sweep --run 32:0.01:64 --run 32:0.2:64 \
+            --run 16:0.05:64 --run 32:0.05:64 --run 64:0.05:64 --run 128:0.05:64 --run 256:0.05:64
+    fi
+    ac1=$(attr_cpu)
+    echo "(attribution section: $(( $(date +%s) - at0 )) s wall, $(echo "$ac0 $ac1" | awk '{ printf "%.0f", $2 - $1 }') s CPU)"
+    echo
+fi
+# ==== attribution (bench/bench_attr.c) ==== END =================================================
 exit 0

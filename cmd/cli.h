@@ -25,6 +25,19 @@ void help_info(void);
 void help_logits(void);
 void help_mkmodel(void);
 void help_bench_forward(void);
+int cmd_quantize(int argc, char **argv);   // cmd_quantize.c
+void help_quantize(void);
+// Weight options of every subcommand that loads a model or a transcoder (cmd_quantize.c):
+//   --dtype f32|q8, --clt-dtype f32|q8, --numa off|local|interleave|replicate.
+// cli_weight_opt consumes argv[*i] (and its value) when it is one of them: returns 1, 0 when
+// it is not ours, -1 after a usage error.  After loading: cli_apply_model_opts (pins threads
+// per --numa, then --dtype; returns 0 or an exit code), cli_apply_clt_opts (--clt-dtype).
+typedef struct CliWeightOpts { const char *dtype, *clt_dtype, *numa; } CliWeightOpts;
+int cli_weight_opt(const char *cmd, int argc, char **argv, int *i, CliWeightOpts *o);
+int cli_apply_model_opts(const char *cmd, const CliWeightOpts *o, Model *m, ThreadPool *pool);
+struct Clt;
+int cli_apply_clt_opts(const char *cmd, const CliWeightOpts *o, struct Clt *c, ThreadPool *pool);
+const char *cli_weight_help(void);   // help lines for --dtype and --numa
 int cmd_intervene(int argc, char **argv);
 void help_intervene(void);
 int cmd_steer(int argc, char **argv);

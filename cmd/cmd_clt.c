@@ -60,7 +60,7 @@ int cmd_clt_eval(int argc, char **argv) {
     MappedFile mf = {0};
     CltEvalResult r = {0};
     ThreadPool *pool = NULL;
-    int rc = 1, have_tok = 0, have_clt = 0;
+    int rc = 1, have_tok = 0, have_clt = 0, have_text = 0;
     int *ids = NULL;
     if (model_load_llama2c(&m, model_path) != CT_OK) return cli_fail(cmd);
     if (ctx > m.c.seq_len) {
@@ -74,6 +74,7 @@ int cmd_clt_eval(int argc, char **argv) {
     if (clt_check_model(&c, m.c.n_layers, m.c.dim) != CT_OK) goto done;
     if (text_path) {
         if (ct_map_file(&mf, text_path) != CT_OK) goto done;
+        have_text = 1;
         if (mf.size == 0) {
             ct_error("%s: the text is empty", text_path);
             goto done;
@@ -106,7 +107,7 @@ done:
     pool_destroy(pool);
     tokwin_free(&w);
     free(ids);
-    if (mf.data) ct_unmap_file(&mf);
+    if (have_text) ct_unmap_file(&mf);
     if (have_clt) clt_free(&c);
     if (have_tok) tokenizer_free(&tok);
     model_free(&m);

@@ -9,14 +9,15 @@
 
 void help_generate(void) {
     printf("usage: ctrace generate MODEL -z TOKENIZER [-p PROMPT] [-n STEPS] [-t TEMP] [--topp P]\n"
-           "                        [-s SEED] [--threads N]\n\n"
+           "                        [-s SEED] [--threads N] [--dtype f32|q8] [--numa MODE]\n\n"
            "Generates text exactly as llama2.c's run.c does: the prompt is encoded with BOS,\n"
            "STEPS counts forward passes including the prompt positions (default 256, at most\n"
            "the model's seq_len), the prompt is echoed, generation stops at BOS.\n"
            "  -t TEMP     temperature, 0 = greedy (default 1.0)\n"
            "  --topp P    nucleus sampling threshold in [0, 1] (default 0.9; 0 or 1 = off)\n"
            "  -s SEED     random seed, >= 1 (default 42); the same seed gives the same text\n"
-           "  --threads N worker threads (default: all cores); output is identical for any N\n");
+           "  --threads N worker threads (default: all cores); output is identical for any N\n"
+           "%s", cli_weight_help());
 }
 
 int cmd_generate(int argc, char **argv) {
@@ -24,8 +25,12 @@ int cmd_generate(int argc, char **argv) {
     long steps = 256, threads = 0;
     double temp = 1.0, topp = 0.9;
     uint64_t seed = 42;
+    CliWeightOpts wopt = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
+        int wo = cli_weight_opt(cmd, argc, argv, &i, &wopt);
+        if (wo < 0) return 2;
+        if (wo > 0) continue;
         if (!strcmp(a, "-z") || !strcmp(a, "--tokenizer")) { if (!(tok_path = cli_value(cmd, argc, argv, &i))) return 2; }
         else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) { if (!(prompt = cli_value(cmd, argc, argv, &i))) return 2; }
         else if (!strcmp(a, "-n") || !strcmp(a, "--steps")) { if (!(v = cli_value(cmd, argc, argv, &i)) || cli_int(cmd, a, v, 0, 1 << 30, &steps)) return 2; }
@@ -40,6 +45,7 @@ int cmd_generate(int argc, char **argv) {
     if (!model_path) return cli_usage(cmd, "missing MODEL");
     if (!tok_path) return cli_usage(cmd, "missing -z TOKENIZER");
     if (seed == 0) return cli_usage(cmd, "-s: the seed must be >= 1 (xorshift has no state 0)");
+    if (wopt.clt_dtype) return cli_usage(cmd, "--clt-dtype: generate loads no transcoder");
 
     Model m;
     Tokenizer tok;
@@ -60,9 +66,19 @@ int cmd_generate(int argc, char **argv) {
         ct_error_ctx("prompt does not fit the model's context (seq_len %d tokens)", T);
         goto done;
     }
+    // Threads (pinned per --numa) and weights (--dtype) before the run state, so its buffers
+    // are first touched on the caller's node.
+    if (!(pool = pool_create((int)threads))) goto done;
+    int arc = cli_apply_model_opts(cmd, &wopt, &m, pool);
+    if (arc) {
+        pool_destroy(pool);
+        free(ids);
+        tokenizer_free(&tok);
+        model_free(&m);
+        return arc;
+    }
     if (runstate_init(&s, &m.c, T) != CT_OK || sampler_init(&smp, m.c.vocab_size, (float)temp, (float)topp, seed) != CT_OK)
         goto done;
-    if (!(pool = pool_create((int)threads))) goto done;
     // run.c's loop: feed the prompt, then sample; print each piece as it is decided.
     int token = ids[0], next, pos = 0;
     double t0 = 0;

@@ -5,33 +5,48 @@
 
 #include "cmd/cli.h"
 #include "engine/mem.h"
+#include "engine/quantize.h"
 #include "engine/tokenizer.h"
 #include "simd/simd.h"
 
 void help_info(void) {
-    printf("usage: ctrace info MODEL [--threads N]\n\n"
+    printf("usage: ctrace info MODEL [--threads N] [--dtype f32|q8] [--numa MODE]\n\n"
            "Prints the configuration, parameter count, the kernel table (ISA) chosen for this CPU,\n"
-           "threads, NUMA nodes and the xxh3-64 fingerprint of the checkpoint file.\n");
+           "threads, NUMA nodes, the weight dtype and the xxh3-64 fingerprint of the checkpoint\n"
+           "file (llama2.c or a `ctrace quantize` q8 checkpoint).\n%s", cli_weight_help());
 }
 
 int cmd_info(int argc, char **argv) {
     const char *cmd = "info", *path = NULL, *v;
     long threads = 0;
+    CliWeightOpts wopt = {0};
     for (int i = 1; i < argc; i++) {
+        int wo = cli_weight_opt(cmd, argc, argv, &i, &wopt);
+        if (wo < 0) return 2;
+        if (wo > 0) continue;
         if (!strcmp(argv[i], "--threads")) { if (!(v = cli_value(cmd, argc, argv, &i)) || cli_int(cmd, "--threads", v, 0, 4096, &threads)) return 2; }
         else if (argv[i][0] == '-') return cli_usage(cmd, "unknown option %s", argv[i]);
         else if (!path) path = argv[i];
         else return cli_usage(cmd, "unexpected argument '%s'", argv[i]);
     }
     if (!path) return cli_usage(cmd, "missing MODEL");
+    if (wopt.clt_dtype) return cli_usage(cmd, "--clt-dtype: info loads no transcoder");
     Model m;
     if (model_load_llama2c(&m, path) != CT_OK) return cli_fail(cmd);
     const Config *c = &m.c;
+    int from_q8 = m.q8 != NULL;   // a quantized checkpoint
     ThreadPool *pool = pool_create((int)threads);
+    int arc = cli_apply_model_opts(cmd, &wopt, &m, pool);
+    if (arc) {
+        pool_destroy(pool);
+        model_free(&m);
+        return arc;
+    }
     char fp[17];
     ct_fingerprint_hex(m.fingerprint, fp);
     printf("model        %s\n", path);
-    printf("format       llama2.c version 0 (%zu bytes)\n", m.file.size);
+    printf("format       %s (%zu bytes)\n", from_q8 ? "ctrace quantized checkpoint CTRACEQ8 v1" : "llama2.c version 0",
+           m.file.size);
     printf("dim          %d\nhidden_dim   %d\nn_layers     %d\nn_heads      %d\nn_kv_heads   %d\n"
            "head_dim     %d\nvocab_size   %d\nseq_len      %d\nclassifier   %s\n",
            c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads, c->head_dim,
@@ -40,6 +55,12 @@ int cmd_info(int argc, char **argv) {
     printf("isa          %s\n", simd_kernels()->name);
     printf("threads      %d\n", pool_size(pool));
     printf("numa_nodes   %d\n", mem_numa_nodes());
+    printf("numa         %s\n", wopt.numa ? wopt.numa : "off");
+    if (model_is_q8(&m))
+        printf("dtype        q8 (int8 blocks of 32 + fp32 scale; %.1f MB packed, %d cop%s)\n", m.q8->bytes / 1e6,
+               m.q8->ncopies, m.q8->ncopies == 1 ? "y" : "ies");
+    else
+        printf("dtype        f32%s\n", from_q8 ? " (dequantized from int8)" : "");
     printf("xxh3         %s\n", fp);
     pool_destroy(pool);
     model_free(&m);
@@ -47,17 +68,22 @@ int cmd_info(int argc, char **argv) {
 }
 
 void help_logits(void) {
-    printf("usage: ctrace logits MODEL --tokens 1,403,407 [-o out.f32] [--threads N]\n\n"
+    printf("usage: ctrace logits MODEL --tokens 1,403,407 [-o out.f32] [--threads N] [--dtype f32|q8]\n"
+           "                     [--numa MODE]\n\n"
            "Runs the token ids through the model and writes the logits after each position as\n"
            "float32 little-endian [T, V] (written to a temp file, then renamed).  Without -o,\n"
-           "prints each position's argmax and top logit.\n");
+           "prints each position's argmax and top logit.\n%s", cli_weight_help());
 }
 
 int cmd_logits(int argc, char **argv) {
     const char *cmd = "logits", *path = NULL, *toks = NULL, *out = NULL, *v;
     long threads = 0;
+    CliWeightOpts wopt = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        int wo = cli_weight_opt(cmd, argc, argv, &i, &wopt);
+        if (wo < 0) return 2;
+        if (wo > 0) continue;
         if (!strcmp(a, "--tokens")) { if (!(toks = cli_value(cmd, argc, argv, &i))) return 2; }
         else if (!strcmp(a, "-o")) { if (!(out = cli_value(cmd, argc, argv, &i))) return 2; }
         else if (!strcmp(a, "--threads")) { if (!(v = cli_value(cmd, argc, argv, &i)) || cli_int(cmd, a, v, 0, 4096, &threads)) return 2; }
@@ -67,6 +93,7 @@ int cmd_logits(int argc, char **argv) {
     }
     if (!path) return cli_usage(cmd, "missing MODEL");
     if (!toks) return cli_usage(cmd, "missing --tokens");
+    if (wopt.clt_dtype) return cli_usage(cmd, "--clt-dtype: logits loads no transcoder");
     Model m;
     if (model_load_llama2c(&m, path) != CT_OK) return cli_fail(cmd);
     int T = m.c.seq_len, n = 0, rc = 1;
@@ -85,7 +112,15 @@ int cmd_logits(int argc, char **argv) {
         ct_error("--tokens: more than %d tokens, longer than the model's context (seq_len %d)", T, T);
         goto done;
     }
-    if (runstate_init(&s, &m.c, n) != CT_OK || !(pool = pool_create((int)threads))) goto done;
+    if (!(pool = pool_create((int)threads))) goto done;
+    int arc = cli_apply_model_opts(cmd, &wopt, &m, pool);
+    if (arc) {
+        pool_destroy(pool);
+        free(ids);
+        model_free(&m);
+        return arc;
+    }
+    if (runstate_init(&s, &m.c, n) != CT_OK) goto done;
     if (!(logits = malloc(sizeof(float) * (size_t)n * V))) { ct_error("out of memory"); goto done; }
     if (model_forward_seq(&m, &s, ids, n, logits, NULL, pool) != CT_OK) goto done;
     if (out) {

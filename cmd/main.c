@@ -19,6 +19,8 @@ static const Subcommand COMMANDS[] = {
      help_mkmodel},
     {"bench-forward", "time prefill and decode of a model (markdown rows)", cmd_bench_forward,
      help_bench_forward},
+    {"quantize", "write an int8 (q8) checkpoint that every command loads without re-quantizing",
+     cmd_quantize, help_quantize},
     {"intervene", "set or scale transcoder features and compare next-token predictions (constrained/iterative/open)",
      cmd_intervene, help_intervene},
     {"steer", "generate with features steered at every position, next to the unsteered text", cmd_steer,

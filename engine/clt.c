@@ -10,6 +10,7 @@
 //   7. running: encode (matvec / matmul through the kernel table), activations, sparse
 //      decode (axpy), skip, reconstruction
 #include "engine/clt.h"
+#include "engine/quantize.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -123,6 +124,7 @@ const char *clt_act_name(CltActKind k) {
 }
 
 void clt_free(Clt *c) {
+    clt_dequantize(c);   // int8 copies, if any
     if (c->layers)
         for (int l = 0; l < c->L; l++) {
             free(c->layers[l].src_enc);
@@ -1319,6 +1321,10 @@ void clt_activate(const Clt *c, int l, const float *h, float *a) {
 }
 
 void clt_encode(const Clt *c, int l, const float *x, float *pre, float *act) {
+    if (c->q8) {   // int8 encoder (engine/quantize.h)
+        clt_q8_encode(c, l, x, 1, pre, act);
+        return;
+    }
     const CltLayer *ly = &c->layers[l];
     float *h = pre ? pre : act;
     simd_kernels()->matvec_f32(h, ly->W_enc, x, (size_t)c->F, (size_t)c->D);
@@ -1327,6 +1333,10 @@ void clt_encode(const Clt *c, int l, const float *x, float *pre, float *act) {
 }
 
 void clt_encode_batch(const Clt *c, int l, const float *X, int T, float *pre, float *act) {
+    if (c->q8) {   // int8 encoder (engine/quantize.h)
+        clt_q8_encode(c, l, X, T, pre, act);
+        return;
+    }
     const CltLayer *ly = &c->layers[l];
     size_t F = (size_t)c->F;
     float *H = pre ? pre : act;
@@ -1364,6 +1374,10 @@ void clt_sparsify(const float *act, int F, CltSparse *s) {
 }
 
 void clt_decode_layer_add(const Clt *c, int l, const CltSparse *a, int lo, float *y, float *row) {
+    if (c->q8) {   // int8 decoder rows (engine/quantize.h)
+        clt_q8_decode_layer_add(c, l, a, lo, y);
+        return;
+    }
     if (c->kind == CLT_PER_LAYER && lo != l) return;
     if (lo < l) return;
     const SimdKernels *K = simd_kernels();

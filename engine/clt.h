@@ -82,6 +82,8 @@ typedef struct Clt {
     size_t n_params;
     StFile *files;         // mappings kept alive for lazy / viewed decoders
     int n_files;
+    struct CltQ8 *q8;      // int8 encoders/decoders (engine/quantize.h clt_quantize): when set,
+                           // clt_encode*, clt_decode_* run the int8 kernels
 } Clt;
 
 // ---- construction, loading, saving ----------------------------------------------------------

@@ -8,15 +8,16 @@
 //   encode   per layer, per feature chunk: H = W_enc X'^T + b_enc  (chunk, B) via matmul_f32
 //            keep the entries (b, h) with h > theta - eps/2 (active, or inside the STE window),
 //            and per feature the count and sum of (theta - h) over inactive rows (preact term)
-//   decode   per row: y^' = b_dec + sum over active (l, i) of a * W_dec[l][i]   (sparse axpy)
-//            R = 2 (y^' - y') / B                                                (B, L, D)
+//   decode   per row range: y^' = b_dec + sum over active (l, i) of a * W_dec[l][i]
+//            (sparse axpy, walking each feature's entries), R = 2 (y^' - y') / B  (B, L, D)
 //   backward per feature (l, i), over its entries only:
 //            g    = <W_dec[l][i], R[b, l:]>            reconstruction dL/da   (sparse dot)
 //            dL/da = g + lambda c n sech^2(c n a) / B  (tanh sparsity)
 //            active:  dW_enc += dL/da x'_b, db_enc += dL/da, dW_dec += a R[b, l:]
 //            window:  dtheta += -(theta/eps) dL/da                          (STE)
-//            preact:  dense over inactive rows, but only through sums: sum_b x'_b minus the
-//                     active rows' x'_b, and the count / sum of (theta - h) from encode
+//            preact:  dense over inactive rows, but only through sums: every inactive row
+//                     has the same dL/dh = kpre, so dW_enc += kpre sum_b x'_b plus
+//                     (dL/dh - kpre) x'_b on active rows; count and sum of (theta - h) from encode
 //            dW_dec += dn W_dec / n   (n = ||W_dec[l][i]|| enters tanh and preact)
 //   adam     every parameter, split in ranges over threads
 //
@@ -97,7 +98,6 @@ typedef struct TaskBuf {
     Entry *e;            // entries of the features this task encoded
     size_t n, cap;
     float *gx;           // (D) scratch: dW_enc accumulator
-    float *sx;           // (D) scratch: sum of the active rows' x'
     int oom;
 } TaskBuf;
 
@@ -118,10 +118,7 @@ struct CltCore {
     double *f_lsp;       // (L*F) the feature's sparsity loss
     double *f_lpre;      // (L*F) the feature's preact loss
     int *f_nact;         // (L*F) active rows
-    int *csr_start;      // (B+1) row -> its active features
-    int *csr_fid;        // (nnz) feature id l*F + i, ascending per row
-    float *csr_a;        // (nnz) activation
-    size_t csr_cap;
+    float *f_th;         // (L*F) theta = exp(log_theta) of this step
     // per call
     const float *params, *Y;
     float *grad;
@@ -135,7 +132,6 @@ void clt_core_free(CltCore *core) {
         free(core->tb[t].H);
         free(core->tb[t].e);
         free(core->tb[t].gx);
-        free(core->tb[t].sx);
     }
     free(core->tb);
     free(core->XL);
@@ -150,9 +146,7 @@ void clt_core_free(CltCore *core) {
     free(core->f_lsp);
     free(core->f_lpre);
     free(core->f_nact);
-    free(core->csr_start);
-    free(core->csr_fid);
-    free(core->csr_a);
+    free(core->f_th);
     clt_layout_free(&core->lay);
     free(core);
 }
@@ -176,10 +170,9 @@ int clt_core_init(CltCore **out, const CltParamLayout *lay, int B_max, ThreadPoo
         TaskBuf *tb = &c->tb[t];
         tb->H = malloc(FCHUNK * B * sizeof(float));
         tb->gx = malloc(D * sizeof(float));
-        tb->sx = malloc(D * sizeof(float));
         tb->cap = 4096;
         tb->e = malloc(tb->cap * sizeof(Entry));
-        ok = tb->H && tb->gx && tb->sx && tb->e;
+        ok = tb->H && tb->gx && tb->e;
     }
     c->XL = malloc(L * B * D * sizeof(float));
     c->Sx = malloc(L * D * sizeof(float));
@@ -193,12 +186,9 @@ int clt_core_init(CltCore **out, const CltParamLayout *lay, int B_max, ThreadPoo
     c->f_lsp = malloc(L * F * sizeof(double));
     c->f_lpre = malloc(L * F * sizeof(double));
     c->f_nact = malloc(L * F * sizeof(int));
-    c->csr_start = malloc((B + 1) * sizeof(int));
-    c->csr_cap = 4096;
-    c->csr_fid = malloc(c->csr_cap * sizeof(int));
-    c->csr_a = malloc(c->csr_cap * sizeof(float));
+    c->f_th = malloc(L * F * sizeof(float));
     ok = ok && c->XL && c->Sx && c->R && c->err && c->f_task && c->f_off && c->f_n && c->f_nin &&
-         c->f_sin && c->f_lsp && c->f_lpre && c->f_nact && c->csr_start && c->csr_fid && c->csr_a;
+         c->f_sin && c->f_lsp && c->f_lpre && c->f_nact && c->f_th;
     if (!ok) {
         clt_core_free(c);
         return ct_error("transcoder trainer: out of memory for a batch of %d rows (F = %d, L = %d)",
@@ -261,15 +251,15 @@ static void encode_task(void *ctx, int task, int ntask) {
             double sin = 0;
             c->f_task[fid] = task;
             c->f_off[fid] = tb->n;
+            c->f_th[fid] = th;
             for (int b = 0; b < B; b++) {
                 float h = Hi[b] + bi;
-                if (h > th) nact++;
-                else {
-                    nin++;
-                    sin += (double)(th - h);
-                }
+                int in = !(h > th);
+                nin += in;
+                sin += in ? (double)(th - h) : 0.0;
                 if (h > lo && entry_push(tb, b, h) != CT_OK) return;
             }
+            nact = B - nin;
             c->f_n[fid] = (int)(tb->n - c->f_off[fid]);
             c->f_nin[fid] = nin;
             c->f_nact[fid] = nact;
@@ -278,51 +268,10 @@ static void encode_task(void *ctx, int task, int ntask) {
     }
 }
 
-// Active features of every row, ascending feature id (CSR), from the per-feature entries.
-static int build_csr(CltCore *c) {
-    const CltParamLayout *lay = &c->lay;
-    int B = c->B;
-    size_t LF = (size_t)lay->L * lay->F;
-    memset(c->csr_start, 0, (size_t)(B + 1) * sizeof(int));
-    size_t nnz = 0;
-    for (size_t fid = 0; fid < LF; fid++) {
-        const Entry *e = c->tb[c->f_task[fid]].e + c->f_off[fid];
-        float th = expf(c->params[clt_layout_off(lay, (int)(fid / lay->F), CP_LOG_THETA) + fid % lay->F]);
-        for (int k = 0; k < c->f_n[fid]; k++)
-            if (e[k].h > th) {
-                c->csr_start[e[k].b + 1]++;
-                nnz++;
-            }
-    }
-    if (nnz > (size_t)INT32_MAX) return ct_error("transcoder trainer: %zu active entries in one batch", nnz);
-    if (nnz > c->csr_cap) {
-        size_t nc = nnz + nnz / 2;
-        int *fi = realloc(c->csr_fid, nc * sizeof(int));
-        if (fi) c->csr_fid = fi;
-        float *a = realloc(c->csr_a, nc * sizeof(float));
-        if (a) c->csr_a = a;
-        if (!fi || !a) return ct_error("transcoder trainer: out of memory (%zu active entries)", nnz);
-        c->csr_cap = nc;
-    }
-    for (int b = 0; b < B; b++) c->csr_start[b + 1] += c->csr_start[b];
-    // Fill: features in ascending order, so every row's list comes out sorted.  csr_start[b]
-    // is used as the fill cursor and restored afterwards.
-    for (size_t fid = 0; fid < LF; fid++) {
-        const Entry *e = c->tb[c->f_task[fid]].e + c->f_off[fid];
-        float th = expf(c->params[clt_layout_off(lay, (int)(fid / lay->F), CP_LOG_THETA) + fid % lay->F]);
-        for (int k = 0; k < c->f_n[fid]; k++)
-            if (e[k].h > th) {
-                int p = c->csr_start[e[k].b]++;
-                c->csr_fid[p] = (int)fid;
-                c->csr_a[p] = e[k].h;
-            }
-    }
-    for (int b = B; b > 0; b--) c->csr_start[b] = c->csr_start[b - 1];
-    c->csr_start[0] = 0;
-    return CT_OK;
-}
-
-// Pass 2 (per row): y^' = b_dec + sparse decode; R = 2 (y^' - y') / B; squared errors.
+// Pass 2 (per row range): y^' = b_dec + sparse decode; R = 2 (y^' - y') / B; squared errors.
+// Each task owns rows [b0, b1) and walks every feature's entries (sorted by row) from the
+// first row >= b0: the feature's decoder row stays in L1 while it is added to the rows that
+// use it, and every row receives its features in ascending (l, i) order whatever the split.
 static void decode_task(void *ctx, int task, int ntask) {
     CltCore *c = ctx;
     const CltParamLayout *lay = &c->lay;
@@ -330,15 +279,29 @@ static void decode_task(void *ctx, int task, int ntask) {
     int B = c->B, L = lay->L, D = lay->D, F = lay->F;
     size_t LD = (size_t)L * D;
     float two_b = 2.0f / (float)B;
-    for (int b = (int)pool_split((size_t)B, task, ntask); b < (int)pool_split((size_t)B, task + 1, ntask); b++) {
-        float *r = c->R + (size_t)b * LD;
+    int b0 = (int)pool_split((size_t)B, task, ntask), b1 = (int)pool_split((size_t)B, task + 1, ntask);
+    for (int b = b0; b < b1; b++)
         for (int l = 0; l < L; l++)
-            memcpy(r + (size_t)l * D, c->params + clt_layout_off(lay, l, CP_B_DEC), (size_t)D * sizeof(float));
-        for (int p = c->csr_start[b]; p < c->csr_start[b + 1]; p++) {
-            int l = c->csr_fid[p] / F, i = c->csr_fid[p] % F;
-            size_t len = (size_t)clt_layout_nout(lay, l) * D;
-            K->axpy_f32(r + (size_t)l * D, c->csr_a[p], c->params + clt_layout_off(lay, l, CP_W_DEC) + (size_t)i * len, len);
+            memcpy(c->R + (size_t)b * LD + (size_t)l * D, c->params + clt_layout_off(lay, l, CP_B_DEC), (size_t)D * sizeof(float));
+    for (int l = 0; l < L; l++) {
+        size_t len = (size_t)clt_layout_nout(lay, l) * D;
+        const float *Wd = c->params + clt_layout_off(lay, l, CP_W_DEC);
+        for (int i = 0; i < F; i++) {
+            size_t fid = (size_t)l * F + i;
+            const Entry *e = c->tb[c->f_task[fid]].e + c->f_off[fid];
+            int lo = 0, hi = c->f_n[fid];
+            while (lo < hi) {   // first entry with row >= b0
+                int mid = (lo + hi) / 2;
+                if (e[mid].b < b0) lo = mid + 1;
+                else hi = mid;
+            }
+            float th = c->f_th[fid];
+            for (int k = lo; k < c->f_n[fid] && e[k].b < b1; k++)
+                if (e[k].h > th) K->axpy_f32(c->R + (size_t)e[k].b * LD + (size_t)l * D, e[k].h, Wd + (size_t)i * len, len);
         }
+    }
+    for (int b = b0; b < b1; b++) {
+        float *r = c->R + (size_t)b * LD;
         const float *y = c->Y + (size_t)b * LD;
         for (int l = 0; l < L; l++) {
             double e = 0;
@@ -373,11 +336,13 @@ static void backward_task(void *ctx, int task, int ntask) {
             const float *W = c->params + clt_layout_off(lay, l, CP_W_DEC) + (size_t)i * len;
             float *gWdec = c->grad + clt_layout_off(lay, l, CP_W_DEC) + (size_t)i * len;
             float *gWenc = c->grad + clt_layout_off(lay, l, CP_W_ENC) + (size_t)i * D;
-            float lt = c->params[clt_layout_off(lay, l, CP_LOG_THETA) + i];
-            float th = expf(lt), hi = th + half;
+            float th = c->f_th[fid], hi = th + half;
             double n = sqrt((double)K->dot_f32(W, W, len));
+            // preact: lambda_p * ReLU(theta - h) * n over the inactive rows (h <= theta); every
+            // inactive row has dL/dh = kpre, so its dW_enc is kpre * (sum over all rows of x'
+            // minus the active rows' x'): the active rows below add (dL/dh - kpre) x'.
+            double kpre = -lp * n * inv_b;
             memset(tb->gx, 0, (size_t)D * sizeof(float));
-            memset(tb->sx, 0, (size_t)D * sizeof(float));
             memset(gWdec, 0, len * sizeof(float));
             double db = 0, dth = 0, dn = 0, lsp = 0;
             const Entry *e = c->tb[c->f_task[fid]].e + c->f_off[fid];
@@ -385,31 +350,27 @@ static void backward_task(void *ctx, int task, int ntask) {
                 int b = e[k].b, act = e[k].h > th, win = e[k].h < hi;   // h > theta - eps/2 holds
                 const float *r = c->R + (size_t)b * LD + (size_t)l * D;
                 double g = K->dot_f32(W, r, len);                     // reconstruction dL/da
-                double a = act ? e[k].h : 0.0;
-                double s = tanh(cc * n * a), sech2 = 1.0 - s * s;
-                lsp += lam * s * inv_b;
-                double ga = g + lam * cc * n * sech2 * inv_b;
-                dn += lam * cc * a * sech2 * inv_b;
                 if (act) {
-                    K->axpy_f32(tb->gx, (float)ga, XL + (size_t)b * D, (size_t)D);
-                    K->axpy_f32(tb->sx, 1.0f, XL + (size_t)b * D, (size_t)D);
+                    double a = e[k].h, s = tanh(cc * n * a), sech2 = 1.0 - s * s;
+                    lsp += lam * s * inv_b;
+                    double ga = g + lam * cc * n * sech2 * inv_b;
+                    dn += lam * cc * a * sech2 * inv_b;
+                    K->axpy_f32(tb->gx, (float)(ga - kpre), XL + (size_t)b * D, (size_t)D);
                     K->axpy_f32(gWdec, (float)a, r, len);
                     db += ga;
-                }
-                if (win) dth += -(th / hp->eps) * ga;
+                    if (win) dth += -(th / hp->eps) * ga;
+                } else   // a = 0: tanh'(0) = 1
+                    dth += -(th / hp->eps) * (g + lam * cc * n * inv_b);
             }
-            // preact: lambda_p * ReLU(theta - h) * n over the inactive rows (h <= theta).
             int nin = c->f_nin[fid];
             double sin = c->f_sin[fid];
             c->f_lpre[fid] = lp * n * sin * inv_b;
             c->f_lsp[fid] = lsp;
             dn += lp * sin * inv_b;
             dth += lp * n * nin * inv_b;
-            double kpre = -lp * n * inv_b;        // dL/dh of every inactive row
             db += kpre * nin;
-            // sum over inactive rows of x' = sum over all rows - sum over active rows
             const float *Sx = c->Sx + (size_t)l * D;
-            for (int d = 0; d < D; d++) gWenc[d] = tb->gx[d] + (float)(kpre * ((double)Sx[d] - (double)tb->sx[d]));
+            for (int d = 0; d < D; d++) gWenc[d] = tb->gx[d] + (float)(kpre * (double)Sx[d]);
             if (n > 0) K->axpy_f32(gWdec, (float)(dn / n), W, len);
             c->grad[clt_layout_off(lay, l, CP_B_ENC) + i] = (float)db;
             c->grad[clt_layout_off(lay, l, CP_LOG_THETA) + i] = (float)(th * dth);
@@ -437,20 +398,11 @@ int clt_core_loss_grad(CltCore *c, const float *params, const CltLossHyper *hp, 
         }
     }
     for (int t = 0; t < c->ntask; t++) c->tb[t].oom = 0;
-    double tp0 = ct_now();
     pool_run(c->pool, encode_task, c, c->ntask);
-    double tp1 = ct_now();
     for (int t = 0; t < c->ntask; t++)
         if (c->tb[t].oom) return ct_error("transcoder trainer: out of memory for the encoder entries");
-    if (build_csr(c) != CT_OK) return CT_ERR;
-    double tp2 = ct_now();
     pool_run(c->pool, decode_task, c, c->ntask);
-    double tp3 = ct_now();
     pool_run(c->pool, backward_task, c, c->ntask);
-    double tp4 = ct_now();
-    static double tt[5]; static long ncall;
-    tt[0] += tp1 - tp0, tt[1] += tp2 - tp1, tt[2] += tp3 - tp2, tt[3] += tp4 - tp3;
-    if (getenv("CT_PROF") && ++ncall % 20 == 0) fprintf(stderr, "prof enc %.3f csr %.3f dec %.3f bwd %.3f (s/call)\n", tt[0]/ncall, tt[1]/ncall, tt[2]/ncall, tt[3]/ncall);
     // b_dec: sum over rows of R (sequential: a reduction over rows)
     for (int l = 0; l < L; l++) {
         float *g = grad + clt_layout_off(lay, l, CP_B_DEC);
@@ -490,7 +442,6 @@ int clt_core_loss_grad(CltCore *c, const float *params, const CltLossHyper *hp, 
             st->entries += c->f_n[fid];
         }
         st->loss = st->rec + st->sparsity + st->preact;
-        if (getenv("CT_PROF")) fprintf(stderr, "entries/row %.1f\n", (double)st->entries / B);
     }
     return CT_OK;
 }
@@ -760,9 +711,13 @@ int clt_sample_corpus(const Model *m, const Tokenizer *tok, const CltSampleOpts 
         ok = runstate_init(&j.rs[t], &m->c, max_len) == CT_OK &&
              sampler_init(&j.smp[t], m->c.vocab_size, o->temperature, o->topp, 1) == CT_OK;
     if (ok) ok = opened = ct_atomic_open(&af, out_path) == CT_OK;
-    long total = 0, stories = 0, empty_run = 0;
+    long total = 0, stories = 0, empty_run = 0, gen_tokens = 0, gen_stories = 0;
     double t0 = ct_now(), last = 0;
-    for (long k0 = 0; ok && total < o->tokens; k0 += G) {
+    for (long k0 = 0; ok && total < o->tokens; k0 += j.G) {
+        // Stories have their own seeds, so the group size never changes the text: size it to
+        // what is still missing at the mean story length seen so far.
+        long want = gen_stories ? (long)((o->tokens - total) / (gen_tokens / (double)gen_stories + 1)) + 1 : 2L * ntask;
+        j.G = want < ntask ? ntask : want > G ? G : (int)want;
         j.k0 = k0;
         pool_run(pool, sample_task, &j, ntask);
         if (j.failed) {
@@ -770,7 +725,9 @@ int clt_sample_corpus(const Model *m, const Tokenizer *tok, const CltSampleOpts 
             ok = 0;
             break;
         }
-        for (int g = 0; g < G && total < o->tokens; g++) {
+        for (int g = 0; g < j.G; g++) gen_tokens += j.ntok[g];
+        gen_stories += j.G;
+        for (int g = 0; g < j.G && total < o->tokens; g++) {
             if (j.txt[g].n == 0) {   // the model ended the story at once: nothing to write
                 if (++empty_run > 100000) {
                     ct_error("sample: 100000 empty stories in a row; the model never leaves BOS");
@@ -1126,15 +1083,19 @@ done:
 }
 
 // ---- the run ----------------------------------------------------------------------------------
+// Defaults measured on stories260K (D = 64, 5 layers) on 2 cores; see notes/clt_results.md.
+// The paper's lr ~2e-4 and eps ~1-2 are for long runs on large models: in a 30-minute CPU
+// budget lr 1e-2 reached the same NMSE in a fifth of the tokens, and eps 0.3 gave the same
+// quality as 1.0 while leaving far fewer (row, feature) pairs inside the STE window.
 void clt_train_opts_default(CltTrainOpts *o) {
     memset(o, 0, sizeof *o);
-    o->tokens = 10000000;
-    o->batch = 1024;
-    o->lr = 2e-4;
-    o->lambda = 0.1;
+    o->tokens = 5000000;
+    o->batch = 512;
+    o->lr = 1e-2;
+    o->lambda = 0.05;
     o->c = 4.0;
     o->lambda_p = 3e-6;
-    o->eps = 1.0;
+    o->eps = 0.3;
     o->theta_init = 0.03;
     o->init_frac = 0.05;
     o->warmup_frac = 0.02;
@@ -1336,7 +1297,7 @@ int clt_train_run(const CltTrainOpts *o) {
     CltCore *core = NULL;
     float *X = NULL, *Y = NULL;
     char *ck_path = NULL;
-    int rc = CT_ERR, have_model = 0, have_tok = 0;
+    int rc = CT_ERR, have_model = 0, have_tok = 0, have_corpus = 0;
     if (model_load_llama2c(&m, o->model_path) != CT_OK) return CT_ERR;
     have_model = 1;
     if (tokenizer_load(&tok, o->tokenizer_path, m.c.vocab_size) != CT_OK) goto done;
@@ -1346,6 +1307,7 @@ int clt_train_run(const CltTrainOpts *o) {
         goto done;
     }
     if (ct_map_file(&corpus, o->corpus_path) != CT_OK) goto done;
+    have_corpus = 1;
     if (corpus.size == 0) {
         ct_error("%s: the corpus is empty (expected UTF-8 text, stories separated by blank lines)", o->corpus_path);
         goto done;
@@ -1478,7 +1440,7 @@ done:
     pool_destroy(pool);
     free(S.P), free(S.M), free(S.V), free(S.G), free(S.perm), free(S.ring), free(X), free(Y), free(ck_path);
     clt_layout_free(&S.lay);
-    if (corpus.data) ct_unmap_file(&corpus);
+    if (have_corpus) ct_unmap_file(&corpus);
     if (have_tok) tokenizer_free(&tok);
     if (have_model) model_free(&m);
     return rc;

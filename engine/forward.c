@@ -18,12 +18,14 @@
 // Every matrix product goes through the kernel table; matmul rows are bit-identical to
 // matvec rows (simd.h contract), so chunked prefill and one-token decode give the same bits,
 // and work is split over threads by rows or heads, never by reduction, so any thread count
-// gives the same bits.
+// gives the same bits.  With int8 weights (m->q8, engine/quantize.h) the products run the
+// int8 kernels on activations quantized per row; everything else stays fp32.
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "engine/model.h"
+#include "engine/quantize.h"
 #include "simd/simd.h"
 
 #define CHUNK 64  // positions processed together in a prefill
@@ -134,13 +136,33 @@ void capture_free(Capture *cap) {
 }
 
 // ---- threaded products ----------------------------------------------------------------------
-// Y (n, rows) = X (n, cols) W^T.  Decode (n == 1) splits rows over tasks with matvec; prefill
-// splits positions over tasks with matmul.  Either way each element is the same dot product.
-typedef struct { float *Y; const float *W, *X; size_t n, rows, cols; int ntasks; } MatJob;
+// Y (n, rows) = X (n, cols) W^T.  fp32: decode (n == 1) splits rows over tasks with matvec;
+// prefill splits positions over tasks with matmul.  Either way each element is the same dot
+// product.  int8 (Q != NULL, engine/quantize.h): X is quantized per row once, on the caller,
+// and tasks split the 16-row panels of W for decode and prefill alike, so each thread reads
+// only its own slice of the weights (the slice --numa local placed on its node); each element
+// is the kernel table's canonical int8 value, so thread count and chunking never change bits.
+typedef struct {
+    float *Y;
+    const float *W, *X;
+    size_t n, rows, cols;
+    int ntasks;
+    const Q8Panels *Q;     // int8 weights, or NULL
+    const Q8Act *A;        // X quantized
+    const ModelQ8 *q8;     // for the NUMA replica lookup
+} MatJob;
 
 static void matjob_task(void *ctx, int t, int nt) {
     MatJob *j = ctx;
     const SimdKernels *K = simd_kernels();
+    if (j->Q) {
+        size_t p0 = pool_split(j->Q->np, t, nt), p1 = pool_split(j->Q->np, t + 1, nt);
+        Q8Panels W = *j->Q;
+        W.data = model_q8_local(j->q8, W.data);   // this node's copy under --numa replicate
+        if (j->n == 1) K->matvec_q8(j->Y, &W, j->A, p0, p1);
+        else if (p1 > p0) K->matmul_q8(j->Y, j->rows, &W, j->A, j->n, p0, p1);
+        return;
+    }
     if (j->n == 1) {
         size_t r0 = pool_split(j->rows, t, nt), r1 = pool_split(j->rows, t + 1, nt);
         K->matvec_f32(j->Y + r0, j->W + r0 * j->cols, j->X, r1 - r0, j->cols);
@@ -151,12 +173,22 @@ static void matjob_task(void *ctx, int t, int nt) {
     }
 }
 
-static void matmul(ThreadPool *pool, float *Y, const float *W, const float *X, size_t n,
-                   size_t rows, size_t cols) {
-    MatJob j = {Y, W, X, n, rows, cols, 1};
+static void matmul(ThreadPool *pool, const Model *m, float *Y, const float *W, const Q8Panels *Q,
+                   const float *X, size_t n, size_t rows, size_t cols) {
+    MatJob j = {Y, W, X, n, rows, cols, 1, NULL, NULL, NULL};
     // Below ~64K multiply-adds a thread hand-off costs more than it saves.
     int nt = (rows * cols * n < (1u << 16)) ? 1 : pool_size(pool);
-    if (n > 1 && (size_t)nt > n) nt = (int)n;
+    Q8Act A;
+    if (Q) {
+        // Scratch is grow-only per thread; if even that fails, the fp32 weights (always
+        // present) give a correct, slower answer.
+        Q8ActBuf *buf = q8_tls_actbuf();
+        if (buf && q8_act_quantize(&A, buf, X, n, cols) == CT_OK) {
+            j.Q = Q, j.A = &A, j.q8 = m->q8;
+            if ((size_t)nt > Q->np) nt = (int)Q->np;
+        }
+    }
+    if (!j.Q && n > 1 && (size_t)nt > n) nt = (int)n;
     if (nt <= 1) matjob_task(&j, 0, 1);
     else pool_run(pool, matjob_task, &j, nt);
 }
@@ -233,6 +265,10 @@ static void forward_chunk(const Model *m, RunState *s, const int *tok, int pos0,
     const Capture *fz = hk ? hk->frozen : NULL;
     size_t FT = fz ? (size_t)fz->T : 0;
 #define HOOK(site, l, i, v) do { if (hk && hk->hook) hk->hook(hk->ctx, site, l, pos0 + (i), v); } while (0)
+    // int8 weights of layer l's matrix k (NULL: fp32), see engine/quantize.h.
+    const int q8on = model_is_q8(m);
+#define QW(k) (q8on ? &m->q8->mats[(size_t)l * Q8M_PER_LAYER + (k)] : NULL)
+    const Q8Panels *qcls = q8on ? &m->q8->cls : NULL;
 
     for (int i = 0; i < n; i++) {
         memcpy(x + i * D, w->token_embedding + (size_t)tok[i] * D, D * sizeof(float));
@@ -250,9 +286,9 @@ static void forward_chunk(const Model *m, RunState *s, const int *tok, int pos0,
         }
         float *kdst = s->key_cache + ((size_t)l * T + (size_t)pos0) * Dkv;
         float *vdst = s->value_cache + ((size_t)l * T + (size_t)pos0) * Dkv;
-        matmul(pool, s->q, w->wq + (size_t)l * D * D, xb, (size_t)n, H * Dh, D);
-        matmul(pool, kdst, w->wk + (size_t)l * Dkv * D, xb, (size_t)n, Dkv, D);
-        matmul(pool, vdst, w->wv + (size_t)l * Dkv * D, xb, (size_t)n, Dkv, D);
+        matmul(pool, m, s->q, w->wq + (size_t)l * D * D, QW(Q8M_WQ), xb, (size_t)n, H * Dh, D);
+        matmul(pool, m, kdst, w->wk + (size_t)l * Dkv * D, QW(Q8M_WK), xb, (size_t)n, Dkv, D);
+        matmul(pool, m, vdst, w->wv + (size_t)l * Dkv * D, QW(Q8M_WV), xb, (size_t)n, Dkv, D);
         for (int i = 0; i < n; i++) {
             const float *cs = s->rope_cos + (size_t)(pos0 + i) * (Dh / 2);
             const float *sn = s->rope_sin + (size_t)(pos0 + i) * (Dh / 2);
@@ -269,7 +305,7 @@ static void forward_chunk(const Model *m, RunState *s, const int *tok, int pos0,
             pool_run(pool, attn_task, &aj, ntask);
         else
             for (int t = 0; t < ntask; t++) attn_task(&aj, t, ntask);
-        matmul(pool, xb2, w->wo + (size_t)l * D * D, xb, (size_t)n, D, H * Dh);
+        matmul(pool, m, xb2, w->wo + (size_t)l * D * D, QW(Q8M_WO), xb, (size_t)n, D, H * Dh);
         for (int i = 0; i < n; i++) {
             if (capt && (cap->flags & CAP_ATTN_OUT)) cap_put(cap->attn_out, L, (int)D, pos0 + i, l, xb2 + i * D);
             K->axpy_f32(x + i * D, 1.0f, xb2 + i * D, D);
@@ -289,10 +325,10 @@ static void forward_chunk(const Model *m, RunState *s, const int *tok, int pos0,
             for (int i = 0; i < n; i++)
                 memcpy(xb + i * D, fz->mlp_out + ((size_t)(pos0 + i) * L + l) * D, D * sizeof(float));
         } else {
-            matmul(pool, hb, w->w1 + (size_t)l * Hd * D, xb, (size_t)n, Hd, D);
-            matmul(pool, hb2, w->w3 + (size_t)l * Hd * D, xb, (size_t)n, Hd, D);
+            matmul(pool, m, hb, w->w1 + (size_t)l * Hd * D, QW(Q8M_W1), xb, (size_t)n, Hd, D);
+            matmul(pool, m, hb2, w->w3 + (size_t)l * Hd * D, QW(Q8M_W3), xb, (size_t)n, Hd, D);
             for (int i = 0; i < n; i++) K->swiglu_f32(hb + i * Hd, hb2 + i * Hd, Hd);
-            matmul(pool, xb, w->w2 + (size_t)l * D * Hd, hb, (size_t)n, D, Hd);
+            matmul(pool, m, xb, w->w2 + (size_t)l * D * Hd, QW(Q8M_W2), hb, (size_t)n, D, Hd);
         }
         for (int i = 0; i < n; i++) {
             HOOK(HOOK_MLP_OUT, l, i, xb + i * D);
@@ -311,9 +347,10 @@ static void forward_chunk(const Model *m, RunState *s, const int *tok, int pos0,
         }
     }
     size_t V = (size_t)c->vocab_size;
-    if (want_all) matmul(pool, s->logits, w->wcls, x, (size_t)n, V, D);
-    else matmul(pool, s->logits, w->wcls, x + (size_t)(n - 1) * D, 1, V, D);
+    if (want_all) matmul(pool, m, s->logits, w->wcls, qcls, x, (size_t)n, V, D);
+    else matmul(pool, m, s->logits, w->wcls, qcls, x + (size_t)(n - 1) * D, 1, V, D);
 #undef HOOK
+#undef QW
 }
 
 float *model_forward(const Model *m, RunState *s, int token, int pos, Capture *cap, ThreadPool *pool) {

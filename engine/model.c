@@ -9,6 +9,7 @@
 //   [wcls (V, D)]
 // The legacy RoPE tables are skipped: the forward pass computes RoPE itself.
 #include "engine/model.h"
+#include "engine/quantize.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -125,6 +126,13 @@ static int map_weights(Model *m, const uint8_t *data, size_t size, const char *n
 int model_load_llama2c(Model *m, const char *path) {
     memset(m, 0, sizeof *m);
     if (ct_map_file(&m->file, path) != CT_OK) return CT_ERR;
+    if (model_file_is_q8(m->file.data, m->file.size)) {   // `ctrace quantize` output
+        if (model_load_q8_mapped(m, path) != CT_OK) {
+            ct_unmap_file(&m->file);
+            return CT_ERR;
+        }
+        return CT_OK;
+    }
     // The mapping is only guaranteed 4-byte aligned data after the 28-byte header; floats
     // need 4, which mmap's page alignment plus 28 gives.
     if (parse_header(&m->c, m->file.data, m->file.size, path) != CT_OK ||
@@ -152,6 +160,7 @@ int model_from_llama2c_bytes(Model *m, const void *bytes, size_t n, const char *
 }
 
 void model_free(Model *m) {
+    model_q8_free(m);
     ct_unmap_file(&m->file);
     free(m->owned);
     memset(m, 0, sizeof *m);

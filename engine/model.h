@@ -46,10 +46,13 @@ typedef struct Model {
     MappedFile file;      // the checkpoint mapping (empty for in-memory models)
     float *owned;         // weights owned by the model (in-memory / synthetic), else NULL
     uint64_t fingerprint; // xxh3-64 of the checkpoint bytes
+    struct ModelQ8 *q8;   // int8 weights (engine/quantize.h): the forward runs int8 when packed
 } Model;
 
 // Load a llama2.c "version 0" checkpoint (7 int32 header, fp32 tensors), memory-mapped.
 // Every header field is validated and the file size must hold what the header promises.
+// A quantized checkpoint (`ctrace quantize`, magic "CTRACEQ8", engine/quantize.h) is detected
+// by its magic and loaded as int8 (m->q8 packed, fp32 views dequantized).
 int model_load_llama2c(Model *m, const char *path);
 // Build a model around owned memory laid out exactly as a llama2.c file (header included).
 int model_from_llama2c_bytes(Model *m, const void *bytes, size_t n, const char *name);

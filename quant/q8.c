@@ -19,14 +19,36 @@ static inline float round_even(float v) {
     return (v + magic) - magic;
 }
 
-void q8_quantize_block(BlockQ8 *b, const float *x, size_t n) {
+// amax of n values; *bad set when one is NaN or Inf.
+static float block_amax(const float *x, size_t n, int *bad) {
     float amax = 0.0f;
-    int bad = 0;
+    int nf = 0;
     for (size_t k = 0; k < n; k++) {
         float a = fabsf(x[k]);
-        bad |= !(a <= FLT_MAX);   // NaN or Inf
+        nf |= !(a <= FLT_MAX);
         amax = a > amax ? a : amax;
     }
+    *bad = nf;
+    return amax;
+}
+
+// q = round_even(x * id) clamped to [-127, 127]; returns sum x q and sum q^2 (double).
+static void round_block(int8_t *q, const float *x, size_t n, float id, double *sxq, double *sqq) {
+    double a = 0, b = 0;
+    for (size_t k = 0; k < n; k++) {
+        float v = round_even(x[k] * id);
+        v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;   // never -128
+        q[k] = (int8_t)v;
+        a += (double)x[k] * v;
+        b += (double)v * v;
+    }
+    *sxq = a;
+    *sqq = b;
+}
+
+void q8_quantize_block_amax(BlockQ8 *b, const float *x, size_t n) {
+    int bad;
+    float amax = block_amax(x, n, &bad);
     memset(b->qs, 0, sizeof b->qs);
     if (bad) {              // honest NaN: every product reading this block is NaN
         b->d = NAN;
@@ -36,13 +58,70 @@ void q8_quantize_block(BlockQ8 *b, const float *x, size_t n) {
         b->d = 0.0f;
         return;
     }
+    double sxq, sqq;
     b->d = amax / 127.0f;
-    float id = 127.0f / amax;
-    for (size_t k = 0; k < n; k++) {
-        float v = round_even(x[k] * id);
-        v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;   // never -128
-        b->qs[k] = (int8_t)v;
+    round_block(b->qs, x, n, 127.0f / amax, &sxq, &sqq);
+}
+
+// Rounding with inverse scale id over a zero-padded 32-value block: q into *q, and the sums
+// for the least-squares scale (float: exact enough to rank candidates; fixed trip count so the
+// compiler vectorises it).
+static void round32(int8_t *q, const float *x, float id, float *sxq, float *sqq) {
+    float v[QK8], a[QK8], b[QK8];
+    for (int k = 0; k < QK8; k++) {   // elementwise, so the compiler vectorises it
+        float t = round_even(x[k] * id);
+        t -= (float)(t > 127.0f) * (t - 127.0f);    // clamp to [-127, 127] (never -128),
+        t -= (float)(t < -127.0f) * (t + 127.0f);   // branch-free so it vectorises
+        v[k] = t;
+        a[k] = x[k] * t;
+        b[k] = t * t;
     }
+    for (int w = QK8 / 2; w > 0; w /= 2)   // fixed pairwise tree: the same sums everywhere
+        for (int k = 0; k < w; k++) {
+            a[k] += a[k + w];
+            b[k] += b[k + w];
+        }
+    for (int k = 0; k < QK8; k++) q[k] = (int8_t)v[k];
+    *sxq = a[0];
+    *sqq = b[0];
+}
+
+// Weights: the clipping ratio r whose rounding, with the least-squares scale
+// d = sum(x q) / sum(q^2) for those q, leaves the smallest squared error
+// sum(x^2) - (sum x q)^2 / sum(q^2): r on a 0.01 grid over [0.90, 1], then +-0.0025, +-0.005
+// around the best (15 candidates).  r = 1 is a candidate and the refit never hurts, so the
+// error is never above the plain amax rule's; ties keep the earlier candidate.
+void q8_quantize_block(BlockQ8 *b, const float *x, size_t n) {
+    int bad;
+    float amax = block_amax(x, n, &bad);
+    memset(b->qs, 0, sizeof b->qs);
+    if (bad) {
+        b->d = NAN;
+        return;
+    }
+    if (!(amax >= Q8_TINY)) {
+        b->d = 0.0f;
+        return;
+    }
+    float xb[QK8] = {0};
+    memcpy(xb, x, n * sizeof(float));
+    float best = -1.0f, best_d = 0.0f, best_r = 1.0f;
+    int8_t q[QK8];
+    static const float fine[4] = {-0.005f, -0.0025f, 0.0025f, 0.005f};
+    for (int k = 0; k < 15; k++) {
+        float r = k < 11 ? 1.0f - 0.01f * (float)k : best_r + fine[k - 11];
+        if (k >= 11 && (r > 1.0f || r < 0.9f)) continue;
+        float sxq, sqq;
+        round32(q, xb, 127.0f / (amax * r), &sxq, &sqq);
+        float gain = sxq * sxq / sqq;   // sum(x^2) - error: maximise it
+        if (gain > best) {
+            best = gain;
+            best_d = sxq / sqq;
+            if (k < 11) best_r = r;
+            memcpy(b->qs, q, n);
+        }
+    }
+    b->d = best_d;
 }
 
 void q8_quantize_row(BlockQ8 *dst, const float *x, size_t cols) {
@@ -98,7 +177,7 @@ void q8_actbuf_free(Q8ActBuf *b) {
 // One block of activations: the BlockQ8 rule, written into separate q / d / nsum arrays.
 static void act_block(int8_t *q, float *d, int32_t *nsum, const float *x, size_t n) {
     BlockQ8 b;
-    q8_quantize_block(&b, x, n);
+    q8_quantize_block_amax(&b, x, n);
     memcpy(q, b.qs, QK8);
     *d = b.d;
     int32_t s = 0;
@@ -168,6 +247,20 @@ void q8_pack_panels(uint8_t *dst, const BlockQ8 *W, size_t rows, size_t cols, si
             }
             memcpy(blk, d, sizeof d);
         }
+}
+
+int q8_quantize_pack_panels(uint8_t *dst, const float *W, size_t rows, size_t cols, size_t p0, size_t p1) {
+    size_t nb = q8_nblocks(cols);
+    BlockQ8 *tmp = malloc(Q8_PANEL_ROWS * nb * sizeof *tmp);   // one panel's rows
+    if (!tmp) return ct_error("q8: out of memory packing a %zu x %zu matrix", rows, cols);
+    for (size_t p = p0; p < p1; p++) {
+        size_t r0 = p * Q8_PANEL_ROWS, n = rows - r0 < Q8_PANEL_ROWS ? rows - r0 : Q8_PANEL_ROWS;
+        q8_quantize_matrix(tmp, W + r0 * cols, n, cols);
+        // Pack as a matrix of n rows whose only panel is p: offset dst so panel 0 lands at p.
+        q8_pack_panels(dst + p * nb * Q8_PANEL_BLOCK_BYTES, tmp, n, cols, 0, 1);
+    }
+    free(tmp);
+    return CT_OK;
 }
 
 void q8_unpack_panels(BlockQ8 *W, const uint8_t *src, size_t rows, size_t cols) {

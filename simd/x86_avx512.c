@@ -279,6 +279,12 @@ static void scale_f32_avx512(float *y, float a, const float *x, size_t n)
 // holds the same isum as scalar.c; then acc = fma(float(isum), dw * dx, acc) per block in
 // order, lanes = rows: bit-identical to the reference.
 
+// acc += vpdpbusd(w, broadcast of the 4 bytes at p): the broadcast stays an embedded memory
+// operand ({1to16}).  As an intrinsic, clang hoists all 8 x TT broadcasts of a block into
+// registers and spills them and the accumulators (0.3 of peak instead of 0.7).
+#define DPBUSD_BCST(acc, w, p) \
+    __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(w), "m"(*(const int32_t *)(const void *)(p)))
+
 // What a tile reads and writes.  "rows" of the output are lanes: W rows (y = W x), or W
 // columns for the transposed layout (y = W^T g).
 typedef struct Q8Tile {
@@ -316,7 +322,7 @@ AI void q8_store(const Q8Tile *a, size_t t, size_t o, __m512 v)
 // ref: scalar.c out_q8_scalar.  An R-panel x TT-token tile over every block: R*TT int32 and
 // R*TT float accumulators in registers; each weight vector feeds TT tokens, each broadcast
 // activation word feeds R panels.  Panels p .. p+R-1, tokens t0 .. t0+TT-1.
-AI void tile_q8_avx512(const int R, const int TT, const Q8Tile *a, size_t p, size_t t0)
+AI void tile_q8_avx512(const int R, const int TT, const int LS, const Q8Tile *a, size_t p, size_t t0)
 {
     __m512 acc[2][6];
 #pragma GCC unroll 2
@@ -325,14 +331,20 @@ AI void tile_q8_avx512(const int R, const int TT, const Q8Tile *a, size_t p, siz
         for (int t = 0; t < TT; t++) acc[r][t] = _mm512_setzero_ps();
     const Q8Act *x = a->x;
     const uint8_t *wp = a->w + p * a->pstride;
+    const int8_t *xq = x->q;   // loaded once: clang would re-read it around every asm below
+    const float *xd = x->d;
+    const int32_t *xs = x->nsum;
+    const size_t pstride = a->pstride, qoff = a->qoff, bstride = a->bstride, nblk = a->nblk;
     size_t xr[6];
 #pragma GCC unroll 6
     for (int t = 0; t < TT; t++) xr[t] = (a->xrow0 + (t0 + t) * a->xstep) * x->nb;
-    for (size_t b = 0; b < a->nblk; b++, wp += a->bstride) {
+    for (size_t b = 0; b < nblk; b++, wp += bstride) {
         __m512i ia[2][6];
+        const int8_t *xp[6];
 #pragma GCC unroll 6
         for (int t = 0; t < TT; t++) {
-            __m512i init = _mm512_set1_epi32(x->nsum[xr[t] + b]);   // undoes the +128 of the weights
+            xp[t] = xq + (xr[t] + b) * 32;
+            __m512i init = _mm512_set1_epi32(xs[xr[t] + b]);   // undoes the +128 of the weights
 #pragma GCC unroll 2
             for (int r = 0; r < R; r++) ia[r][t] = init;
         }
@@ -340,23 +352,19 @@ AI void tile_q8_avx512(const int R, const int TT, const Q8Tile *a, size_t p, siz
         for (int j = 0; j < 8; j++) {
             __m512i w[2];
 #pragma GCC unroll 2
-            for (int r = 0; r < R; r++) w[r] = _mm512_loadu_si512((const void *)(wp + r * a->pstride + a->qoff + 64 * j));
+            for (int r = 0; r < R; r++) w[r] = _mm512_loadu_si512((const void *)(wp + r * pstride + qoff + 64 * j));
 #pragma GCC unroll 6
-            for (int t = 0; t < TT; t++) {
-                int32_t x4;
-                memcpy(&x4, x->q + (xr[t] + b) * 32 + 4 * j, 4);
-                __m512i xb = _mm512_set1_epi32(x4);   // 4 activation bytes to every row lane
+            for (int t = 0; t < TT; t++)
 #pragma GCC unroll 2
-                for (int r = 0; r < R; r++) ia[r][t] = _mm512_dpbusd_epi32(ia[r][t], w[r], xb);
-            }
+                for (int r = 0; r < R; r++) DPBUSD_BCST(ia[r][t], w[r], xp[t] + 4 * j);   // 4 activation bytes to every row lane
         }
 #pragma GCC unroll 2
         for (int r = 0; r < R; r++) {
-            __m512 sw = a->lane_scales ? _mm512_loadu_ps((const float *)(wp + r * a->pstride)) : _mm512_set1_ps(1.0f);
+            __m512 sw = LS ? _mm512_loadu_ps((const float *)(wp + r * pstride)) : _mm512_set1_ps(1.0f);
 #pragma GCC unroll 6
             for (int t = 0; t < TT; t++) {
-                __m512 dx = _mm512_set1_ps(x->d[xr[t] + b]);
-                __m512 s = a->lane_scales ? _mm512_mul_ps(sw, dx) : dx;   // dw * dx, one rounding
+                __m512 dx = _mm512_set1_ps(xd[xr[t] + b]);
+                __m512 s = LS ? _mm512_mul_ps(sw, dx) : dx;   // dw * dx, one rounding
                 acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia[r][t]), s, acc[r][t]);
             }
         }
@@ -367,17 +375,23 @@ AI void tile_q8_avx512(const int R, const int TT, const Q8Tile *a, size_t p, siz
         for (int t = 0; t < TT; t++) q8_store(a, t0 + t, (p + r) * 16, acc[r][t]);
 }
 
-// Tokens [0, T) for panels p .. p+R-1: full 6-token tiles (R = 2) or 6 (R = 1), then the rest.
-AI void tokens_q8_avx512(const int R, const Q8Tile *a, size_t p, size_t T)
+// Tokens [0, T) for panels p .. p+R-1: full Q8_TT-token tiles, then the rest.  LS: lane scales
+// (1 for W x, 0 for the transposed layout) as a compile-time constant, so no branch sits in
+// the block loop (clang then keeps every accumulator in a register).
+// Tokens per tile: 2 x 6 tiles need 24 accumulators + 2 weights in the 32 zmm registers.
+// gcc 12 allocates them all (~0.7 of the VNNI peak); clang 14 spills the float accumulators
+// to the stack (~0.45), and smaller tiles were slower still with clang.
+#define Q8_TT 6
+AI void tokens_q8_avx512(const int R, const int LS, const Q8Tile *a, size_t p, size_t T)
 {
     size_t t = 0;
-    for (; t + 6 <= T; t += 6) tile_q8_avx512(R, 6, a, p, t);
+    for (; t + Q8_TT <= T; t += Q8_TT) tile_q8_avx512(R, Q8_TT, LS, a, p, t);
     switch (T - t) {
-    case 5: tile_q8_avx512(R, 5, a, p, t); break;
-    case 4: tile_q8_avx512(R, 4, a, p, t); break;
-    case 3: tile_q8_avx512(R, 3, a, p, t); break;
-    case 2: tile_q8_avx512(R, 2, a, p, t); break;
-    case 1: tile_q8_avx512(R, 1, a, p, t); break;
+    case 5: tile_q8_avx512(R, 5, LS, a, p, t); break;
+    case 4: tile_q8_avx512(R, 4, LS, a, p, t); break;
+    case 3: tile_q8_avx512(R, 3, LS, a, p, t); break;
+    case 2: tile_q8_avx512(R, 2, LS, a, p, t); break;
+    case 1: tile_q8_avx512(R, 1, LS, a, p, t); break;
     default: break;
     }
 }
@@ -385,27 +399,28 @@ AI void tokens_q8_avx512(const int R, const Q8Tile *a, size_t p, size_t T)
 // Panel pairs (weights of two panels stay in L1 while every token tile passes), then a last
 // single panel.  Transposed: panel p's outputs are columns of block p/2, whose activation row
 // is t * nb + p/2, so a pair must start on an even panel.
-static void panels_q8_avx512(const Q8Tile *a, size_t T, size_t p0, size_t p1, int transposed)
+static void panels_q8_avx512(const Q8Tile *a, size_t T, size_t p0, size_t p1)
 {
     size_t p = p0;
-    if (transposed && (p & 1) && p < p1) {   // pairs must share a column block: start even
-        Q8Tile b = *a;
+    for (; p + 2 <= p1; p += 2) tokens_q8_avx512(2, 1, a, p, T);
+    if (p < p1) tokens_q8_avx512(1, 1, a, p, T);
+}
+
+static void panels_q8t_avx512(const Q8Tile *a, size_t T, size_t p0, size_t p1)
+{
+    Q8Tile b = *a;
+    size_t p = p0;
+    if ((p & 1) && p < p1) {   // start even
         b.xrow0 = p / 2;
-        tokens_q8_avx512(1, &b, p++, T);
+        tokens_q8_avx512(1, 0, &b, p++, T);
     }
     for (; p + 2 <= p1; p += 2) {
-        if (transposed) {
-            Q8Tile b = *a;
-            b.xrow0 = p / 2;   // both panels of the pair read column block p/2
-            tokens_q8_avx512(2, &b, p, T);
-        } else {
-            tokens_q8_avx512(2, a, p, T);
-        }
+        b.xrow0 = p / 2;   // both panels of the pair read column block p/2
+        tokens_q8_avx512(2, 0, &b, p, T);
     }
     if (p < p1) {
-        Q8Tile b = *a;
-        if (transposed) b.xrow0 = p / 2;
-        tokens_q8_avx512(1, &b, p, T);
+        b.xrow0 = p / 2;
+        tokens_q8_avx512(1, 0, &b, p, T);
     }
 }
 
@@ -421,7 +436,7 @@ static void matmul_q8_avx512(float *Y, size_t ldy, const Q8Panels *W, const Q8Ac
                              size_t p1)
 {
     Q8Tile a = tile_fwd(W, X, Y, ldy);
-    panels_q8_avx512(&a, T, p0, p1, 0);
+    panels_q8_avx512(&a, T, p0, p1);
 }
 
 // ref: scalar.c matvec_q8_scalar.  One panel at a time, blocks in order: the whole product is
@@ -436,7 +451,7 @@ static void matvec_q8_avx512(float *y, const Q8Panels *W, const Q8Act *x, size_t
         const uint8_t *blk = W->data + p * nb * Q8_PANEL_BLOCK_BYTES;
         __m512 acc = _mm512_setzero_ps();
         for (size_t b = 0; b < nb; b++, blk += Q8_PANEL_BLOCK_BYTES) {
-            _mm_prefetch((const char *)(blk + 8 * Q8_PANEL_BLOCK_BYTES), _MM_HINT_T0);
+            _mm_prefetch((const char *)(blk + 16 * Q8_PANEL_BLOCK_BYTES), _MM_HINT_T1);   // one line per block, 9 KB ahead, into L2
             __m512i i0 = _mm512_set1_epi32(x->nsum[b]), i1 = _mm512_setzero_si512();
             const int8_t *xb = xq + b * 32;
             int32_t x4[8];
@@ -461,7 +476,7 @@ static void matmul_q8t_avx512(float *Y, size_t ldy, const Q8PanelsT *Wt, const Q
     Q8Tile a = {.w = Wt->data, .pstride = Wt->ng * Q8_PANEL_QBYTES, .bstride = Q8_PANEL_QBYTES, .qoff = 0,
                 .lane_scales = 0, .nblk = Wt->ng, .x = V, .xrow0 = 0, .xstep = Wt->nb, .Y = Y, .ldy = ldy,
                 .nout = Wt->cols};
-    panels_q8_avx512(&a, T, p0, p1, 1);
+    panels_q8t_avx512(&a, T, p0, p1);
 }
 
 // ref: scalar.c encode_q8_scalar.  The GEMM tiles with the bias / threshold applied at the store.
@@ -472,7 +487,7 @@ static void encode_q8_avx512(float *pre, float *act, size_t ld, const Q8Panels *
     a.pre = pre;
     a.bias = bias;
     a.theta = theta;
-    panels_q8_avx512(&a, T, p0, p1, 0);
+    panels_q8_avx512(&a, T, p0, p1);
 }
 
 // y (16 lanes) + s * q: product rounded, then the add (no FMA), as in scalar.c.

@@ -619,8 +619,10 @@ static inline Q8Panels kc_pack(const BlockQ8 *W, size_t rows, size_t cols, size_
 static inline void kc_check_q8_format(KcStats *st, const SimdKernels *K)
 {
     uint64_t seed = 21;
-    // Quantizer: never -128, |x - d q| <= d/2 (plus rounding slack), amax maps to +-127,
-    // all-zero and tiny blocks are (d = 0, q = 0), NaN/Inf gives d = NaN.
+    // Activation rule (q8_quantize_block_amax): d = amax / 127, |x - d q| <= d/2 (plus rounding
+    // slack), amax maps to +-127.  Weight rule (q8_quantize_block): squared error no larger
+    // than the amax rule's, scale within the clipping search range.  Both: never -128, tails
+    // zero; all-zero and tiny blocks are (d = 0, q = 0); NaN/Inf gives d = NaN.
     static const size_t ns[] = {1, 5, 31, 32};
     for (size_t ni = 0; ni < 4; ni++)
         for (int rep = 0; rep < 200; rep++) {
@@ -629,33 +631,46 @@ static inline void kc_check_q8_format(KcStats *st, const SimdKernels *K)
             float scale = rep % 4 == 0 ? 1e-3f : rep % 4 == 1 ? 1e3f : 1.0f;
             kc_fill(x, n, &seed, -scale, scale);
             if (rep % 7 == 0) x[kc_rand(&seed) % n] = -scale * 1.5f;   // a negative extreme
-            BlockQ8 b;
-            q8_quantize_block(&b, x, n);
+            if (rep % 11 == 0) x[kc_rand(&seed) % n] = scale * 8.0f;   // an outlier (clipping pays)
+            BlockQ8 b, w;
+            q8_quantize_block_amax(&b, x, n);
+            q8_quantize_block(&w, x, n);
             float amax = 0;
             for (size_t k = 0; k < n; k++) amax = fabsf(x[k]) > amax ? fabsf(x[k]) : amax;
             int ok = b.d == amax / 127.0f, hit = 0;
+            double sse_a = 0, sse_w = 0, sx = 0;
             for (size_t k = 0; k < 32; k++) {
-                ok = ok && b.qs[k] != -128 && (k < n || b.qs[k] == 0);
+                ok = ok && b.qs[k] != -128 && w.qs[k] != -128 && (k < n || (b.qs[k] == 0 && w.qs[k] == 0));
                 if (k < n) {
                     ok = ok && fabs((double)x[k] - (double)b.d * b.qs[k]) <= 0.5 * b.d * (1 + 1e-5) + 1e-30;
                     hit |= fabsf(x[k]) == amax && (b.qs[k] == 127 || b.qs[k] == -127);
+                    sse_a += pow((double)x[k] - (double)b.d * b.qs[k], 2);
+                    sse_w += pow((double)x[k] - (double)w.d * w.qs[k], 2);
+                    sx += (double)x[k] * x[k];
                 }
             }
-            kc_case(st, ok && hit, K->name, "q8_quantize_block n=%zu rep=%d: bad scale/rounding/range (d=%g amax=%g)",
+            int ok_w = sse_w <= sse_a * (1 + 1e-6) + 1e-12 * sx && w.d >= 0.85 * amax / 127 && w.d <= 1.05 * amax / 127;
+            kc_case(st, ok && hit, K->name, "q8_quantize_block_amax n=%zu rep=%d: bad scale/rounding/range (d=%g amax=%g)",
                     n, rep, b.d, amax);
+            kc_case(st, ok_w, K->name, "q8_quantize_block n=%zu rep=%d: error %.3g above the amax rule's %.3g or scale %g "
+                    "outside [0.85, 1.05] amax/127 = %g", n, rep, sse_w, sse_a, w.d, amax / 127.0);
         }
     float z[32] = {0}, tiny[32] = {1e-35f, -2e-36f}, bad[32] = {1, 2, NAN}, inf[32] = {1, -INFINITY};
-    BlockQ8 b;
-    q8_quantize_block(&b, z, 32);
-    int ok = b.d == 0.0f;
-    for (int k = 0; k < 32; k++) ok = ok && b.qs[k] == 0;
-    q8_quantize_block(&b, tiny, 32);
-    ok = ok && b.d == 0.0f && b.qs[0] == 0;
-    q8_quantize_block(&b, bad, 32);
-    ok = ok && isnan(b.d) && b.qs[0] == 0;
-    q8_quantize_block(&b, inf, 32);
-    ok = ok && isnan(b.d);
-    kc_case(st, ok, K->name, "q8_quantize_block: zero / tiny / NaN / Inf blocks");
+    int ok = 1;
+    for (int rule = 0; rule < 2; rule++) {
+        void (*qb)(BlockQ8 *, const float *, size_t) = rule ? q8_quantize_block : q8_quantize_block_amax;
+        BlockQ8 b;
+        qb(&b, z, 32);
+        ok = ok && b.d == 0.0f;
+        for (int k = 0; k < 32; k++) ok = ok && b.qs[k] == 0;
+        qb(&b, tiny, 32);
+        ok = ok && b.d == 0.0f && b.qs[0] == 0;
+        qb(&b, bad, 32);
+        ok = ok && isnan(b.d) && b.qs[0] == 0;
+        qb(&b, inf, 32);
+        ok = ok && isnan(b.d);
+    }
+    kc_case(st, ok, K->name, "q8 quantizers: zero / tiny / NaN / Inf blocks");
 
     // Dequantize: one product per value; a partial row's tail is not written.
     {

@@ -241,9 +241,14 @@ Test(clt_grad, f32_matches_f64_plt) { check_f32(1, 3); }
 
 static char *g_model, *g_tok;
 
+// Paths kept in globals for the whole process (reachable, so not leaks).
+static void paths(void) {
+    if (!g_model) g_model = tu_shared_path("models/stories260K/stories260K.bin");
+    if (!g_tok) g_tok = tu_shared_path("models/stories260K/tok512.bin");
+}
+
 static void load_model(Model *m, Tokenizer *t) {
-    g_model = tu_shared_path("models/stories260K/stories260K.bin");
-    g_tok = tu_shared_path("models/stories260K/tok512.bin");
+    paths();
     cr_assert_eq(model_load_llama2c(m, g_model), CT_OK, "%s", ct_errmsg());
     cr_assert_eq(tokenizer_load(t, g_tok, m->c.vocab_size), CT_OK, "%s", ct_errmsg());
 }
@@ -268,21 +273,31 @@ static char *corpus(long n, uint64_t seed) {
 
 static void small_opts(CltTrainOpts *o, const char *corpus_path, const char *out) {
     clt_train_opts_default(o);
-    o->model_path = tu_shared_path("models/stories260K/stories260K.bin");
-    o->tokenizer_path = tu_shared_path("models/stories260K/tok512.bin");
+    paths();
+    o->model_path = g_model;
+    o->tokenizer_path = g_tok;
     o->corpus_path = corpus_path;
     o->out_dir = out;
-    o->features = 64;
-    o->batch = 128;
-    o->tokens = 128 * 40;
+    o->features = 32;
+    o->batch = 64;
+    o->tokens = 64 * 24;
+    o->buffer_rows = 4 * 64;
     o->ctx = 64;
     o->lr = 3e-3;
     o->lambda = 0.02;
     o->eps = 0.3;
-    o->checkpoint_every = 8;
+    o->checkpoint_every = 4;
     o->threads = 2;
     o->progress = 0;
 }
+
+// Sanitizer builds run ~10x slower: the convergence test trains less and checks less there
+// (its job under ASan/UBSan is memory and UB checking, not convergence).
+#if defined(__SANITIZE_ADDRESS__)
+#define SANITIZED 1
+#else
+#define SANITIZED 0
+#endif
 
 // Every regular file of dir a equals the same file of dir b (and the sets are equal).
 static void assert_same_dirs(const char *a, const char *b) {
@@ -320,22 +335,27 @@ static void record(void *ctx, long step, long steps, const CltStepStats *st) {
 }
 
 // A short run lowers the loss and reaches an NMSE bound on held-out model text.
-// The bound: b_dec starts at the mean of y, so an encoder/decoder that learned nothing sits
-// at NMSE ~ 1 (the mean is the best constant) plus the noise of its random decoders.  64
-// features per layer (D = 64) after 5k tokens reach ~0.25-0.3 with this seed; 0.5 demands
-// that the features explain at least half of the MLP variance in every layer on average.
+// The bound: b_dec starts at the mean of y, so a transcoder that learned nothing sits at
+// NMSE >= 1 (the mean is the best constant; random decoders only add error).  128 features
+// per layer after 100 steps of 256 rows (lr 1e-2) measure 0.37 on this held-out text;
+// 0.5 demands that the features explain at least half of the MLP variance on average, with
+// room for a different kernel table's rounding.
 Test(clt_train, short_run_learns, .timeout = 60) {
     char *cp = corpus(20000, 11), *ev = corpus(3000, 12), *dir = tu_mkdtemp("ct_cltrun");
     char *out = tu_join(dir, "clt");
     CltTrainOpts o;
     small_opts(&o, cp, out);
-    o.tokens = 128 * 60;
+    o.features = 128;
+    o.batch = 256;
+    o.buffer_rows = 16 * 256;
+    o.tokens = 256 * (SANITIZED ? 30 : 100);
+    o.lr = 1e-2;
     Curve cv = {0};
     o.on_step = record;
     o.on_step_ctx = &cv;
     cr_assert_eq(clt_train_run(&o), CT_OK, "%s", ct_errmsg());
-    cr_assert_eq(cv.n, 60);
-    cr_assert(cv.last < 0.5 * cv.first, "reconstruction loss %g -> %g", cv.first, cv.last);
+    cr_assert_eq(cv.n, SANITIZED ? 30 : 100);
+    cr_assert(cv.last < (SANITIZED ? 0.8 : 0.5) * cv.first, "reconstruction loss %g -> %g", cv.first, cv.last);
     Model m;
     Tokenizer t;
     load_model(&m, &t);
@@ -350,8 +370,8 @@ Test(clt_train, short_run_learns, .timeout = 60) {
     CltEvalOpts eo = {0};
     CltEvalResult r;
     cr_assert_eq(clt_eval(&m, &c, &w, &eo, &r), CT_OK, "%s", ct_errmsg());
-    cr_assert(r.mean_nmse < 0.5, "held-out NMSE %g", r.mean_nmse);
-    cr_assert(r.mean_l0 > 0 && r.mean_l0 < 64, "L0 %g", r.mean_l0);
+    cr_assert(r.mean_nmse < (SANITIZED ? 0.75 : 0.5), "held-out NMSE %g", r.mean_nmse);   // 30 steps: 0.56
+    cr_assert(r.mean_l0 > 1 && r.mean_l0 < 64, "L0 %g", r.mean_l0);
     cr_assert(r.kl > 0 && r.top1 > 0.2, "KL %g top-1 %g", r.kl, r.top1);
     clt_eval_result_free(&r);
     tokwin_free(&w);
@@ -360,6 +380,7 @@ Test(clt_train, short_run_learns, .timeout = 60) {
     tokenizer_free(&t);
     model_free(&m);
     tu_rmtree(dir);
+    free(cp), free(ev), free(dir), free(out);
 }
 
 // Straight N steps == N/2 steps, stop, resume (with another thread count) to N: same bytes.
@@ -370,7 +391,7 @@ Test(clt_train, resume_is_byte_identical, .timeout = 60) {
     small_opts(&o, cp, a);
     cr_assert_eq(clt_train_run(&o), CT_OK, "%s", ct_errmsg());
     small_opts(&o, cp, b);
-    o.stop_after = 20;
+    o.stop_after = 10;   // not a multiple of checkpoint_every: the stop writes its own checkpoint
     o.threads = 1;
     cr_assert_eq(clt_train_run(&o), CT_OK, "%s", ct_errmsg());
     char *ck = tu_join(b, CLT_CHECKPOINT_NAME);
@@ -385,6 +406,7 @@ Test(clt_train, resume_is_byte_identical, .timeout = 60) {
     assert_same_dirs(a, b);
     free(ck);
     tu_rmtree(dir);
+    free(cp), free(dir), free(a), free(b);
 }
 
 // SIGKILL at an arbitrary moment after the first checkpoint: resuming ends byte-identical.
@@ -393,27 +415,32 @@ Test(clt_train, survives_sigkill, .timeout = 60) {
     char *a = tu_join(dir, "a"), *b = tu_join(dir, "b"), *ck = tu_join(b, CLT_CHECKPOINT_NAME);
     CltTrainOpts o;
     small_opts(&o, cp, a);
-    o.checkpoint_every = 4;
+    o.tokens = 64 * 200;   // long enough to be killed mid-run
+    o.checkpoint_every = 16;
     cr_assert_eq(clt_train_run(&o), CT_OK, "%s", ct_errmsg());
     pid_t pid = fork();
     cr_assert(pid >= 0);
     if (pid == 0) {
         small_opts(&o, cp, b);
-        o.checkpoint_every = 4;
+        o.tokens = 64 * 200;
+        o.checkpoint_every = 16;
         o.threads = 1;
         _exit(clt_train_run(&o) == CT_OK ? 0 : 1);
     }
-    while (access(ck, R_OK) != 0) usleep(1000);   // the first checkpoint is there: kill now
-    usleep(20000);
+    while (access(ck, R_OK) != 0) usleep(500);   // the first checkpoint is there: kill now
+    usleep(5000);
     kill(pid, SIGKILL);
     int status;
     waitpid(pid, &status, 0);
+    cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "the run ended before it was killed");
     small_opts(&o, cp, b);
-    o.checkpoint_every = 4;
+    o.tokens = 64 * 200;
+    o.checkpoint_every = 16;
     o.resume = 1;
     cr_assert_eq(clt_train_run(&o), CT_OK, "%s", ct_errmsg());
     assert_same_dirs(a, b);
     tu_rmtree(dir);
+    free(cp), free(dir), free(a), free(b), free(ck);
 }
 
 // A per-layer transcoder: PLT layout, decoders (F, D), loads back.
@@ -423,16 +450,17 @@ Test(clt_train, plt_run_writes_transcoder_set, .timeout = 60) {
     CltTrainOpts o;
     small_opts(&o, cp, out);
     o.plt = 1;
-    o.tokens = 128 * 10;
+    o.features = 64;
     cr_assert_eq(clt_train_run(&o), CT_OK, "%s", ct_errmsg());
     Clt c;
     cr_assert_eq(clt_load(&c, out, 0), CT_OK, "%s", ct_errmsg());
     cr_assert_eq(c.kind, CLT_PER_LAYER);
     cr_assert_eq(c.L, 5);
-    cr_assert_eq(c.F, 64);
+    cr_assert_eq(c.F, 64);   // the transcoder files
     for (int l = 0; l < c.L; l++) cr_assert_eq(c.layers[l].n_out, 1);
     clt_free(&c);
     tu_rmtree(dir);
+    free(cp), free(dir), free(out);
 }
 
 // ---- bad inputs --------------------------------------------------------------------------------
@@ -475,7 +503,7 @@ Test(clt_train, bad_inputs) {
     expect_train_error(&o, "--resume");
     small_opts(&o, cp, out);
     o.resume = 1;
-    o.batch = 64;
+    o.batch = 32;
     expect_train_error(&o, "--batch");
     small_opts(&o, cp, out);
     o.resume = 1;
@@ -494,6 +522,7 @@ Test(clt_train, bad_inputs) {
     free(bytes);
     free(ck);
     tu_rmtree(dir);
+    free(dir), free(out), free(empty), free(blank), free(missing), free(cp);
 }
 
 // ---- sampling ----------------------------------------------------------------------------------
@@ -522,11 +551,12 @@ Test(clt_sample, deterministic_for_a_seed) {
     long found = 0;
     while (text_next_story(x, n1, &pos, &s, &len)) found++;
     cr_assert_eq(found, ns);
-    cr_assert(strstr(x, "\n\n\n") == NULL);
+    cr_assert(memmem(x, n1, "\n\n\n", 3) == NULL);
     free(x), free(y), free(z);
     so.seed = 0;
     cr_assert_eq(clt_sample_corpus(&m, &t, &so, c, NULL, NULL), CT_ERR);
     tu_rmtree(dir);
+    free(dir), free(a), free(b), free(c);
     tokenizer_free(&t);
     model_free(&m);
 }
@@ -560,11 +590,12 @@ static void zero_hook(void *ctx, HookSite site, int l, int pos, float *vec) {
     if (site == HOOK_MLP_OUT && pos > 0) memset(vec, 0, (size_t)m->c.dim * sizeof(float));
 }
 
-static double lsm(const float *z, int V, int v) {
+// out[v] = log softmax(z)[v], in double.
+static void lsm(const float *z, int V, double *out) {
     double mx = z[0], s = 0;
     for (int k = 1; k < V; k++) mx = z[k] > mx ? z[k] : mx;
     for (int k = 0; k < V; k++) s += exp((double)z[k] - mx);
-    return (double)z[v] - mx - log(s);
+    for (int k = 0; k < V; k++) out[k] = (double)z[k] - mx - log(s);
 }
 
 Test(clt_eval, zero_transcoder_and_oracle, .timeout = 60) {
@@ -590,6 +621,7 @@ Test(clt_eval, zero_transcoder_and_oracle, .timeout = 60) {
     cr_assert_eq(capture_init(&cap, &m.c, 48, CAP_MLP), CT_OK);
     float *lr = malloc((size_t)48 * V * sizeof(float)), *lz = malloc((size_t)48 * V * sizeof(float));
     double *sy = calloc((size_t)L * D, sizeof(double)), *syy = calloc((size_t)L, sizeof(double));
+    double *qr = malloc((size_t)V * sizeof(double)), *qz = malloc((size_t)V * sizeof(double));
     double kl = 0, cer = 0, cez = 0;
     long np = 0, npred = 0, agree = 0;
     ForwardHooks hk = {0};
@@ -601,9 +633,11 @@ Test(clt_eval, zero_transcoder_and_oracle, .timeout = 60) {
         cr_assert_eq(model_forward_seq(&m, &rs, tok, n, lr, &cap, NULL), CT_OK);
         cr_assert_eq(model_forward_seq_hooked(&m, &rs, tok, n, lz, NULL, NULL, &hk), CT_OK);
         for (int p = 0; p < n; p++) {
+            lsm(lr + (size_t)p * V, V, qr);
+            lsm(lz + (size_t)p * V, V, qz);
             if (p + 1 < n) {
-                cer -= lsm(lr + (size_t)p * V, V, tok[p + 1]);
-                cez -= lsm(lz + (size_t)p * V, V, tok[p + 1]);
+                cer -= qr[tok[p + 1]];
+                cez -= qz[tok[p + 1]];
                 npred++;
             }
             if (p == 0) continue;
@@ -616,8 +650,7 @@ Test(clt_eval, zero_transcoder_and_oracle, .timeout = 60) {
                 }
             int ar = 0, az = 0;
             for (int v = 0; v < V; v++) {
-                double pr = lsm(lr + (size_t)p * V, V, v), pz = lsm(lz + (size_t)p * V, V, v);
-                kl += exp(pr) * (pr - pz);
+                kl += exp(qr[v]) * (qr[v] - qz[v]);
                 if (lr[(size_t)p * V + v] > lr[(size_t)p * V + ar]) ar = v;
                 if (lz[(size_t)p * V + v] > lz[(size_t)p * V + az]) az = v;
             }
@@ -649,12 +682,13 @@ Test(clt_eval, zero_transcoder_and_oracle, .timeout = 60) {
     cr_assert_eq(r.ce_spliced, r.ce_real);
     cr_assert(fabs(r.ce_real - cer / npred) < 1e-9 * (cer / npred));
     clt_eval_result_free(&r);
-    free(lr), free(lz), free(sy), free(syy);
+    free(lr), free(lz), free(sy), free(syy), free(qr), free(qz);
     capture_free(&cap);
     runstate_free(&rs);
     clt_free(&c);
     tokwin_free(&w);
     free(text);
+    free(ev);
     tokenizer_free(&t);
     model_free(&m);
 }

@@ -1,0 +1,134 @@
+// cmd_quantize.c — `ctrace quantize IN OUT`, and the weight options every subcommand that
+// loads a model or a transcoder shares: --dtype f32|q8, --clt-dtype f32|q8, --numa MODE.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmd/cli.h"
+#include "engine/quantize.h"
+
+// ---- shared weight options -------------------------------------------------------------------
+int cli_weight_opt(const char *cmd, int argc, char **argv, int *i, CliWeightOpts *o) {
+    const char *a = argv[*i], **dst = NULL;
+    if (!strcmp(a, "--dtype")) dst = &o->dtype;
+    else if (!strcmp(a, "--clt-dtype")) dst = &o->clt_dtype;
+    else if (!strcmp(a, "--numa")) dst = &o->numa;
+    else return 0;
+    const char *v = cli_value(cmd, argc, argv, i);
+    if (!v) return -1;
+    CtDtype d;
+    NumaMode n;
+    if (dst == &o->numa ? numa_mode_parse(v, &n) != CT_OK : ct_dtype_parse(v, &d) != CT_OK) {
+        cli_usage(cmd, "option %s: expected %s, got '%s'", a,
+                  dst == &o->numa ? "off|local|interleave|replicate" : "f32|q8", v);
+        return -1;
+    }
+    *dst = v;
+    return 1;
+}
+
+// --numa first (pins the pool's threads, so int8 packing below first-touches on the right
+// nodes), then --dtype.  Without --dtype the checkpoint's own dtype runs; a quantized
+// checkpoint is re-packed when --numa asks for a placement.
+int cli_apply_model_opts(const char *cmd, const CliWeightOpts *o, Model *m, ThreadPool *pool) {
+    NumaMode nm = NUMA_OFF;
+    if (o->numa && numa_mode_parse(o->numa, &nm) != CT_OK) return cli_usage(cmd, "%s", ct_errmsg());
+    if (numa_setup(pool, nm, NULL) != CT_OK) return cli_fail(cmd);
+    CtDtype d = model_is_q8(m) ? CT_DTYPE_Q8 : CT_DTYPE_F32;
+    if (o->dtype && ct_dtype_parse(o->dtype, &d) != CT_OK) return cli_usage(cmd, "--dtype %s", ct_errmsg());
+    QuantOpts q = quant_opts_default();
+    q.numa = nm;
+    q.pool = pool;
+    int repack = d == CT_DTYPE_Q8 && (!model_is_q8(m) || nm != NUMA_OFF);
+    if (d == CT_DTYPE_F32) model_dequantize(m);
+    else if (repack && model_quantize(m, &q) != CT_OK) return cli_fail(cmd);
+    return 0;
+}
+
+int cli_apply_clt_opts(const char *cmd, const CliWeightOpts *o, struct Clt *c, ThreadPool *pool) {
+    CtDtype d = CT_DTYPE_F32;
+    if (!o->clt_dtype) return 0;
+    if (ct_dtype_parse(o->clt_dtype, &d) != CT_OK) return cli_usage(cmd, "--clt-dtype %s", ct_errmsg());
+    NumaMode nm = NUMA_OFF;
+    if (o->numa && numa_mode_parse(o->numa, &nm) != CT_OK) return cli_usage(cmd, "%s", ct_errmsg());
+    QuantOpts q = quant_opts_default();
+    q.numa = nm;
+    q.pool = pool;
+    if (clt_set_dtype(c, d, &q) != CT_OK) return cli_fail(cmd);
+    return 0;
+}
+
+const char *cli_weight_help(void) {
+    return "  --dtype f32|q8      weights of the model: q8 = int8 blocks of 32 with an fp32 scale,\n"
+           "                      activations quantized per row inside each product (default:\n"
+           "                      the checkpoint's own dtype; `ctrace quantize` files are q8)\n"
+           "  --numa MODE         off|local|interleave|replicate: pin threads and place the int8\n"
+           "                      weights per NUMA node (one node here: all modes equivalent)\n";
+}
+
+// ---- ctrace quantize -------------------------------------------------------------------------
+void help_quantize(void) {
+    printf("usage: ctrace quantize IN OUT [--threads N]\n\n"
+           "Writes OUT, a quantized checkpoint (magic CTRACEQ8, version 1) of the llama2.c model\n"
+           "IN: every matrix the forward multiplies as int8 blocks of 32 values with an fp32 scale\n"
+           "(the scale minimising each block's squared error), norms in fp32.  Every subcommand\n"
+           "loads OUT directly (detected by its magic) without re-quantizing; --dtype f32 runs it\n"
+           "in fp32 on the dequantized weights.  The written file is loaded back and its logits on\n"
+           "a few tokens are compared with `--dtype q8` on IN (they must match bit for bit).\n");
+}
+
+int cmd_quantize(int argc, char **argv) {
+    const char *cmd = "quantize", *in = NULL, *out = NULL, *v;
+    long threads = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--threads")) { if (!(v = cli_value(cmd, argc, argv, &i)) || cli_int(cmd, a, v, 0, 4096, &threads)) return 2; }
+        else if (a[0] == '-') return cli_usage(cmd, "unknown option %s", a);
+        else if (!in) in = a;
+        else if (!out) out = a;
+        else return cli_usage(cmd, "unexpected argument '%s'", a);
+    }
+    if (!in || !out) return cli_usage(cmd, "expected IN and OUT");
+    if (!strcmp(in, out)) return cli_usage(cmd, "IN and OUT are the same file");
+    Model m, mq;
+    memset(&mq, 0, sizeof mq);
+    if (model_load_llama2c(&m, in) != CT_OK) return cli_fail(cmd);
+    int rc = 1;
+    ThreadPool *pool = pool_create((int)threads);
+    float *a = NULL, *b = NULL;
+    QuantOpts q = quant_opts_default();
+    q.pool = pool;
+    double t0 = ct_now();
+    if (!pool || model_quantize(&m, &q) != CT_OK || model_save_q8(&m, out) != CT_OK) goto done;
+    double t1 = ct_now();
+    // Check: the file loads as int8 and gives exactly the logits of --dtype q8 on IN.
+    if (model_load_llama2c(&mq, out) != CT_OK) goto done;
+    int n = m.c.seq_len < 8 ? m.c.seq_len : 8, ids[8];
+    for (int i = 0; i < n; i++) ids[i] = (1 + 97 * i) % m.c.vocab_size;
+    size_t V = (size_t)m.c.vocab_size;
+    a = malloc(sizeof(float) * V * (size_t)n);
+    b = malloc(sizeof(float) * V * (size_t)n);
+    RunState s1, s2;
+    if (!a || !b || runstate_init(&s1, &m.c, n) != CT_OK) goto done;
+    if (runstate_init(&s2, &mq.c, n) != CT_OK) { runstate_free(&s1); goto done; }
+    int ok = model_forward_seq(&m, &s1, ids, n, a, NULL, pool) == CT_OK &&
+             model_forward_seq(&mq, &s2, ids, n, b, NULL, pool) == CT_OK;
+    runstate_free(&s1);
+    runstate_free(&s2);
+    if (!ok) goto done;
+    if (memcmp(a, b, sizeof(float) * V * (size_t)n) != 0) {
+        ct_error("%s: logits of the written file differ from --dtype q8 on %s (please report)", out, in);
+        goto done;
+    }
+    fprintf(stderr, "wrote %s: %zu parameters, %zu bytes (fp32 checkpoint %zu bytes), %.1f s; reload check ok\n",
+            out, model_param_count(&m.c), mq.file.size, m.file.size, t1 - t0);
+    rc = 0;
+done:
+    if (rc) cli_fail(cmd);
+    free(a);
+    free(b);
+    pool_destroy(pool);
+    model_free(&mq);
+    model_free(&m);
+    return rc;
+}
