@@ -3,7 +3,7 @@
 // budgeted rows by backward sweeps -> pruning and scores), the sweep's FLOP rate against the
 // fp32 FMA peak measured in the same run, and the memory model for long prompts.
 //
-//   bench_attr probe                         fp32 FMA peak of one core (GFLOP/s), one line
+//   bench_attr probe                         fp32 FMA peak of one core (GFLOP per CPU second)
 //   bench_attr make-clt MODEL DIR --features F --fire X [--dtype f32|bf16] [--seed S]
 //              (--tokenizer TOK --prompt TEXT | --random-tokens T)
 //        a random JumpReLU CLT in the circuit-tracer layout (clt_alloc + seeded fill + clt_save):
@@ -11,18 +11,32 @@
 //        layer the (1 - X) quantile of the pre-activations on the calibration prompt as the
 //        threshold (times a per-feature jitter in [0.8, 1.2]), so about X of the
 //        (position, feature) pairs fire.  Prints the creation and save times.
-//   bench_attr row MODEL CLT (--tokenizer TOK --prompt TEXT | --random-tokens T) [options]
-//        one markdown row: load, replacement model, rows, prune; wall and CPU seconds; edges;
-//        peak RSS; the rows' FLOPs (formula below) and rate vs --fma-gflops x threads.
-//        --seq-len S            raise the model's context in memory (RoPE has no learned
-//                               positions; the random/small models' headers say 256/512)
-//        --fire X               re-calibrate the thresholds on this prompt so ~X fire
-//        --max-feature-nodes M  feature budget (default 7500, as `ctrace attribute`)
-//        --batch B  --threads N --fma-gflops G  --sweep  --header  --label NAME --eager
-//        --sweep: also time one bare sweep of B feature rows (sweeper_rows only) and report
-//        its rate (a second row kind, "sweep").
-//   bench_attr memfit GIB T1 RSS1 T2 RSS2 ...  least-squares RSS(T) = c0 + c1 T + c2 T^2
-//        (MiB) over the points; prints the coefficients and the largest T with RSS <= GIB.
+//   bench_attr runs MODEL CLT --run T:FIRE:M[:sweep]... [--tokenizer TOK --prompt TEXT]
+//              [--seq-len S] [--batch B] [--threads N] [--fma-gflops G] [--label NAME]
+//              [--mem-limit-gib G] [--extrapolate T1,T2] [--eager] [--seed S]
+//        loads the model and the transcoder once (load time and RSS reported), then per --run:
+//        a prompt of T tokens (BOS + seeded random ids; T = 0: the --prompt text), thresholds
+//        re-calibrated so ~FIRE fire (FIRE = 0: the file's), budget M (--max-feature-nodes);
+//        replacement_build, attribute_graph, prune_graph timed (wall and CPU), peak RSS
+//        (VmHWM, reset through /proc/self/clear_refs before each run), the rows' FLOPs (formula
+//        below) and rates against --fma-gflops (one core; x threads for wall rates).
+//        ":sweep" adds one bare sweep of `batch` feature rows (sweeper_rows alone).
+//        Then the memory model of every run (terms below) next to its measured peak;
+//        --mem-limit-gib: the largest T whose predicted peak fits (at the last run's budget and
+//        at the default 7500); --extrapolate: rows FLOPs, times and peak at longer prompts.
+//        --seq-len raises the model's context in memory (RoPE has no learned positions; the
+//        checkpoints' headers say 256 / 512).  --eager converts decoders to fp32 at load.
+//
+// Memory model (engine/forward.c, replacement.c, attribute.c; bytes at the peak, the end of
+// attribute_graph), a = active features per position, n_act = a (T - 1), B = batch,
+// b = rows in use, K = logit rows, M = feature nodes, rho = mean share of n_act a kept row spans:
+//   capture       4 (T (L+1) D + 4 T L D + T D + 2 T L + T) + 4 L H T^2       [T, T^2]
+//   replacement   8 L T D + 16 n_act                                           [T]
+//   sweeper       4 (L Dq D + L D Dkv) + 4 T B D + 4 T b Dq + 4 T (B + b)      [T]
+//   rows swept    4 (b + K) (n_act + L T + T)                                  [T]
+//   kept rows     4 M (rho n_act + (L+1) T)  (budget only: the partial influence) [M x T]
+//   budget arrays 49 n_act;  CSR 8 nnz + 48 N                                  [T]
+// The patterns (T^2) win for small budgets, the kept rows (M x T) for the default budget.
 //
 // FLOPs of one row (a target at layer l_b, position p_b; a logit row has l_b = L), counted
 // from the sweep in engine/attribute_sweep.h (a multiply-add = 2 FLOPs):
@@ -709,11 +723,46 @@ out:
     return rc;
 }
 
+// ---- probe ------------------------------------------------------------------------------------
+static double thread_cpu_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+// One core's fp32 FMA peak (bench/probes.h loops) per second of this thread's CPU time, best of
+// `runs` calls of >= min_s each: on a shared machine a wall-clock probe measures a time slice,
+// this one measures the core while it runs the loop (what the "per CPU-s" columns compare to).
+static double fma_peak_cpu(int runs, double min_s, const char **isa) {
+    double (*fn)(long) = probe_fma_scalar;
+    *isa = "scalar";
+#if PROBE_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) fn = probe_fma_avx512, *isa = "avx512";
+    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) fn = probe_fma_avx2, *isa = "avx2";
+#endif
+    long iters = 1 << 14;
+    for (;;) {
+        double t0 = thread_cpu_seconds();
+        fn(iters);
+        if (thread_cpu_seconds() - t0 >= min_s || iters > (1L << 40)) break;
+        iters *= 2;
+    }
+    double best = 0;
+    for (int r = 0; r < runs; r++) {
+        double t0 = thread_cpu_seconds();
+        double work = fn(iters);
+        double dt = thread_cpu_seconds() - t0;
+        if (dt > 0 && work / dt / 1e9 > best) best = work / dt / 1e9;
+    }
+    return best;
+}
+
 int main(int argc, char **argv) {
     if (argc >= 2 && !strcmp(argv[1], "probe")) {
         const char *isa = "?";
-        double g = probe_fma_gflops(5, 0.05, &isa);
-        printf("fma_gflops %.1f %s\n", g, isa);
+        double g = fma_peak_cpu(10, 0.03, &isa);
+        printf("fma_gflops %.1f %s (per CPU second of one core)\n", g, isa);
         return 0;
     }
     if (argc >= 2 && !strcmp(argv[1], "make-clt")) return cmd_make_clt(argc - 1, argv + 1);

@@ -125,8 +125,8 @@ fi
 # and active features, and the memory model / longest prompt in 24 GiB on the ~100M model.
 # Self-contained: run it alone with
 #     sed -n '/^# ==== attribution .* BEGIN/,/^# ==== attribution .* END/p' bench/run.sh | sh
-# Budget: ~2 min on an idle 2-core machine, <= 4 min when shared (wall figures are then noisy:
-# read the CPU columns).  Work is bounded by the feature budget M of each `--run T:FIRE:M` (the
+# Budget: 155 s of CPU; measured 228 s wall on the 2-core machine shared at load ~4.5 (wall
+# figures are then noisy: read the CPU columns; an idle machine should need ~100 s).  Work is bounded by the feature budget M of each `--run T:FIRE:M` (the
 # --max-feature-nodes of `ctrace attribute`): 64 for the scaling rows, 256 for the 100M main
 # row; the ~20-token stories260K row uses the default 7500 (all of its active features).
 # The random CLTs are cached under build/bench (the 100M one, 8192 features, bf16, 1.1 GB,
@@ -136,11 +136,12 @@ ATTR=${B:-build}/bench/bench_attr
 AOUT=${B:-build}/bench
 ASH=${SHARED:-../shared}/models/stories260K
 if [ "${BENCH_ATTR:-1}" != 0 ] && [ -x "$ATTR" ]; then
-    # CPU seconds (user + system) of this shell's finished children so far
+    # CPU seconds (user + system) of this shell's finished children, from `times` run in this
+    # shell (not in a $(...) subshell, which has no children): attr_cpu FILE, then read FILE
     attr_cpu() {
-        times >"$AOUT/.attr_times"
+        times >"$1.t"
         awk 'NR == 2 { split($1, u, /[ms]/); split($2, s, /[ms]/); print u[1] * 60 + u[2] + s[1] * 60 + s[2] }' \
-            "$AOUT/.attr_times"
+            "$1.t" >"$1"
     }
     # a cached random CLT: attr_clt DIR MODEL ARGS... (rebuilt when the arguments change)
     attr_clt() {
@@ -159,11 +160,11 @@ if [ "${BENCH_ATTR:-1}" != 0 ] && [ -x "$ATTR" ]; then
         "$ATTR" runs "$@" || { echo "bench/run.sh: bench_attr runs $1 failed" >&2; exit 1; }
     }
     at0=$(date +%s)
-    ac0=$(attr_cpu)
+    attr_cpu "$AOUT/.attr_cpu0"
     echo "### Attribution graphs (bench/bench_attr.c)"
     echo
     FMA=$("$ATTR" probe | awk '{ print $2 }')   # one core's fp32 FMA peak, GFLOP/s
-    echo "fp32 FMA peak measured now: $FMA GFLOP/s per core. Rows FLOPs are counted by the formula in"
+    echo "fp32 FMA peak measured now: $FMA GFLOP per CPU second of one core. Rows FLOPs are counted by the formula in"
     echo "bench/bench_attr.c (GO = G Wo, the V path, the source products over 1 error + the active features"
     echo "of (l <= layer, p), the pattern mixing over t <= p, the tokens); \"GFLOP/s\" is per wall second, against"
     echo "threads x the peak; \"per CPU-s\" is per CPU second, against one core. Peak RSS = VmHWM during the run"
@@ -207,8 +208,9 @@ if [ "${BENCH_ATTR:-1}" != 0 ] && [ -x "$ATTR" ]; then
             --run 64:0.05:256:sweep --run 32:0.01:64 --run 32:0.2:64 \
             --run 16:0.05:64 --run 32:0.05:64 --run 64:0.05:64 --run 128:0.05:64 --run 256:0.05:64
     fi
-    ac1=$(attr_cpu)
-    echo "(attribution section: $(( $(date +%s) - at0 )) s wall, $(echo "$ac0 $ac1" | awk '{ printf "%.0f", $2 - $1 }') s CPU)"
+    attr_cpu "$AOUT/.attr_cpu1"
+    echo "(attribution section: $(( $(date +%s) - at0 )) s wall, $(cat "$AOUT/.attr_cpu0" "$AOUT/.attr_cpu1" |
+        awk 'NR == 1 { a = $1 } NR == 2 { printf "%.0f", $1 - a }') s CPU of its processes)"
     echo
 fi
 # ==== attribution (bench/bench_attr.c) ==== END =================================================
