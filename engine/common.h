@@ -56,6 +56,10 @@ void ct_atomic_abort(AtomicFile *af);
 // Write a whole buffer atomically.
 int ct_write_file_atomic(const char *path, const void *data, size_t n);
 
+// Length of the valid UTF-8 sequence at s (1-4), or 0 when the bytes there are not one
+// (jansson's rules: no overlongs, no surrogates, nothing above U+10FFFF).  Stops at a NUL.
+int ct_utf8_len(const unsigned char *s);
+
 // xxh3-64 fingerprint of a byte range, printed as 16 hex digits by ct_fingerprint_hex.
 uint64_t ct_hash64(const void *data, size_t n);
 void ct_fingerprint_hex(uint64_t h, char out[17]);

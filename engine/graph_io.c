@@ -49,26 +49,6 @@ static json_t *jfloat(float f) {
 // A double score: a real, or null for NaN (JSON has no NaN).
 static json_t *jscore(double x) { return isfinite(x) ? json_real(x) : json_null(); }
 
-// Length of the valid UTF-8 sequence at s (1-4), or 0 when the bytes there are not one.
-// Same rules as jansson's check: no overlongs, no surrogates, nothing above U+10FFFF.
-static int utf8_len(const unsigned char *s) {
-    unsigned c = s[0];
-    if (c < 0x80) return 1;
-    int n;
-    unsigned cp;
-    if (c >= 0xC2 && c <= 0xDF) n = 2, cp = c & 0x1F;
-    else if (c >= 0xE0 && c <= 0xEF) n = 3, cp = c & 0x0F;
-    else if (c >= 0xF0 && c <= 0xF4) n = 4, cp = c & 0x07;
-    else return 0;
-    for (int i = 1; i < n; i++) {
-        if ((s[i] & 0xC0) != 0x80) return 0;   // also stops at the terminating NUL
-        cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || cp > 0x10FFFF ||
-        (cp >= 0xD800 && cp <= 0xDFFF))
-        return 0;
-    return n;
-}
 
 // A JSON string of s with every invalid byte replaced by U+FFFD; NULL s -> "".
 static json_t *jstr(const char *s) {
@@ -78,7 +58,7 @@ static json_t *jstr(const char *s) {
     if (!o) return NULL;
     const unsigned char *p = (const unsigned char *)s;
     while (*p) {
-        int k = utf8_len(p);
+        int k = ct_utf8_len(p);
         if (k) {
             memcpy(q, p, (size_t)k), q += k, p += k;
         } else {

@@ -352,31 +352,12 @@ static void out_int(Out *o, long long v) {
     out_mem(o, b, (size_t)fmt_int(b, v));
 }
 
-// Length of the valid UTF-8 sequence at s (1-4), or 0 when the bytes there are not one.
-static int utf8_len(const unsigned char *s) {
-    unsigned c = s[0];
-    if (c < 0x80) return 1;
-    int n;
-    unsigned cp;
-    if (c >= 0xC2 && c <= 0xDF) n = 2, cp = c & 0x1F;
-    else if (c >= 0xE0 && c <= 0xEF) n = 3, cp = c & 0x0F;
-    else if (c >= 0xF0 && c <= 0xF4) n = 4, cp = c & 0x07;
-    else return 0;
-    for (int i = 1; i < n; i++) {
-        if ((s[i] & 0xC0) != 0x80) return 0;
-        cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || cp > 0x10FFFF ||
-        (cp >= 0xD800 && cp <= 0xDFFF))
-        return 0;
-    return n;
-}
 
 // Characters (code points, invalid bytes counting one each) of s.
 static size_t label_chars(const char *s) {
     size_t n = 0;
     for (const unsigned char *p = (const unsigned char *)s; *p; n++) {
-        int k = utf8_len(p);
+        int k = ct_utf8_len(p);
         p += k ? k : 1;
     }
     return n;
@@ -393,7 +374,7 @@ static void out_xml(Out *o, const char *s, size_t max) {
             out_str(o, "\xE2\x80\xA6");
             return;
         }
-        int k = utf8_len(p);
+        int k = ct_utf8_len(p);
         chars++;
         if (!k) {
             out_str(o, "\xEF\xBF\xBD"), p++;
