@@ -32,7 +32,9 @@ void help_quantize(void);
 // cli_weight_opt consumes argv[*i] (and its value) when it is one of them: returns 1, 0 when
 // it is not ours, -1 after a usage error.  After loading: cli_apply_model_opts (pins threads
 // per --numa, then --dtype; returns 0 or an exit code), cli_apply_clt_opts (--clt-dtype).
-typedef struct CliWeightOpts { const char *dtype, *clt_dtype, *numa; } CliWeightOpts;
+// f32_views = 1 (set by commands whose fp32 code reads the weights, e.g. attribution's backward
+// sweeps): under q8 the model's fp32 weight pointers show exactly the int8 values.
+typedef struct CliWeightOpts { const char *dtype, *clt_dtype, *numa; int f32_views; } CliWeightOpts;
 int cli_weight_opt(const char *cmd, int argc, char **argv, int *i, CliWeightOpts *o);
 int cli_apply_model_opts(const char *cmd, const CliWeightOpts *o, Model *m, ThreadPool *pool);
 struct Clt;

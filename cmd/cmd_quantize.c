@@ -39,7 +39,8 @@ int cli_apply_model_opts(const char *cmd, const CliWeightOpts *o, Model *m, Thre
     QuantOpts q = quant_opts_default();
     q.numa = nm;
     q.pool = pool;
-    int repack = d == CT_DTYPE_Q8 && (!model_is_q8(m) || nm != NUMA_OFF);
+    q.dequant_f32 = o->f32_views ? 1 : -1;
+    int repack = d == CT_DTYPE_Q8 && (!model_is_q8(m) || nm != NUMA_OFF || o->f32_views);
     if (d == CT_DTYPE_F32) model_dequantize(m);
     else if (repack && model_quantize(m, &q) != CT_OK) return cli_fail(cmd);
     return 0;

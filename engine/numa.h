@@ -12,6 +12,10 @@
 // when ntasks == pool size), each setting its own affinity; thread i goes to node i % nodes
 // (the (i / nodes)-th allowed CPU of that node), so threads spread over nodes first.
 //
+// What is placed: the packed int8 weights (model and transcoder), run-state buffers (node of
+// the calling thread) and the threads.  fp32 weights stay in the checkpoint's file mapping
+// (page cache, placed by the kernel); use --dtype q8 to control weight placement.
+//
 // Degrading: without libnuma (built with CTRACE_HAVE_NUMA=0, or numa_available() < 0) there is
 // one node: pinning still uses sched_setaffinity, interleave and replicate become a single
 // copy, and every mode gives the same bits (placement never changes arithmetic).  On a

@@ -45,15 +45,13 @@ Q8ActBuf *q8_tls_actbuf(void) {
 static void mat_shape(const Config *c, int k, size_t *rows, size_t *cols) {
     size_t D = (size_t)c->dim, Hd = (size_t)c->hidden_dim, Dq = (size_t)c->n_heads * c->head_dim;
     size_t Dkv = (size_t)c->n_kv_heads * c->head_dim;
-    static const int is_hd_rows[Q8M_PER_LAYER] = {0, 0, 0, 0, 1, 0, 1};
     switch (k) {
     case Q8M_WQ: *rows = Dq, *cols = D; break;
     case Q8M_WK: case Q8M_WV: *rows = Dkv, *cols = D; break;
     case Q8M_WO: *rows = D, *cols = Dq; break;
     case Q8M_W2: *rows = D, *cols = Hd; break;
-    default: *rows = Hd, *cols = D; break;
+    default: *rows = Hd, *cols = D; break;   // w1, w3
     }
-    (void)is_hd_rows;
 }
 
 static const float *w_of(const Weights *w, int k) {
@@ -233,7 +231,6 @@ int model_quantize(Model *m, const QuantOpts *opts) {
         free_copies(q);
         return ct_error("q8: out of memory");
     }
-    size_t nbD = q8_nblocks(D);
     uint8_t *dst = q->copy[0];
     for (size_t l = 0; l < L; l++)
         for (int k = 0; k < Q8M_PER_LAYER; k++) {
@@ -256,7 +253,6 @@ int model_quantize(Model *m, const QuantOpts *opts) {
         return CT_ERR;
     }
     q->cls = q8_panels_view(dst, V, D);
-    (void)nbD;
     for (int n = 1; n < q->ncopies; n++) memcpy(q->copy[n], q->copy[0], bytes);   // replicas: bound pages
     if (!from_file) {
         int all = o.dequant_f32 == 1;
@@ -373,7 +369,7 @@ int model_load_q8_mapped(Model *m, const char *name) {
         q8_dequantize_matrix(o, q->src_cls, V, D);
         w->wcls = o;
     }
-    // A scale that is NaN/Inf would poison every product: reject with the tensor named.
+    // A scale that is NaN/Inf would poison every product: reject it.
     m->owned = f;
     m->q8 = q;
     for (size_t i = 0; i < nf; i++)

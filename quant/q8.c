@@ -310,6 +310,33 @@ void q8_unpack_panels_t(BlockQ8 *W, const uint8_t *src, const float *scale, size
         }
 }
 
+int q8_panels_t_build(Q8PanelsT *out, const Q8Panels *W) {
+    size_t rows = W->rows, cols = W->cols, nb = q8_nblocks(cols), ng = q8_nblocks(rows);
+    memset(out, 0, sizeof *out);
+    size_t nbq = rows * nb + 1, nsc = nb * ng * QK8 + 1;   // + 1: never malloc(0)
+    BlockQ8 *B = malloc(nbq * sizeof *B);
+    uint8_t *d = NULL;
+    if (posix_memalign((void **)&d, 64, q8_panels_t_bytes(rows, cols) + 64) != 0) d = NULL;
+    float *sc = malloc(nsc * sizeof *sc);
+    if (!B || !d || !sc) {
+        free(B);
+        free(d);
+        free(sc);
+        return ct_error("q8: out of memory for the transposed layout of a %zu x %zu matrix", rows, cols);
+    }
+    q8_unpack_panels(B, W->data, rows, cols);
+    q8_pack_panels_t(d, sc, B, rows, cols, 0, q8_npanels(cols));
+    free(B);
+    *out = (Q8PanelsT){d, sc, rows, cols, nb, ng, q8_npanels(cols)};
+    return CT_OK;
+}
+
+void q8_panels_t_free(Q8PanelsT *t) {
+    free((void *)t->data);
+    free((void *)t->scale);
+    memset(t, 0, sizeof *t);
+}
+
 // ---- one-call products -----------------------------------------------------------------------
 int q8_matmul(float *Y, const Q8Panels *W, const float *X, size_t T, Q8ActBuf *buf) {
     Q8Act A;

@@ -140,6 +140,11 @@ void q8_pack_panels_t(uint8_t *dst, float *scale, const BlockQ8 *W, size_t rows,
                       size_t p0, size_t p1);
 void q8_unpack_panels_t(BlockQ8 *W, const uint8_t *src, const float *scale, size_t rows, size_t cols);
 
+// The transposed layout of a packed matrix (same int8 values), for backward sweeps: out owns
+// its data and scale (q8_panels_t_free).  Returns 0 or -1 (out of memory).
+int q8_panels_t_build(Q8PanelsT *out, const Q8Panels *W);
+void q8_panels_t_free(Q8PanelsT *t);
+
 // Quantize G (T, rows) for y = W^T g: A gets T * nb rows of ng blocks, row t*nb + b holding
 // v_b = scale[b] * g_t (elementwise, one rounding) quantized by 32-row groups.
 int q8_act_quantize_t(Q8Act *A, Q8ActBuf *buf, const float *G, size_t T, const Q8PanelsT *Wt);

@@ -3,7 +3,7 @@
 # when a probe (a header or a tool) is missing, so a prepared machine never runs apt.
 set -e
 PKGS="build-essential pkg-config libsleef-dev libnuma-dev libxxhash-dev libcriterion-dev \
-      libjansson-dev libyaml-dev libzip-dev xxhash valgrind \
+      libjansson-dev libyaml-dev libzip-dev xxhash valgrind libopenblas-dev \
       gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user libmicrohttpd-dev chromium curl"
 ARM_PKGS="libsleef-dev:arm64 libnuma-dev:arm64 libxxhash-dev:arm64 libjansson-dev:arm64 libyaml-dev:arm64 libzip-dev:arm64 libmicrohttpd-dev:arm64"
 if [ "$(id -u)" != 0 ]; then

@@ -379,6 +379,40 @@ Test(quant, clt_jumprelu_cross_layer) { clt_case(CLT_CROSS_LAYER, (CltActivation
 Test(quant, clt_relu_per_layer) { clt_case(CLT_PER_LAYER, (CltActivation){CLT_ACT_RELU, 0}); }
 Test(quant, clt_topk_cross_layer) { clt_case(CLT_CROSS_LAYER, (CltActivation){CLT_ACT_TOPK, 7}); }
 
+// The transposed product from a model's packed matrix: y = W^T g with the int8 weights, close
+// to the fp32 product of the dequantized weights (only g is quantized, per 32 rows).
+Test(quant, transposed_product_of_packed_matrix) {
+    Model m;
+    load_260k(&m);
+    ASSERT_OK(model_quantize(&m, NULL));
+    const Q8Panels *wo = &m.q8->mats[2 * Q8M_PER_LAYER + Q8M_W2];   // layer 2 w2: (D, Hd)
+    Q8PanelsT t;
+    ASSERT_OK(q8_panels_t_build(&t, wo));
+    size_t rows = wo->rows, cols = wo->cols, T = 3;
+    BlockQ8 *B = malloc(rows * wo->nb * sizeof *B);
+    q8_unpack_panels(B, wo->data, rows, cols);
+    float *W = malloc(rows * cols * sizeof(float)), *G = malloc(T * rows * sizeof(float)), *Y = malloc(T * cols * sizeof(float));
+    q8_dequantize_matrix(W, B, rows, cols);
+    TuRng r;
+    tu_rng_seed(&r, 8);
+    tu_fill_uniform(G, T * rows, &r, -1, 1);
+    Q8ActBuf buf = {0};
+    ASSERT_OK(q8_matmul_t(Y, &t, G, T, &buf));
+    for (size_t k = 0; k < T; k++)
+        for (size_t c = 0; c < cols; c++) {
+            double ref = 0, mag = 0;
+            for (size_t i = 0; i < rows; i++) {
+                ref += (double)W[i * cols + c] * G[k * rows + i];
+                mag += fabs((double)W[i * cols + c] * G[k * rows + i]);
+            }
+            cr_expect_leq(fabs(Y[k * cols + c] - ref), mag / 200 + 1e-6, "(t=%zu, c=%zu) %g vs %g", k, c, Y[k * cols + c], ref);
+        }
+    q8_actbuf_free(&buf);
+    q8_panels_t_free(&t);
+    free(B); free(W); free(G); free(Y);
+    model_free(&m);
+}
+
 Test(quant, dtype_parse) {
     CtDtype d;
     ASSERT_OK(ct_dtype_parse("q8", &d));
