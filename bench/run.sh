@@ -123,6 +123,30 @@ if [ -s "$Q8MODEL" ]; then
     fi
     echo
 fi
+# ---- transcoders: encoder throughput vs the FMA peak, training tokens/s ------------------------
+echo "### Transcoders (bench/bench_clt.c; ctrace train-clt)"
+echo
+if ! "$B/bench/bench_clt"; then echo "bench/run.sh: bench_clt failed" >&2; exit 1; fi
+S260M=$SHARED/models/stories260K
+if [ -f "$S260M/stories260K.bin" ]; then
+    TC=$OUT/clt_train_bench
+    mkdir -p "$TC"
+    [ -s "$TC/corpus.txt" ] || "$CT" sample "$S260M/stories260K.bin" -z "$S260M/tok512.bin" -n 60000 --seed 7 -o "$TC/corpus.txt" 2>/dev/null
+    echo
+    echo "| model | features/layer | tokens | threads | train wall s | train tok/s |"
+    echo "|---|---|---|---|---|---|"
+    for t in 1 2; do
+        rm -rf "$TC/clt"
+        t0=$(date +%s.%N)
+        "$CT" train-clt "$S260M/stories260K.bin" -z "$S260M/tok512.bin" --corpus "$TC/corpus.txt" \
+            --features 512 --tokens 50000 --seed 1 --threads $t -o "$TC/clt" >/dev/null 2>&1 \
+            || { echo "bench/run.sh: train-clt failed" >&2; exit 1; }
+        t1=$(date +%s.%N)
+        awk -v a="$t0" -v b="$t1" -v th=$t 'BEGIN { printf "| stories260K | 512 | 50000 | %d | %.1f | %.0f |\n", th, b - a, 50000 / (b - a) }'
+    done
+    echo
+fi
+
 # ==== attribution (bench/bench_attr.c) ==== BEGIN ===============================================
 # Graph time, CPU time and peak RSS of the attribution pipeline (replacement model -> budgeted
 # rows by backward sweeps -> pruning and scores; what `ctrace attribute` does minus file output),
