@@ -27,7 +27,9 @@ EVAL_TOKENS=60000
 CLT_ARGS="--features 512 --tokens $TRAIN_TOKENS --lambda 0.05 --lr 1e-2 --seed 1"
 PROMPT="Once upon a time, there was a little girl named Lily. She"
 MODEL_FP=$($CT info "$M" | awk '$1 == "xxh3" { print $2 }')
-KEY=$(printf '%s|%s|%s|%s|sample-seed-1,2' "$MODEL_FP" "$TRAIN_TOKENS" "$EVAL_TOKENS" "$CLT_ARGS" | xxhsum -H3 - | sed 's/.*= //; s/ .*//')
+# The training code is part of the settings: its defaults are not spelled out in CLT_ARGS.
+CODE_FP=$(cat engine/clt_train.c engine/clt.c cmd/cmd_clt.c | xxhsum -H3 - | sed 's/.*= //; s/ .*//')
+KEY=$(printf '%s|%s|%s|%s|%s|sample-seed-1,2' "$MODEL_FP" "$CODE_FP" "$TRAIN_TOKENS" "$EVAL_TOKENS" "$CLT_ARGS" | xxhsum -H3 - | sed 's/.*= //; s/ .*//')
 C=build/demo/$KEY
 mkdir -p "$C"
 step() { printf '\n== %s\n' "$*"; }
