@@ -17,7 +17,7 @@ CFLAGS_COMMON = -std=c11 $(OPT) -g -Wall -Wextra -Wno-unused-parameter -Wshadow 
                 -ffp-contract=off -D_GNU_SOURCE -I. -pthread
 # EXTRA_CFLAGS / EXTRA_LDFLAGS carry sanitizer flags into the asan build.
 CFLAGS   = $(CFLAGS_COMMON) -DCTRACE_HAVE_NUMA=1 $(EXTRA_CFLAGS)
-LDLIBS   = $(EXTRA_LDFLAGS) -lsleef -lnuma -lxxhash -ljansson -lyaml -lzip -lmicrohttpd -lm -pthread
+LDLIBS   = $(EXTRA_LDFLAGS) -lsleef -lnuma -lxxhash -ljansson -lyaml -lzip -lmicrohttpd -lpcre2-8 -lm -pthread
 
 # Per-ISA flags: each simd/ file is built for its own instruction set; dispatch picks at run time.
 FLAGS_x86_avx2   = -mavx2 -mfma -mf16c
@@ -48,7 +48,8 @@ PROBES = /usr/include/criterion/criterion.h /usr/include/x86_64-linux-gnu/sleef.
          /usr/include/aarch64-linux-gnu/sleef.h /usr/lib/aarch64-linux-gnu/libjansson.so \
          /usr/lib/aarch64-linux-gnu/libzip.so /usr/lib/aarch64-linux-gnu/libyaml.so \
          /usr/lib/aarch64-linux-gnu/libnuma.so /usr/lib/aarch64-linux-gnu/libxxhash.so /usr/bin/xxhsum /usr/bin/valgrind \
-         /usr/include/microhttpd.h /usr/lib/aarch64-linux-gnu/libmicrohttpd.so /usr/bin/chromium
+         /usr/include/microhttpd.h /usr/lib/aarch64-linux-gnu/libmicrohttpd.so /usr/bin/chromium \
+         /usr/include/pcre2.h /usr/lib/aarch64-linux-gnu/libpcre2-8.so
 $(DEPS_OK):
 	@missing=""; for f in $(PROBES); do [ -e $$f ] || missing="$$missing $$f"; done; \
 	if [ -n "$$missing" ]; then echo "missing:$$missing -> scripts/setup-deps.sh" >&2; \
@@ -98,7 +99,7 @@ asan: asan-build
 AARCH64_CC = aarch64-linux-gnu-gcc
 A64 := $(B)/aarch64
 A64_CFLAGS = $(CFLAGS_COMMON) -march=armv8.2-a+dotprod -I/usr/include/aarch64-linux-gnu -DCTRACE_HAVE_NUMA=1
-A64_LIBS   = -L/usr/lib/aarch64-linux-gnu -lsleef -lnuma -lxxhash -ljansson -lyaml -lzip -lmicrohttpd -lm -pthread
+A64_LIBS   = -L/usr/lib/aarch64-linux-gnu -lsleef -lnuma -lxxhash -ljansson -lyaml -lzip -lmicrohttpd -lpcre2-8 -lm -pthread
 A64_LIB_SRC := $(LIB_SRC)
 A64_LIB_OBJ := $(A64_LIB_SRC:%.c=$(A64)/%.o)
 $(A64)/%.o: %.c | $(DEPS_OK)

@@ -173,7 +173,7 @@ int cmd_attribute(int argc, char **argv) {
         if (!same) return cli_usage(cmd, "--serve: the viewer finds a graph as DIR/<slug>.json, so -o must be named %s.json", slug);
     }
     if (!model_path) return cli_usage(cmd, "missing MODEL");
-    if (!tok_path) return cli_usage(cmd, "missing -z TOKENIZER");
+    if (!tok_path && !model_path_is_hf(model_path)) return cli_usage(cmd, "missing -z TOKENIZER");
     if (!clt_path) return cli_usage(cmd, "missing --clt DIR (the transcoder)");
     if (!out) return cli_usage(cmd, "missing -o GRAPH.json");
     if (!prompt == !ids_str) return cli_usage(cmd, "give exactly one of -p PROMPT and --tokens IDS");
@@ -194,8 +194,8 @@ int cmd_attribute(int argc, char **argv) {
     int rc = 1, have_tk = 0, *ids = NULL, T = 0, tgt_ids[64];
     ThreadPool *pool = NULL;
     char *outdir = NULL;
-    if (model_load_llama2c(&m, model_path) != CT_OK) return cli_fail(cmd);
-    if (tokenizer_load(&tk, tok_path, m.c.vocab_size) != CT_OK) goto done;
+    if (model_open(&m, model_path) != CT_OK) return cli_fail(cmd);
+    if (tokenizer_open(&tk, tok_path, model_path, m.c.vocab_size) != CT_OK) goto done;
     have_tk = 1;
     if (clt_load(&clt, clt_path, 0) != CT_OK) goto done;
     if (clt_check_model(&clt, m.c.n_layers, m.c.dim) != CT_OK) {

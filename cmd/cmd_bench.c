@@ -52,7 +52,7 @@ int cmd_bench_forward(int argc, char **argv) {
         if (!found) return cli_usage(cmd, "--isa: expected scalar|avx2|avx512|neon, got '%s'", isa);
     }
     Model m;
-    if (model_load_llama2c(&m, path) != CT_OK) return cli_fail(cmd);
+    if (model_open(&m, path) != CT_OK) return cli_fail(cmd);
     if (P + G > m.c.seq_len) {
         model_free(&m);
         ct_error("--prompt %ld + --gen %ld exceeds the model's seq_len %d", P, G, m.c.seq_len);

@@ -50,7 +50,7 @@ int cmd_clt_eval(int argc, char **argv) {
     }
     if (!model_path) return cli_usage(cmd, "missing MODEL");
     if (!clt_path) return cli_usage(cmd, "missing CLT (a transcoder directory or .npz)");
-    if (!tok_path) return cli_usage(cmd, "missing -z TOKENIZER");
+    if (!tok_path && !model_path_is_hf(model_path)) return cli_usage(cmd, "missing -z TOKENIZER");
     if (!text_path == !tokens) return cli_usage(cmd, "give exactly one of --text FILE or --tokens LIST");
 
     Model m;
@@ -62,12 +62,12 @@ int cmd_clt_eval(int argc, char **argv) {
     ThreadPool *pool = NULL;
     int rc = 1, have_tok = 0, have_clt = 0, have_text = 0;
     int *ids = NULL;
-    if (model_load_llama2c(&m, model_path) != CT_OK) return cli_fail(cmd);
+    if (model_open(&m, model_path) != CT_OK) return cli_fail(cmd);
     if (ctx > m.c.seq_len) {
         model_free(&m);
         return cli_usage(cmd, "--ctx %ld exceeds the model's context (seq_len %d)", ctx, m.c.seq_len);
     }
-    if (tokenizer_load(&tok, tok_path, m.c.vocab_size) != CT_OK) goto done;
+    if (tokenizer_open(&tok, tok_path, model_path, m.c.vocab_size) != CT_OK) goto done;
     have_tok = 1;
     if (clt_load(&c, clt_path, 0) != CT_OK) goto done;
     have_clt = 1;
@@ -148,15 +148,15 @@ int cmd_sample(int argc, char **argv) {
         else return cli_usage(cmd, "unexpected argument '%s'", a);
     }
     if (!model_path) return cli_usage(cmd, "missing MODEL");
-    if (!tok_path) return cli_usage(cmd, "missing -z TOKENIZER");
+    if (!tok_path && !model_path_is_hf(model_path)) return cli_usage(cmd, "missing -z TOKENIZER");
     if (n < 0) return cli_usage(cmd, "missing -n TOKENS");
     if (!have_seed) return cli_usage(cmd, "missing --seed S");
     if (seed == 0) return cli_usage(cmd, "--seed: the seed must be >= 1 (xorshift has no state 0)");
     if (!out) return cli_usage(cmd, "missing -o FILE");
     Model m;
     Tokenizer tok;
-    if (model_load_llama2c(&m, model_path) != CT_OK) return cli_fail(cmd);
-    if (tokenizer_load(&tok, tok_path, m.c.vocab_size) != CT_OK) {
+    if (model_open(&m, model_path) != CT_OK) return cli_fail(cmd);
+    if (tokenizer_open(&tok, tok_path, model_path, m.c.vocab_size) != CT_OK) {
         model_free(&m);
         return cli_fail(cmd);
     }
@@ -200,7 +200,7 @@ void help_train_clt(void) {
            "  --decay X             linear lr decay to 0 over the last fraction (default %g)\n"
            "  --lambda-ramp X       lambda reaches its final value after this fraction (default %g)\n"
            "  --ctx N               window length including BOS (default %d)\n"
-           "  --buffer R            shuffle ring rows (default 16 batches)\n"
+           "  --buffer R            shuffle ring rows (default 16 batches, at most 1 GiB)\n"
            "  --reuse K             each row is drawn about K times (default %d)\n"
            "  --seed S              (default %llu)\n"
            "  --checkpoint-every K  steps between checkpoints (default %ld; 0 = only at the end)\n"
@@ -259,7 +259,7 @@ int cmd_train_clt(int argc, char **argv) {
 #undef DBLOPT
     }
     if (!o.model_path) return cli_usage(cmd, "missing MODEL");
-    if (!o.tokenizer_path) return cli_usage(cmd, "missing -z TOKENIZER");
+    if (!o.tokenizer_path && !model_path_is_hf(o.model_path)) return cli_usage(cmd, "missing -z TOKENIZER");
     if (!o.corpus_path) return cli_usage(cmd, "missing --corpus FILE (make one with `ctrace sample`)");
     if (!o.out_dir) return cli_usage(cmd, "missing -o DIR");
     if (o.features < 1) return cli_usage(cmd, "--features F is required and must be >= 1, got %d", o.features);

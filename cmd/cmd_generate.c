@@ -43,14 +43,14 @@ int cmd_generate(int argc, char **argv) {
         else return cli_usage(cmd, "unexpected argument '%s'", a);
     }
     if (!model_path) return cli_usage(cmd, "missing MODEL");
-    if (!tok_path) return cli_usage(cmd, "missing -z TOKENIZER");
+    if (!tok_path && !model_path_is_hf(model_path)) return cli_usage(cmd, "missing -z TOKENIZER");
     if (seed == 0) return cli_usage(cmd, "-s: the seed must be >= 1 (xorshift has no state 0)");
     if (wopt.clt_dtype) return cli_usage(cmd, "--clt-dtype: generate loads no transcoder");
 
     Model m;
     Tokenizer tok;
-    if (model_load_llama2c(&m, model_path) != CT_OK) return cli_fail(cmd);
-    if (tokenizer_load(&tok, tok_path, m.c.vocab_size) != CT_OK) {
+    if (model_open(&m, model_path) != CT_OK) return cli_fail(cmd);
+    if (tokenizer_open(&tok, tok_path, model_path, m.c.vocab_size) != CT_OK) {
         model_free(&m);
         return cli_fail(cmd);
     }

@@ -154,10 +154,10 @@ static void inputs_free(IvInputs *in) {
 // Model, tokenizer (when given), transcoder, prompt ids (when need_prompt), pool.
 static int load_inputs(const IvArgs *a, IvInputs *in, int need_prompt) {
     memset(in, 0, sizeof *in);
-    if (model_load_llama2c(&in->m, a->model) != CT_OK) return CT_ERR;
+    if (model_open(&in->m, a->model) != CT_OK) return CT_ERR;
     in->have_m = 1;
-    if (a->tok) {
-        if (tokenizer_load(&in->tok, a->tok, in->m.c.vocab_size) != CT_OK) return CT_ERR;
+    if (a->tok || model_path_is_hf(a->model)) {
+        if (tokenizer_open(&in->tok, a->tok, a->model, in->m.c.vocab_size) != CT_OK) return CT_ERR;
         in->have_tok = 1;
     }
     if (clt_load(&in->clt, a->clt, 0) != CT_OK) return ct_error_ctx("--clt %s", a->clt);
@@ -301,7 +301,7 @@ int cmd_intervene(int argc, char **argv) {
     if (!a.model) rc = cli_usage(cmd, "missing MODEL");
     else if (!a.clt) rc = cli_usage(cmd, "missing --clt DIR");
     else if (!a.prompt == !a.tokens) rc = cli_usage(cmd, "give exactly one of -p PROMPT and --tokens IDS");
-    else if (a.prompt && !a.tok) rc = cli_usage(cmd, "-p needs -z TOKENIZER");
+    else if (a.prompt && !a.tok && !model_path_is_hf(a.model)) rc = cli_usage(cmd, "-p needs -z TOKENIZER");
     else if (a.iv.n == 0) rc = cli_usage(cmd, "nothing to do: give at least one --set or --scale");
     else if (a.mode && iv_parse_mode(a.mode, &mode) != CT_OK) rc = cli_usage(cmd, "--mode: %s", ct_errmsg());
     else if (mode == IV_OPEN && a.layers) rc = cli_usage(cmd, "--layers applies to constrained and iterative modes, not open");
@@ -458,7 +458,7 @@ int cmd_steer(int argc, char **argv) {
     if (rc) { args_free(&a); return rc; }
     if (!a.model) rc = cli_usage(cmd, "missing MODEL");
     else if (!a.clt) rc = cli_usage(cmd, "missing --clt DIR");
-    else if (!a.tok) rc = cli_usage(cmd, "missing -z TOKENIZER (the texts are printed)");
+    else if (!a.tok && !model_path_is_hf(a.model)) rc = cli_usage(cmd, "missing -z TOKENIZER (the texts are printed)");
     else if (!a.prompt == !a.tokens) rc = cli_usage(cmd, "give exactly one of -p PROMPT and --tokens IDS");
     else if (a.iv.n == 0) rc = cli_usage(cmd, "nothing to steer with: give at least one --set or --scale");
     else if (a.seed == 0) rc = cli_usage(cmd, "-s: the seed must be >= 1 (xorshift has no state 0)");

@@ -32,7 +32,7 @@ int cmd_info(int argc, char **argv) {
     if (!path) return cli_usage(cmd, "missing MODEL");
     if (wopt.clt_dtype) return cli_usage(cmd, "--clt-dtype: info loads no transcoder");
     Model m;
-    if (model_load_llama2c(&m, path) != CT_OK) return cli_fail(cmd);
+    if (model_open(&m, path) != CT_OK) return cli_fail(cmd);
     const Config *c = &m.c;
     int from_q8 = m.q8 != NULL;   // a quantized checkpoint
     ThreadPool *pool = pool_create((int)threads);
@@ -95,7 +95,7 @@ int cmd_logits(int argc, char **argv) {
     if (!toks) return cli_usage(cmd, "missing --tokens");
     if (wopt.clt_dtype) return cli_usage(cmd, "--clt-dtype: logits loads no transcoder");
     Model m;
-    if (model_load_llama2c(&m, path) != CT_OK) return cli_fail(cmd);
+    if (model_open(&m, path) != CT_OK) return cli_fail(cmd);
     int T = m.c.seq_len, n = 0, rc = 1;
     size_t V = (size_t)m.c.vocab_size;
     int *ids = malloc(sizeof(int) * ((size_t)T + 1));

@@ -768,12 +768,22 @@ int clt_sample_corpus(const Model *m, const Tokenizer *tok, const CltSampleOpts 
 
 // ---- the activation stream --------------------------------------------------------------------
 // Windows come from the corpus in a fixed order (story by story, window by window, wrapping
-// around at the end with epoch + 1).  They are run in groups of GROUP windows, in parallel,
+// around at the end with epoch + 1).  They are run in groups of `group` windows (at most
+// GROUP_MAX, fewer for wide models so a group stays under GROUP_BYTES), in parallel,
 // each by model_forward_seq on its own run state (so a window's activations never depend on
 // threads); the group's rows (positions p >= 1: x = resid_mid (L, D), y = MLP output (L, D))
 // are handed out in order.  The stream's whole state is (cursor of the group's first window,
 // rows of the group already handed out): a resumed run recomputes that group and skips.
-#define GROUP 32
+#define GROUP_MAX 32
+#define GROUP_BYTES ((size_t)256 << 20)
+#define RING_BYTES ((size_t)1 << 30)   // default shuffle ring: 16 batches, capped at 1 GiB
+
+// Windows per group for a model: part of the run's identity (it orders the rows).
+static int stream_group(int ctx, int L, int D) {
+    size_t per = (size_t)ctx * 2 * (size_t)L * D * sizeof(float);
+    size_t g = GROUP_BYTES / per;
+    return g < 1 ? 1 : g > GROUP_MAX ? GROUP_MAX : (int)g;
+}
 
 typedef struct Cursor {
     uint64_t epoch;
@@ -790,13 +800,14 @@ typedef struct Stream {
     int ctx, L, D, ntask;
     ThreadPool *pool;
     Cursor g0, next;       // the current group's first window; the window after the group
-    float *rows;           // (GROUP * (ctx-1), 2, L, D) raw rows of the group
+    int group;             // windows per group
+    float *rows;           // (group * (ctx-1), 2, L, D) raw rows of the group
     int nrows, used;
     StoryTok st;           // the story at st_offset, tokenized
     uint64_t st_offset, st_next;
     int st_valid;
-    int *wtok;             // (GROUP, ctx)
-    int wlen[GROUP], woff[GROUP + 1];
+    int *wtok;             // (group, ctx)
+    int wlen[GROUP_MAX], woff[GROUP_MAX + 1];
     RunState *rs;          // (ntask)
     Capture *cap;          // (ntask)
     int failed;
@@ -818,7 +829,7 @@ static int stream_story(Stream *s, uint64_t offset) {
 static void stream_forward_task(void *ctx, int task, int ntask) {
     Stream *s = ctx;
     size_t LD = (size_t)s->L * s->D;
-    for (int g = task; g < GROUP; g += ntask) {
+    for (int g = task; g < s->group; g += ntask) {
         Capture *cap = &s->cap[task];
         if (model_forward_seq(s->m, &s->rs[task], s->wtok + (size_t)g * s->ctx, s->wlen[g], NULL, cap, NULL) != CT_OK) {
             if (!__atomic_exchange_n(&s->failed, 1, __ATOMIC_RELAXED)) snprintf(s->err, sizeof s->err, "%s", ct_errmsg());
@@ -837,7 +848,7 @@ static int stream_load(Stream *s, Cursor c) {
     Cursor cur = c;
     int wrapped_empty = 0;
     s->woff[0] = 0;
-    for (int g = 0; g < GROUP; g++) {
+    for (int g = 0; g < s->group; g++) {
         for (;;) {
             int r = stream_story(s, cur.offset);
             if (r < 0) return ct_error_ctx("corpus story at byte %llu", (unsigned long long)cur.offset);
@@ -867,7 +878,7 @@ static int stream_load(Stream *s, Cursor c) {
     if (s->failed) return ct_error("%s", s->err);
     s->g0 = c;
     s->next = cur;
-    s->nrows = s->woff[GROUP];
+    s->nrows = s->woff[s->group];
     s->used = 0;
     return CT_OK;
 }
@@ -879,8 +890,9 @@ static int stream_init(Stream *s, const Model *m, const Tokenizer *tok, const ch
     s->L = m->c.n_layers, s->D = m->c.dim;
     s->ntask = pool_size(pool);
     size_t LD = (size_t)s->L * s->D;
-    s->rows = malloc((size_t)GROUP * (ctx - 1) * 2 * LD * sizeof(float));
-    s->wtok = malloc((size_t)GROUP * ctx * sizeof(int));
+    s->group = stream_group(ctx, s->L, s->D);
+    s->rows = malloc((size_t)s->group * (ctx - 1) * 2 * LD * sizeof(float));
+    s->wtok = malloc((size_t)s->group * ctx * sizeof(int));
     s->rs = calloc((size_t)s->ntask, sizeof(RunState));
     s->cap = calloc((size_t)s->ntask, sizeof(Capture));
     if (!s->rows || !s->wtok || !s->rs || !s->cap) return ct_error("activation stream: out of memory");
@@ -1084,9 +1096,11 @@ done:
 
 // ---- the run ----------------------------------------------------------------------------------
 // Defaults measured on stories260K (D = 64, 5 layers) on 2 cores; see notes/clt_results.md.
-// The paper's lr ~2e-4 and eps ~1-2 are for long runs on large models: in a 30-minute CPU
-// budget lr 1e-2 reached the same NMSE in a fifth of the tokens, and eps 0.3 gave the same
-// quality as 1.0 while leaving far fewer (row, feature) pairs inside the STE window.
+// The paper's lr ~2e-4, eps ~1-2 and lambda_p ~3e-6 are for long runs on large models: in a
+// 30-minute CPU budget lr 1e-2 reached the same NMSE in a fifth of the tokens, eps 0.3 gave
+// the same quality as 1.0 while leaving far fewer (row, feature) pairs inside the STE window,
+// and lambda_p 3e-4 revived the 15% of CLT features that 3e-6 left dead (at L0 ~26, NMSE
+// 0.038 -> 0.034; 3e-3 was too strong: L0 60).
 void clt_train_opts_default(CltTrainOpts *o) {
     memset(o, 0, sizeof *o);
     o->tokens = 5000000;
@@ -1094,7 +1108,7 @@ void clt_train_opts_default(CltTrainOpts *o) {
     o->lr = 1e-2;
     o->lambda = 0.05;
     o->c = 4.0;
-    o->lambda_p = 3e-6;
+    o->lambda_p = 3e-4;
     o->eps = 0.3;
     o->theta_init = 0.03;
     o->init_frac = 0.05;
@@ -1102,7 +1116,7 @@ void clt_train_opts_default(CltTrainOpts *o) {
     o->decay_frac = 0.2;
     o->lambda_ramp = 1.0;
     o->ctx = 128;
-    o->buffer_rows = 0;   // 0: 16 batches
+    o->buffer_rows = 0;   // 0: 16 batches, at most 1 GiB
     o->reuse = 1;
     o->seed = 1;
     o->checkpoint_every = 1000;
@@ -1298,9 +1312,9 @@ int clt_train_run(const CltTrainOpts *o) {
     float *X = NULL, *Y = NULL;
     char *ck_path = NULL;
     int rc = CT_ERR, have_model = 0, have_tok = 0, have_corpus = 0;
-    if (model_load_llama2c(&m, o->model_path) != CT_OK) return CT_ERR;
+    if (model_open(&m, o->model_path) != CT_OK) return CT_ERR;
     have_model = 1;
-    if (tokenizer_load(&tok, o->tokenizer_path, m.c.vocab_size) != CT_OK) goto done;
+    if (tokenizer_open(&tok, o->tokenizer_path, o->model_path, m.c.vocab_size) != CT_OK) goto done;
     have_tok = 1;
     if (o->ctx < 2 || o->ctx > m.c.seq_len) {
         ct_error("train-clt: --ctx %d must be in 2..%d (the model's seq_len)", o->ctx, m.c.seq_len);
@@ -1332,8 +1346,12 @@ int clt_train_run(const CltTrainOpts *o) {
     if (clt_layout_init(&S.lay, L, D, F, o->plt) != CT_OK) goto done;
     RunIdentity *id = &S.id;
     id->L = L, id->D = D, id->F = F, id->plt = o->plt ? 1 : 0, id->batch = B;
-    id->buffer_rows = o->buffer_rows ? o->buffer_rows : 16 * B;
-    id->ctx = o->ctx, id->reuse = o->reuse, id->group = GROUP;
+    if (o->buffer_rows) id->buffer_rows = o->buffer_rows;
+    else {
+        size_t cap = RING_BYTES / (2 * (size_t)L * D * sizeof(float));
+        id->buffer_rows = (int)((size_t)16 * B < cap ? (size_t)16 * B : cap < (size_t)B ? (size_t)B : cap);
+    }
+    id->ctx = o->ctx, id->reuse = o->reuse, id->group = stream_group(o->ctx, L, D);
     id->tokens = o->tokens, id->steps = o->tokens / B, id->seed = o->seed;
     id->model_fp = m.fingerprint, id->corpus_size = corpus.size, id->corpus_hash = ct_hash64(corpus.data, corpus.size);
     id->lr = o->lr, id->lambda = o->lambda, id->c = o->c, id->lambda_p = o->lambda_p, id->eps = o->eps;

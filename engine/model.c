@@ -9,11 +9,13 @@
 //   [wcls (V, D)]
 // The legacy RoPE tables are skipped: the forward pass computes RoPE itself.
 #include "engine/model.h"
+#include "engine/hf_model.h"
 #include "engine/quantize.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define HEADER_INTS 7
 
@@ -142,6 +144,21 @@ int model_load_llama2c(Model *m, const char *path) {
     }
     m->fingerprint = ct_hash64(m->file.data, m->file.size);
     return CT_OK;
+}
+
+int model_path_is_hf(const char *path) {
+    struct stat st;
+    if (!path) return 0;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) return 1;
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    return strcmp(base, "config.json") == 0;
+}
+
+int model_open(Model *m, const char *path) {
+    if (!path) return ct_error("model: path: expected a file or directory name, got NULL");
+    if (model_path_is_hf(path)) return hf_model_load(m, path);
+    return model_load_llama2c(m, path);
 }
 
 int model_from_llama2c_bytes(Model *m, const void *bytes, size_t n, const char *name) {

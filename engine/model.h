@@ -54,6 +54,11 @@ typedef struct Model {
 // A quantized checkpoint (`ctrace quantize`, magic "CTRACEQ8", engine/quantize.h) is detected
 // by its magic and loaded as int8 (m->q8 packed, fp32 views dequantized).
 int model_load_llama2c(Model *m, const char *path);
+// Open any model a user may pass: a Hugging Face model directory or its config.json
+// (engine/hf_model.h), else a llama2.c / q8 checkpoint file. What every subcommand calls.
+int model_open(Model *m, const char *path);
+// 1 when path names a Hugging Face model (a directory, or a file named config.json).
+int model_path_is_hf(const char *path);
 // Build a model around owned memory laid out exactly as a llama2.c file (header included).
 int model_from_llama2c_bytes(Model *m, const void *bytes, size_t n, const char *name);
 void model_free(Model *m);

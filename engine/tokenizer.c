@@ -10,6 +10,8 @@
 // The same machinery runs SentencePiece's own BPE (bpe_model.cc does the same heap walk) for
 // TOK_WS_SENTENCEPIECE, after SentencePiece's default whitespace normalization.
 #include "engine/tokenizer.h"
+#include "engine/hf_tokenizer.h"
+#include "engine/model.h"
 
 #include <limits.h>
 #include <stdlib.h>
@@ -206,6 +208,27 @@ int tokenizer_load(Tokenizer *t, const char *path, int vocab_size) {
     ct_unmap_file(&mf);
     if (rc != CT_OK) tokenizer_free(t);
     return rc;
+}
+
+int tokenizer_open(Tokenizer *t, const char *tok_path, const char *model_path, int vocab_size) {
+    memset(t, 0, sizeof *t);
+    if (tok_path) {
+        if (hf_tokenizer_path(tok_path)) return hf_tokenizer_load(t, tok_path, vocab_size);
+        return tokenizer_load(t, tok_path, vocab_size);
+    }
+    if (model_path && model_path_is_hf(model_path)) {
+        // The directory of a model given as .../config.json is where its tokenizer lives.
+        char dir[4096];
+        snprintf(dir, sizeof dir, "%s", model_path);
+        size_t n = strlen(dir);
+        if (n >= 11 && strcmp(dir + n - 11, "config.json") == 0) {
+            dir[n - 11] = 0;
+            if (!dir[0]) snprintf(dir, sizeof dir, ".");
+        }
+        return hf_tokenizer_load(t, dir, vocab_size);
+    }
+    return ct_error("no tokenizer: give -z TOKENIZER (a llama2.c tokenizer.bin or a Hugging Face "
+                    "tokenizer.json), or a Hugging Face model directory that holds one");
 }
 
 void tokenizer_free(Tokenizer *t) {

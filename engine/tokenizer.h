@@ -63,6 +63,11 @@ typedef struct Tokenizer {
 // (messages name the file, the token id, the field, what was expected and what was found).
 int tokenizer_load(Tokenizer *t, const char *path, int vocab_size);
 void tokenizer_free(Tokenizer *t);
+// The tokenizer a subcommand uses: tok_path when given (a llama2.c tokenizer.bin, or a
+// Hugging Face tokenizer.json / vocab.json+merges.txt / directory: engine/hf_tokenizer.h);
+// otherwise the one inside the Hugging Face model directory model_path. vocab_size as in
+// tokenizer_load (0 = no check). Fails with a clear message when neither gives one.
+int tokenizer_open(Tokenizer *t, const char *tok_path, const char *model_path, int vocab_size);
 
 // Encode like run.c encode() (TOK_WS_RUNC). bos/eos: nonzero to add id 1 / id 2. Writes at
 // most max_tokens ids to out; when the text needs more it fails with an error giving both

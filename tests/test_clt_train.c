@@ -350,6 +350,7 @@ Test(clt_train, short_run_learns, .timeout = 60) {
     o.buffer_rows = 16 * 256;
     o.tokens = 256 * (SANITIZED ? 30 : 100);
     o.lr = 1e-2;
+    o.checkpoint_every = 0;   // only the final checkpoint
     Curve cv = {0};
     o.on_step = record;
     o.on_step_ctx = &cv;
