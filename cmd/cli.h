@@ -60,6 +60,8 @@ int cmd_clt_eval(int argc, char **argv);
 void help_clt_eval(void);
 int cmd_sample(int argc, char **argv);
 void help_sample(void);
+int cmd_casestudy(int argc, char **argv);   // cmd_casestudy.c
+void help_casestudy(void);
 int cmd_train_clt(int argc, char **argv);
 void help_train_clt(void);
 

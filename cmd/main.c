@@ -42,6 +42,8 @@ static const Subcommand COMMANDS[] = {
      help_sample},
     {"train-clt", "train a cross-layer (or per-layer) transcoder on the model's own activations",
      cmd_train_clt, help_train_clt},
+    {"casestudy", "trace prompts to expected answers: graphs, strongest paths, interventions that test them",
+     cmd_casestudy, help_casestudy},
 };
 #define NCOMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])
 

@@ -32,31 +32,12 @@
 #include "engine/prune.h"
 #include "engine/tokenizer.h"
 #include "simd/simd.h"
+#include "tests/lib/testclt.h"
 #include "tests/lib/testutil.h"
 
-static const char *PROMPT = "Once upon a time, there was a little girl named Lily. She";
+#define PROMPT TU_STORIES_PROMPT
 
 // ---- fixtures ---------------------------------------------------------------------------------
-static void load_stories(Model *m, int *toks, int *T, int maxT) {
-    char *mp = tu_shared_path("models/stories260K/stories260K.bin");
-    char *tp = tu_shared_path("models/stories260K/tok512.bin");
-    cr_assert_eq(model_load_llama2c(m, mp), CT_OK, "%s", ct_errmsg());
-    Tokenizer tk;
-    cr_assert_eq(tokenizer_load(&tk, tp, m->c.vocab_size), CT_OK, "%s", ct_errmsg());
-    int n = 0;
-    int rc = tokenizer_encode(&tk, PROMPT, 1, 0, toks, maxT, &n);
-    if (rc != CT_OK) {  // longer than maxT: keep the first maxT tokens
-        int *all = malloc((size_t)n * sizeof(int));
-        cr_assert_eq(tokenizer_encode(&tk, PROMPT, 1, 0, all, n, &n), CT_OK);
-        memcpy(toks, all, (size_t)maxT * sizeof(int));
-        free(all);
-        n = maxT;
-    }
-    *T = n;
-    tokenizer_free(&tk);
-    free(mp), free(tp);
-}
-
 // A random tiny model: GQA (H = 6, Hkv = 2) and an untied classifier.
 static char *tiny_model(Model *m, int *toks, int T, uint64_t seed) {
     char *dir = tu_mkdtemp("ct_attr_m");
@@ -74,54 +55,6 @@ static char *tiny_model(Model *m, int *toks, int T, uint64_t seed) {
     for (int i = 1; i < T; i++) toks[i] = (int)tu_rng_below(&rng, 97);
     free(path);
     return dir;
-}
-
-// Random transcoder with thresholds (JumpReLU) or encoder biases (ReLU) calibrated on the
-// prompt so that about `frac` of the (position, feature) pairs of each layer fire.
-static void random_clt(Clt *c, const Model *m, const int *toks, int T, int F, CltKind kind,
-                       CltActKind act, int skip, uint64_t seed, double frac) {
-    int L = m->c.n_layers, D = m->c.dim;
-    CltActivation a = {act, act == CLT_ACT_TOPK ? 6 : 0};
-    cr_assert_eq(clt_alloc(c, L, D, F, kind, a, skip), CT_OK, "%s", ct_errmsg());
-    TuRng rng;
-    tu_rng_seed(&rng, seed);
-    Capture cap;
-    RunState rs;
-    cr_assert_eq(capture_init(&cap, &m->c, T, CAP_RESID), CT_OK);
-    cr_assert_eq(runstate_init(&rs, &m->c, T), CT_OK);
-    cr_assert_eq(model_forward_seq(m, &rs, toks, T, NULL, &cap, NULL), CT_OK);
-    double *h = malloc((size_t)T * F * sizeof(double));
-    for (int l = 0; l < L; l++) {
-        CltLayer *ly = &c->layers[l];
-        tu_fill_normal(ly->W_enc, (size_t)F * D, &rng, 0.0f, 1.0f / sqrtf((float)D));
-        tu_fill_normal(ly->b_dec, (size_t)D, &rng, 0.0f, 0.05f);
-        tu_fill_normal((float *)ly->W_dec, (size_t)F * ly->n_out * D, &rng, 0.0f, 0.5f / sqrtf((float)D));
-        if (ly->W_skip) tu_fill_normal(ly->W_skip, (size_t)D * D, &rng, 0.0f, 0.3f / sqrtf((float)D));
-        // pre-activations over positions 1..T-1 -> the (1 - frac) quantile
-        size_t n = 0;
-        for (int p = 1; p < T; p++) {
-            const float *x = cap.resid_mid + ((size_t)p * L + l) * D;
-            for (int f = 0; f < F; f++) {
-                double s = 0;
-                for (int i = 0; i < D; i++) s += (double)ly->W_enc[(size_t)f * D + i] * x[i];
-                h[n++] = s;
-            }
-        }
-        // partial selection by sorting (small)
-        for (size_t i = 1; i < n; i++)
-            for (size_t j = i; j > 0 && h[j - 1] > h[j]; j--) {
-                double t = h[j]; h[j] = h[j - 1]; h[j - 1] = t;
-            }
-        double q = h[(size_t)((1.0 - frac) * (double)(n - 1))];
-        for (int f = 0; f < F; f++) {
-            double jit = 0.8 + 0.4 * tu_rng_uniform(&rng);
-            if (act == CLT_ACT_JUMPRELU) ly->threshold[f] = (float)(q > 0 ? q * jit : 0.05 * jit);
-            else if (act == CLT_ACT_RELU) ly->b_enc[f] = (float)(-q * jit);
-        }
-    }
-    free(h);
-    capture_free(&cap);
-    runstate_free(&rs);
 }
 
 // ---- the fp32 reference: the engine's frozen forward with a hook --------------------------------
@@ -445,9 +378,9 @@ static ExactReport check_exact(const Model *m, const Clt *clt, const int *toks, 
 static void stories_case(CltKind kind, CltActKind act, int skip, int F, int threads, const char *name) {
     Model m;
     int toks[24], T;
-    load_stories(&m, toks, &T, 16);
+    tu_load_stories(&m, toks, &T, 16);
     Clt clt;
-    random_clt(&clt, &m, toks, T, F, kind, act, skip, 11 + (uint64_t)kind * 3 + (uint64_t)skip, 0.06);
+    tu_random_clt(&clt, &m, toks, T, F, kind, act, skip, 11 + (uint64_t)kind * 3 + (uint64_t)skip, 0.06);
     ExactReport a = check_exact(&m, &clt, toks, T, 0, threads, name);
     ExactReport b = check_exact(&m, &clt, toks, T, 1, threads, name);
     cr_log_info("%s: T %d, %d active, fp32 worst %.2e, fp64 worst %.2e", name, T, a.n_active, a.worst, b.worst);
@@ -465,9 +398,9 @@ Test(attribute, exact_stories_plt_skip_topk) { stories_case(CLT_PER_LAYER, CLT_A
 Test(attribute, exact_stories_saved_bf16) {
     Model m;
     int toks[24], T;
-    load_stories(&m, toks, &T, 14);
+    tu_load_stories(&m, toks, &T, 14);
     Clt c0, clt;
-    random_clt(&c0, &m, toks, T, 256, CLT_CROSS_LAYER, CLT_ACT_JUMPRELU, 0, 5, 0.06);
+    tu_random_clt(&c0, &m, toks, T, 256, CLT_CROSS_LAYER, CLT_ACT_JUMPRELU, 0, 5, 0.06);
     char *dir = tu_mkdtemp("ct_attr_clt");
     cr_assert_eq(clt_save(&c0, dir, ST_BF16), CT_OK, "%s", ct_errmsg());
     cr_assert_eq(clt_load(&clt, dir, 0), CT_OK, "%s", ct_errmsg());
@@ -484,11 +417,11 @@ Test(attribute, exact_tiny_gqa_untied) {
     int toks[20];
     char *dir = tiny_model(&m, toks, 20, 3);
     Clt clt;
-    random_clt(&clt, &m, toks, 20, 96, CLT_CROSS_LAYER, CLT_ACT_JUMPRELU, 0, 9, 0.08);
+    tu_random_clt(&clt, &m, toks, 20, 96, CLT_CROSS_LAYER, CLT_ACT_JUMPRELU, 0, 9, 0.08);
     check_exact(&m, &clt, toks, 20, 0, 2, "tiny GQA untied CLT");
     check_exact(&m, &clt, toks, 20, 1, 2, "tiny GQA untied CLT");
     clt_free(&clt);
-    random_clt(&clt, &m, toks, 20, 96, CLT_PER_LAYER, CLT_ACT_RELU, 1, 10, 0.08);
+    tu_random_clt(&clt, &m, toks, 20, 96, CLT_PER_LAYER, CLT_ACT_RELU, 1, 10, 0.08);
     check_exact(&m, &clt, toks, 20, 0, 1, "tiny GQA untied PLT+skip");
     check_exact(&m, &clt, toks, 20, 1, 1, "tiny GQA untied PLT+skip");
     clt_free(&clt);
@@ -506,8 +439,8 @@ typedef struct Fix {
 } Fix;
 
 static void fix_init(Fix *f, int F, int maxT) {
-    load_stories(&f->m, f->toks, &f->T, maxT);
-    random_clt(&f->clt, &f->m, f->toks, f->T, F, CLT_CROSS_LAYER, CLT_ACT_JUMPRELU, 0, 21, 0.06);
+    tu_load_stories(&f->m, f->toks, &f->T, maxT);
+    tu_random_clt(&f->clt, &f->m, f->toks, f->T, F, CLT_CROSS_LAYER, CLT_ACT_JUMPRELU, 0, 21, 0.06);
 }
 static void fix_free(Fix *f) {
     clt_free(&f->clt);

@@ -26,66 +26,10 @@
 #include "engine/intervene.h"
 #include "engine/prune.h"
 #include "engine/tokenizer.h"
+#include "tests/lib/testclt.h"
 #include "tests/lib/testutil.h"
 
-static const char *PROMPT = "Once upon a time, there was a little girl named Lily. She";
-
-static void load_stories(Model *m, int *toks, int *T, int maxT) {
-    char *mp = tu_shared_path("models/stories260K/stories260K.bin");
-    char *tp = tu_shared_path("models/stories260K/tok512.bin");
-    cr_assert_eq(model_load_llama2c(m, mp), CT_OK, "%s", ct_errmsg());
-    Tokenizer tk;
-    cr_assert_eq(tokenizer_load(&tk, tp, m->c.vocab_size), CT_OK, "%s", ct_errmsg());
-    int all[128], n = 0;
-    cr_assert_eq(tokenizer_encode(&tk, PROMPT, 1, 0, all, 128, &n), CT_OK, "%s", ct_errmsg());
-    if (n > maxT) n = maxT;
-    memcpy(toks, all, (size_t)n * sizeof(int));
-    *T = n;
-    tokenizer_free(&tk);
-    free(mp), free(tp);
-}
-
-// Random JumpReLU transcoder whose thresholds are set so that about frac of each layer's
-// (position, feature) pairs fire on this prompt.
-static void random_clt(Clt *c, const Model *m, const int *toks, int T, int F, CltKind kind, int skip,
-                       uint64_t seed, double frac) {
-    int L = m->c.n_layers, D = m->c.dim;
-    CltActivation a = {CLT_ACT_JUMPRELU, 0};
-    cr_assert_eq(clt_alloc(c, L, D, F, kind, a, skip), CT_OK, "%s", ct_errmsg());
-    TuRng rng;
-    tu_rng_seed(&rng, seed);
-    Capture cap;
-    RunState rs;
-    cr_assert_eq(capture_init(&cap, &m->c, T, CAP_RESID), CT_OK);
-    cr_assert_eq(runstate_init(&rs, &m->c, T), CT_OK);
-    cr_assert_eq(model_forward_seq(m, &rs, toks, T, NULL, &cap, NULL), CT_OK);
-    double *h = malloc((size_t)T * F * sizeof(double));
-    for (int l = 0; l < L; l++) {
-        CltLayer *ly = &c->layers[l];
-        tu_fill_normal(ly->W_enc, (size_t)F * D, &rng, 0.0f, 1.0f / sqrtf((float)D));
-        tu_fill_normal(ly->b_dec, (size_t)D, &rng, 0.0f, 0.05f);
-        tu_fill_normal(ly->W_dec, (size_t)F * ly->n_out * D, &rng, 0.0f, 0.5f / sqrtf((float)D));
-        if (ly->W_skip) tu_fill_normal(ly->W_skip, (size_t)D * D, &rng, 0.0f, 0.3f / sqrtf((float)D));
-        size_t n = 0;
-        for (int p = 1; p < T; p++) {
-            const float *x = cap.resid_mid + ((size_t)p * L + l) * D;
-            for (int f = 0; f < F; f++) {
-                double s = 0;
-                for (int i = 0; i < D; i++) s += (double)ly->W_enc[(size_t)f * D + i] * x[i];
-                h[n++] = s;
-            }
-        }
-        for (size_t i = 1; i < n; i++)
-            for (size_t j = i; j > 0 && h[j - 1] > h[j]; j--) {
-                double t = h[j]; h[j] = h[j - 1]; h[j - 1] = t;
-            }
-        double q = h[(size_t)((1.0 - frac) * (double)(n - 1))];
-        for (int f = 0; f < F; f++) ly->threshold[f] = (float)(q * (0.8 + 0.4 * tu_rng_uniform(&rng)));
-    }
-    free(h);
-    capture_free(&cap);
-    runstate_free(&rs);
-}
+#define PROMPT TU_STORIES_PROMPT
 
 static IvSpec spec(int kind, int l, int p0, int p1, int f, float v) {
     IvSpec s;
@@ -116,9 +60,9 @@ static int inactive_feature(IvContext *cx, int l, int p) {
 Test(intervene, zero_is_bit_identical_in_every_mode) {
     Model m;
     int toks[32], T;
-    load_stories(&m, toks, &T, 12);
+    tu_load_stories(&m, toks, &T, 12);
     Clt clt;
-    random_clt(&clt, &m, toks, T, 64, CLT_CROSS_LAYER, 1, 3, 0.1);
+    tu_random_clt(&clt, &m, toks, T, 64, CLT_CROSS_LAYER, CLT_ACT_JUMPRELU, 1, 3, 0.1);
     IvContext cx;
     cr_assert_eq(iv_context_init(&cx, &m, &clt, toks, T, NULL), CT_OK, "%s", ct_errmsg());
     size_t TV = (size_t)T * cx.V;
@@ -233,9 +177,9 @@ static void ref_linear(const IvContext *cx, const Intervention *iv, const double
 static void constrained_case(CltKind kind, int skip, uint64_t seed) {
     Model m;
     int toks[32], T;
-    load_stories(&m, toks, &T, 10);
+    tu_load_stories(&m, toks, &T, 10);
     Clt clt;
-    random_clt(&clt, &m, toks, T, 48, kind, skip, seed, 0.12);
+    tu_random_clt(&clt, &m, toks, T, 48, kind, CLT_ACT_JUMPRELU, skip, seed, 0.12);
     IvContext cx;
     cr_assert_eq(iv_context_init(&cx, &m, &clt, toks, T, NULL), CT_OK, "%s", ct_errmsg());
     int L = cx.L, D = cx.D, V = cx.V, F = cx.F;
@@ -301,9 +245,9 @@ Test(intervene, constrained_equals_frozen_linear_clt_skip) { constrained_case(CL
 Test(intervene, current_activation_semantics) {
     Model m;
     int toks[32], T;
-    load_stories(&m, toks, &T, 10);
+    tu_load_stories(&m, toks, &T, 10);
     Clt clt;
-    random_clt(&clt, &m, toks, T, 48, CLT_CROSS_LAYER, 0, 31, 0.12);
+    tu_random_clt(&clt, &m, toks, T, 48, CLT_CROSS_LAYER, CLT_ACT_JUMPRELU, 0, 31, 0.12);
     IvContext cx;
     cr_assert_eq(iv_context_init(&cx, &m, &clt, toks, T, NULL), CT_OK, "%s", ct_errmsg());
     int L = cx.L, D = cx.D, p = 5;
@@ -345,9 +289,9 @@ Test(intervene, current_activation_semantics) {
 Test(intervene, steer_equals_recompute) {
     Model m;
     int toks[32], T;
-    load_stories(&m, toks, &T, 8);
+    tu_load_stories(&m, toks, &T, 8);
     Clt clt;
-    random_clt(&clt, &m, toks, T, 48, CLT_CROSS_LAYER, 0, 41, 0.12);
+    tu_random_clt(&clt, &m, toks, T, 48, CLT_CROSS_LAYER, CLT_ACT_JUMPRELU, 0, 41, 0.12);
     int n_new = 62, V = m.c.vocab_size;   // T + n_new = 70 > the 64-position prefill chunk
     Intervention iv;
     intervention_init(&iv);
@@ -387,9 +331,9 @@ Test(intervene, steer_equals_recompute) {
 Test(intervene, validate_constrained_is_exact_and_iterative_is_path_sum) {
     Model m;
     int toks[32], T;
-    load_stories(&m, toks, &T, 9);
+    tu_load_stories(&m, toks, &T, 9);
     Clt clt;
-    random_clt(&clt, &m, toks, T, 48, CLT_CROSS_LAYER, 0, 51, 0.1);
+    tu_random_clt(&clt, &m, toks, T, 48, CLT_CROSS_LAYER, CLT_ACT_JUMPRELU, 0, 51, 0.1);
     Replacement r;
     cr_assert_eq(replacement_build(&r, &m, &clt, toks, T, NULL), CT_OK, "%s", ct_errmsg());
     AttribOptions o;
