@@ -38,7 +38,7 @@ BENCH_BIN:= $(BENCH_SRC:bench/%.c=$(B)/bench/%)
 
 DEPS_OK  := $(B)/.deps-ok
 
-.PHONY: all test bench demo asan clean deps test-unit test-cli test-asan test-neon
+.PHONY: all test bench demo demo-stories asan clean deps test-unit test-cli test-asan test-neon
 all: $(B)/ctrace
 
 # ---- dependencies: probe, and install only when something is missing -------------------
@@ -129,7 +129,9 @@ $(B)/bench/bench_q8: $(B)/bench/bench_q8.o $(B)/libctrace.a
 	$(CC) $(CFLAGS) -o $@ $< $(B)/libctrace.a $(LDLIBS) $(if $(OPENBLAS_SO),-lopenblas)
 
 demo: $(B)/ctrace
-	SHARED=$(SHARED) sh scripts/demo.sh
+	sh scripts/demo.sh
+demo-stories: $(B)/ctrace
+	SHARED=$(SHARED) sh scripts/demo-stories.sh
 
 clean:
 	rm -rf $(B)

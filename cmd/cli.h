@@ -40,6 +40,8 @@ int cli_apply_model_opts(const char *cmd, const CliWeightOpts *o, Model *m, Thre
 struct Clt;
 int cli_apply_clt_opts(const char *cmd, const CliWeightOpts *o, struct Clt *c, ThreadPool *pool);
 const char *cli_weight_help(void);   // help lines for --dtype and --numa
+const char *cli_clt_dtype_help(void); // help line for --clt-dtype
+int cli_clt_load_flags(const CliWeightOpts *o);   // clt_load flags these options need
 int cmd_intervene(int argc, char **argv);
 void help_intervene(void);
 int cmd_steer(int argc, char **argv);
@@ -64,6 +66,10 @@ int cmd_casestudy(int argc, char **argv);   // cmd_casestudy.c
 void help_casestudy(void);
 int cmd_train_clt(int argc, char **argv);
 void help_train_clt(void);
+int cmd_train_model(int argc, char **argv);   // cmd_train_model.c
+void help_train_model(void);
+int cmd_curriculum(int argc, char **argv);   // cmd_curriculum.c
+void help_curriculum(void);
 
 // Print "ctrace <cmd>: <message>" and return 1 (runtime) — for ct_errmsg() failures.
 int cli_fail(const char *cmd);

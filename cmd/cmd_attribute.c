@@ -17,6 +17,7 @@
 #include "engine/clt.h"
 #include "engine/graph_io.h"
 #include "engine/prune.h"
+#include "engine/quantize.h"
 #include "engine/replacement.h"
 #include "engine/serve.h"
 #include "engine/tokenizer.h"
@@ -27,7 +28,8 @@ void help_attribute(void) {
            "                         [--raw GRAPH.ctg] [--slug NAME] [--max-feature-nodes M] [--batch B]\n"
            "                         [--node-threshold 0.8] [--edge-threshold 0.98] [--max-logits 10]\n"
            "                         [--logit-prob 0.95] [--target TOKEN]... | [--target-diff A,B]\n"
-           "                         [--fp64] [--threads N] [--serve]\n\n"
+           "                         [--fp64] [--threads N] [--dtype f32|q8] [--clt-dtype f32|q8]\n"
+           "                         [--numa MODE] [--serve]\n\n"
            "Builds the attribution graph of a prompt (METHOD.md §2-4): the local replacement model\n"
            "(transcoder features and error nodes, attention and norms frozen), every edge by batched\n"
            "backward sweeps, pruning and scores; writes the viewer JSON (pruned graph), updates\n"
@@ -44,7 +46,11 @@ void help_attribute(void) {
            "  --fp64                 sweeps in double precision (slower; edges rounded to fp32)\n"
            "  --threads N            worker threads (default: all cores); output identical for any N\n"
            "  --serve                open the result in the local viewer (ctrace serve on the output\n"
-           "                         directory, http://127.0.0.1:8041/); Ctrl-C stops it\n");
+           "                         directory, http://127.0.0.1:8041/); Ctrl-C stops it\n"
+           "%s%s"
+           "  Under q8 the backward sweeps read fp32 copies holding exactly the int8 weights (model\n"
+           "  and transcoder), so every edge is exact for the int8 replacement model.\n",
+           cli_weight_help(), cli_clt_dtype_help());
 }
 
 // ---- small helpers ---------------------------------------------------------------------------
@@ -137,8 +143,12 @@ int cmd_attribute(int argc, char **argv) {
     int n_targets = 0, fp64 = 0, serve = 0;
     long max_nodes = 7500, batch = 0, max_logits = 10, threads = 0;
     double node_thr = 0.8, edge_thr = 0.98, logit_prob = 0.95;
+    CliWeightOpts wopt = {.f32_views = 1};   // the sweeps read fp32 weights: show the int8 values
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        int wo = cli_weight_opt(cmd, argc, argv, &i, &wopt);
+        if (wo < 0) return 2;
+        if (wo > 0) continue;
         if (!strcmp(a, "-z") || !strcmp(a, "--tokenizer")) { if (!(tok_path = cli_value(cmd, argc, argv, &i))) return 2; }
         else if (!strcmp(a, "--clt")) { if (!(clt_path = cli_value(cmd, argc, argv, &i))) return 2; }
         else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) { if (!(prompt = cli_value(cmd, argc, argv, &i))) return 2; }
@@ -194,14 +204,22 @@ int cmd_attribute(int argc, char **argv) {
     int rc = 1, have_tk = 0, *ids = NULL, T = 0, tgt_ids[64];
     ThreadPool *pool = NULL;
     char *outdir = NULL;
+    uint64_t clt_fp = 0;
     if (model_open(&m, model_path) != CT_OK) return cli_fail(cmd);
     if (tokenizer_open(&tk, tok_path, model_path, m.c.vocab_size) != CT_OK) goto done;
     have_tk = 1;
-    if (clt_load(&clt, clt_path, 0) != CT_OK) goto done;
+    // Threads (pinned per --numa) and the model's weights (--dtype) first.
+    if (!(pool = pool_create((int)threads))) goto done;
+    if ((rc = cli_apply_model_opts(cmd, &wopt, &m, pool))) goto done_usage;
+    rc = 1;
+    if (clt_load(&clt, clt_path, cli_clt_load_flags(&wopt)) != CT_OK) goto done;
     if (clt_check_model(&clt, m.c.n_layers, m.c.dim) != CT_OK) {
         ct_error_ctx("transcoder %s does not fit model %s", clt_path, model_path);
         goto done;
     }
+    clt_fp = clt_fingerprint(&clt);   // of the files, before --clt-dtype rewrites anything
+    if ((rc = cli_apply_clt_opts(cmd, &wopt, &clt, pool))) goto done_usage;
+    rc = 1;
     int S = m.c.seq_len, V = m.c.vocab_size;
     if (!(ids = malloc(sizeof(int) * ((size_t)S + 1)))) { ct_error("out of memory"); goto done; }
     if (prompt) {
@@ -218,9 +236,10 @@ int cmd_attribute(int argc, char **argv) {
             ct_error("--tokens: more than %d tokens, longer than the model's context (seq_len %d)", S, S);
             goto done;
         }
-        if (ids[0] != TOK_BOS)
-            fprintf(stderr, "ctrace attribute: note: --tokens does not start with BOS (%d); position 0 "
-                            "is still treated as BOS (its features and errors are zeroed)\n", TOK_BOS);
+        int bos = tokenizer_bos_id(&tk);
+        if (ids[0] != bos)
+            fprintf(stderr, "ctrace attribute: note: --tokens does not start with the tokenizer's BOS (%d); "
+                            "position 0 is still treated as BOS (its features and errors are zeroed)\n", bos);
     }
     AttribOptions o;
     attribute_options_default(&o);
@@ -245,7 +264,6 @@ int cmd_attribute(int argc, char **argv) {
         free(d);
         if (!ok) goto done;
     }
-    if (!(pool = pool_create((int)threads))) goto done;
 
     // 1. local replacement model, 2. rows, 3. prune and score
     if (replacement_build(&rep, &m, &clt, ids, T, pool) != CT_OK) goto done;
@@ -261,7 +279,7 @@ int cmd_attribute(int argc, char **argv) {
     g.model_path = xstrdup(model_path);
     g.clt_path = xstrdup(clt_path);
     g.model_fp = m.fingerprint;
-    g.clt_fp = clt_fingerprint(&clt);
+    g.clt_fp = clt_fp;
     g.prompt_fp = ct_hash64(ids, (size_t)T * sizeof(int));
     g.token_strs = calloc((size_t)T, sizeof(char *));
     g.logit_strs = calloc((size_t)g.n_logits, sizeof(char *));
@@ -305,8 +323,9 @@ int cmd_attribute(int argc, char **argv) {
            g.n_kept_edges, node_thr, edge_thr);
     printf("  scores: replacement %.4f, completeness %.4f (pruned: %.4f, %.4f)\n", g.replacement_score,
            g.completeness_score, g.pruned_replacement_score, g.pruned_completeness_score);
-    printf("  time %.2f s (rows %.2f s, prune %.2f s), %s, %d threads, %s, peak RSS %.1f MiB\n", ct_now() - t0,
-           t_rows, t_prune, simd_kernels()->name, pool_size(pool), fp64 ? "fp64" : "fp32",
+    printf("  time %.2f s (rows %.2f s, prune %.2f s), %s, %d threads, %s sweeps, model %s, transcoder %s, "
+           "peak RSS %.1f MiB\n", ct_now() - t0, t_rows, t_prune, simd_kernels()->name, pool_size(pool),
+           fp64 ? "fp64" : "fp32", model_is_q8(&m) ? "q8" : "f32", clt.q8 ? "q8" : "f32",
            (double)ct_peak_rss() / (1 << 20));
     printf("  wrote %s%s%s and %s/graph-metadata.json\n", out, raw ? ", " : "", raw ? raw : "", outdir);
     if (serve && serve_run(outdir, "127.0.0.1", 8041, g.slug) != CT_OK) goto done;

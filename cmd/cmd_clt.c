@@ -10,12 +10,14 @@
 #include "engine/clt.h"
 #include "engine/clt_eval.h"
 #include "engine/clt_train.h"
+#include "engine/quantize.h"
 #include "engine/tokenizer.h"
 
 // ---- clt-eval ---------------------------------------------------------------------------------
 void help_clt_eval(void) {
     printf("usage: ctrace clt-eval MODEL CLT (--text FILE | --tokens ID,ID,...) -z TOKENIZER\n"
-           "                        [--json OUT] [--max-tokens N] [--ctx 128] [--threads N]\n\n"
+           "                        [--json OUT] [--max-tokens N] [--ctx 128] [--threads N]\n"
+           "                        [--dtype f32|q8] [--clt-dtype f32|q8] [--numa MODE]\n\n"
            "Measures how well a transcoder (a CLT or per-layer transcoder directory, or a .npz)\n"
            "replaces the model's MLPs.  The text's stories (paragraphs separated by blank lines)\n"
            "are cut into windows of at most ctx tokens, each starting with BOS.  Per layer, over\n"
@@ -27,15 +29,20 @@ void help_clt_eval(void) {
            "  --json OUT       also write the numbers as JSON\n"
            "  --max-tokens N   evaluate at most about N tokens of the text (default: all)\n"
            "  --ctx N          window length including BOS (default 128)\n"
-           "  --threads N      worker threads (default: all cores); numbers identical for any N\n");
+           "  --threads N      worker threads (default: all cores); numbers identical for any N\n"
+           "%s%s", cli_weight_help(), cli_clt_dtype_help());
 }
 
 int cmd_clt_eval(int argc, char **argv) {
     const char *cmd = "clt-eval", *model_path = NULL, *clt_path = NULL, *tok_path = NULL, *text_path = NULL;
     const char *tokens = NULL, *json_path = NULL;
     long max_tokens = 0, ctx = 128, threads = 0;
+    CliWeightOpts wopt = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
+        int wo = cli_weight_opt(cmd, argc, argv, &i, &wopt);
+        if (wo < 0) return 2;
+        if (wo > 0) continue;
         if (!strcmp(a, "-z") || !strcmp(a, "--tokenizer")) { if (!(tok_path = cli_value(cmd, argc, argv, &i))) return 2; }
         else if (!strcmp(a, "--text")) { if (!(text_path = cli_value(cmd, argc, argv, &i))) return 2; }
         else if (!strcmp(a, "--tokens")) { if (!(tokens = cli_value(cmd, argc, argv, &i))) return 2; }
@@ -69,9 +76,15 @@ int cmd_clt_eval(int argc, char **argv) {
     }
     if (tokenizer_open(&tok, tok_path, model_path, m.c.vocab_size) != CT_OK) goto done;
     have_tok = 1;
-    if (clt_load(&c, clt_path, 0) != CT_OK) goto done;
+    // Threads (pinned per --numa) and the model's weights (--dtype) before anything else.
+    if (!(pool = pool_create((int)threads))) goto done;
+    if ((rc = cli_apply_model_opts(cmd, &wopt, &m, pool))) goto out;
+    rc = 1;
+    if (clt_load(&c, clt_path, cli_clt_load_flags(&wopt)) != CT_OK) goto done;
     have_clt = 1;
     if (clt_check_model(&c, m.c.n_layers, m.c.dim) != CT_OK) goto done;
+    if ((rc = cli_apply_clt_opts(cmd, &wopt, &c, pool))) goto out;
+    rc = 1;
     if (text_path) {
         if (ct_map_file(&mf, text_path) != CT_OK) goto done;
         have_text = 1;
@@ -93,16 +106,17 @@ int cmd_clt_eval(int argc, char **argv) {
         }
         if (tokwin_from_ids(&w, ids, n, (int)ctx) != CT_OK) goto done;
     }
-    if (!(pool = pool_create((int)threads))) goto done;
     CltEvalOpts eo = {.pool = pool, .progress = isatty(2)};
     if (clt_eval(&m, &c, &w, &eo, &r) != CT_OK) goto done;
-    printf("model %s\ntranscoder %s (%s, L = %d, F = %d)\n", model_path, clt_path, clt_kind_name(c.kind), c.L, c.F);
+    printf("model %s (%s)\ntranscoder %s (%s, L = %d, F = %d, %s)\n", model_path, model_is_q8(&m) ? "q8" : "f32",
+           clt_path, clt_kind_name(c.kind), c.L, c.F, c.q8 ? "q8" : "f32");
     clt_eval_print(stdout, &r);
     if (json_path && clt_eval_write_json(json_path, &r, model_path, clt_path, text_path ? text_path : "(--tokens)", (int)ctx) != CT_OK)
         goto done;
     rc = 0;
 done:
     if (rc) cli_fail(cmd);
+out:
     clt_eval_result_free(&r);
     pool_destroy(pool);
     tokwin_free(&w);
@@ -117,14 +131,15 @@ done:
 // ---- sample -----------------------------------------------------------------------------------
 void help_sample(void) {
     printf("usage: ctrace sample MODEL -z TOKENIZER -n TOKENS --seed S -o corpus.txt\n"
-           "                      [-t 1.0] [--topp 0.9] [--max-len 256] [--threads N]\n\n"
+           "                      [-t 1.0] [--topp 0.9] [--max-len 256] [--threads N] [--dtype f32|q8]\n\n"
            "Generates a training corpus from the model itself: stories that start at BOS and end\n"
            "when the model samples BOS (or at --max-len positions), separated by blank lines,\n"
            "until TOKENS story tokens are written.  The file is written atomically; the same\n"
            "seed gives the same file for any thread count (story k has its own seed).\n"
            "  -t TEMP       temperature (default 1.0)\n"
            "  --topp P      nucleus sampling threshold (default 0.9; 0 or 1 = off)\n"
-           "  --max-len N   positions per story including BOS (default 256, at most seq_len)\n");
+           "  --max-len N   positions per story including BOS (default 256, at most seq_len)\n"
+           "  --dtype f32|q8  weights of the model (default: the checkpoint's own dtype)\n");
 }
 
 int cmd_sample(int argc, char **argv) {
@@ -133,8 +148,12 @@ int cmd_sample(int argc, char **argv) {
     double temp = 1.0, topp = 0.9;
     uint64_t seed = 0;
     int have_seed = 0;
+    CliWeightOpts wopt = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
+        int wo = cli_weight_opt(cmd, argc, argv, &i, &wopt);
+        if (wo < 0) return 2;
+        if (wo > 0) continue;
         if (!strcmp(a, "-z") || !strcmp(a, "--tokenizer")) { if (!(tok_path = cli_value(cmd, argc, argv, &i))) return 2; }
         else if (!strcmp(a, "-o")) { if (!(out = cli_value(cmd, argc, argv, &i))) return 2; }
         else if (!strcmp(a, "-n") || !strcmp(a, "--tokens")) { if (!(v = cli_value(cmd, argc, argv, &i)) || cli_int(cmd, a, v, 1, 1L << 40, &n)) return 2; }
@@ -153,12 +172,22 @@ int cmd_sample(int argc, char **argv) {
     if (!have_seed) return cli_usage(cmd, "missing --seed S");
     if (seed == 0) return cli_usage(cmd, "--seed: the seed must be >= 1 (xorshift has no state 0)");
     if (!out) return cli_usage(cmd, "missing -o FILE");
+    if (wopt.clt_dtype) return cli_usage(cmd, "--clt-dtype: sample loads no transcoder");
+    if (wopt.numa) return cli_usage(cmd, "--numa: sample runs one story per thread of its own pool; not supported");
     Model m;
     Tokenizer tok;
     if (model_open(&m, model_path) != CT_OK) return cli_fail(cmd);
     if (tokenizer_open(&tok, tok_path, model_path, m.c.vocab_size) != CT_OK) {
         model_free(&m);
         return cli_fail(cmd);
+    }
+    ThreadPool *qpool = pool_create((int)threads);   // packs the int8 weights in parallel
+    int arc = qpool ? cli_apply_model_opts(cmd, &wopt, &m, qpool) : cli_fail(cmd);
+    pool_destroy(qpool);
+    if (arc) {
+        tokenizer_free(&tok);
+        model_free(&m);
+        return arc;
     }
     CltSampleOpts so;
     clt_sample_opts_default(&so);
@@ -210,6 +239,8 @@ void help_train_clt(void) {
            "                        byte-identical to an uninterrupted run\n"
            "  --stop-after STEP     stop after this step with a checkpoint, as if killed (testing)\n"
            "  --threads N           worker threads (default: all cores); results identical for any N\n"
+           "  --dtype f32|q8        weights of the model that streams the activations (default: the\n"
+           "                        checkpoint's own); the transcoder trained is always fp32\n"
            "  --quiet               no progress lines\n",
            d.tokens, d.batch, d.lr, d.lambda, d.c, d.lambda_p, d.eps, d.theta_init, d.init_frac, d.warmup_frac,
            d.decay_frac, d.lambda_ramp, d.ctx, d.reuse, (unsigned long long)d.seed, d.checkpoint_every);
@@ -233,6 +264,13 @@ int cmd_train_clt(int argc, char **argv) {
         else if (!strcmp(a, "--quiet")) o.progress = 0;
         else if (!strcmp(a, "--save-checkpoints")) o.save_each_checkpoint = 1;
         else if (!strcmp(a, "--seed")) { if (!(v = cli_value(cmd, argc, argv, &i)) || cli_u64(cmd, a, v, &o.seed)) return 2; }
+        else if (!strcmp(a, "--clt-dtype")) return cli_usage(cmd, "--clt-dtype: the transcoder being trained stays fp32");
+        else if (!strcmp(a, "--numa")) return cli_usage(cmd, "--numa: not supported by train-clt");
+        else if (!strcmp(a, "--dtype")) {
+            CliWeightOpts w = {0};
+            if (cli_weight_opt(cmd, argc, argv, &i, &w) < 0) return 2;
+            o.dtype = w.dtype;
+        }
         INTOPT("--features", 0, 1 << 24, o.features)
         INTOPT("--tokens", 1, 1L << 50, o.tokens)
         INTOPT("--batch", 1, 1 << 20, o.batch)

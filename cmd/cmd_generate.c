@@ -12,7 +12,7 @@ void help_generate(void) {
            "                        [-s SEED] [--threads N] [--dtype f32|q8] [--numa MODE]\n\n"
            "Generates text exactly as llama2.c's run.c does: the prompt is encoded with BOS,\n"
            "STEPS counts forward passes including the prompt positions (default 256, at most\n"
-           "the model's seq_len), the prompt is echoed, generation stops at BOS.\n"
+           "the model's seq_len), the prompt is echoed, generation stops at BOS (llama2.c) or EOS (Hugging Face tokenizers).\n"
            "  -t TEMP     temperature, 0 = greedy (default 1.0)\n"
            "  --topp P    nucleus sampling threshold in [0, 1] (default 0.9; 0 or 1 = off)\n"
            "  -s SEED     random seed, >= 1 (default 42); the same seed gives the same text\n"
@@ -80,14 +80,18 @@ int cmd_generate(int argc, char **argv) {
     if (runstate_init(&s, &m.c, T) != CT_OK || sampler_init(&smp, m.c.vocab_size, (float)temp, (float)topp, seed) != CT_OK)
         goto done;
     // run.c's loop: feed the prompt, then sample; print each piece as it is decided.
-    int token = ids[0], next, pos = 0;
+    if (n_prompt == 0) {
+        ct_error("-p: the prompt is empty and the tokenizer adds no BOS: nothing to start from");
+        goto done;
+    }
+    int token = ids[0], next, pos = 0, stop = tokenizer_stop_id(&tok);
     double t0 = 0;
     while (pos < steps) {
         float *logits = model_forward(&m, &s, token, pos, NULL, pool);
         if (!logits) goto done;
         next = pos < n_prompt - 1 ? ids[pos + 1] : sampler_sample(&smp, logits);
         pos++;
-        if (next == 1) break;  // BOS delimits sequences
+        if (next == stop) break;  // llama2.c: BOS delimits sequences; Hugging Face: EOS
         const char *piece = tokenizer_decode(&tok, token, next);
         if (!piece) goto done;
         tokenizer_print_piece(stdout, piece);

@@ -22,11 +22,15 @@
     "per position.  The change (value - current activation) times the feature's decoders is\n" \
     "added to the MLP outputs it writes (layers l..L-1 for a CLT, l for a PLT).\n"
 
+// Weight options of the three commands (cmd_quantize.c); under q8 the fp32 code (decoder rows
+// added by interventions, the graph's predictions) reads exactly the int8 values.
+#define WEIGHT_USAGE "         [--dtype f32|q8] [--clt-dtype f32|q8] [--numa MODE]\n"
+
 void help_intervene(void) {
     printf("usage: ctrace intervene MODEL -z TOKENIZER --clt DIR (-p PROMPT | --tokens IDS)\n"
            "         --set L:P:F=VALUE ... [--scale L:P:F=FACTOR ...] [--mode constrained|iterative|open]\n"
            "         [--layers A..B] [--top K] [--changes N] [--probe L:P:F ...] [--json OUT]\n"
-           "         [--threads N]\n\n"
+           "         [--threads N]\n" WEIGHT_USAGE "\n"
            "Runs the prompt clean and with the intervention; prints the top-K next tokens (at the\n"
            "last position) with probabilities before and after, and the largest changes in feature\n"
            "activations (every feature re-encoded from the intervened run's resid_mid).\n\n" POS_HELP
@@ -42,24 +46,26 @@ void help_intervene(void) {
            "  --changes N  feature changes to list (default 20)\n"
            "  --probe L:P:F  also report this feature's pre-activation and activation before/after\n"
            "  --json OUT   write everything (full last-position logits before/after included)\n"
-           "  -z           needed with -p; with --tokens it only labels tokens\n");
+           "  -z           needed with -p; with --tokens it only labels tokens\n"
+           "%s%s", cli_weight_help(), cli_clt_dtype_help());
 }
 
 void help_steer(void) {
     printf("usage: ctrace steer MODEL -z TOKENIZER --clt DIR (-p PROMPT | --tokens IDS)\n"
            "         --set L:P:F=VALUE ... [--scale L:P:F=FACTOR ...] [-n N] [-t TEMP] [--topp P]\n"
-           "         [-s SEED] [--json OUT] [--threads N]\n\n"
+           "         [-s SEED] [--json OUT] [--threads N]\n" WEIGHT_USAGE "\n"
            "Generates N new tokens (default 64; prompt + N <= seq_len) twice with the same sampler\n"
            "seed: unsteered, and steered with the intervention re-applied at every position it\n"
            "covers, new positions included (open mode: nothing frozen, KV cache as in generate).\n"
            "Prints the two texts one above the other; generation stops at BOS.\n\n" POS_HELP
            "Steering every generated token: use POS * (or P.. from a chosen position).\n"
-           "  -t TEMP  temperature, 0 = greedy (default 1.0);  --topp P (default 0.9);  -s SEED (42)\n");
+           "  -t TEMP  temperature, 0 = greedy (default 1.0);  --topp P (default 0.9);  -s SEED (42)\n"
+           "%s%s", cli_weight_help(), cli_clt_dtype_help());
 }
 
 void help_validate(void) {
     printf("usage: ctrace validate GRAPH.ctg MODEL --clt DIR [-z TOKENIZER] [--top N] [--pruned]\n"
-           "         [--json OUT] [--threads N]\n\n"
+           "         [--json OUT] [--threads N]\n" WEIGHT_USAGE "\n"
            "Tests an attribution graph against the real model.  For the N most influential feature\n"
            "nodes (default 10; influence on the logits, full graph), ablates each (set to 0) and\n"
            "doubles each (scale 2), and measures the change of every logit target (demeaned: logit\n"
@@ -71,7 +77,11 @@ void help_validate(void) {
            "               (I - E)^-1 with E = A / a_source, errors and non-graph features fixed\n"
            "Reports Pearson, Spearman, cosine, sign agreement and max |error| per node and pooled,\n"
            "as a table and (--json) with every target's measured and predicted change.\n"
-           "  --pruned  only kept nodes and kept edges (the graph a viewer shows)\n");
+           "  --pruned  only kept nodes and kept edges (the graph a viewer shows)\n"
+           "%s%s"
+           "  A graph attributed under q8 is validated with the same --dtype / --clt-dtype; constrained\n"
+           "  correlations are then ~0.99, not 1 (each frozen run quantizes its activations again).\n",
+           cli_weight_help(), cli_clt_dtype_help());
 }
 
 // ---- shared option handling ------------------------------------------------------------------------
@@ -85,13 +95,18 @@ typedef struct IvArgs {
     Intervention iv;
     char **probes;
     int n_probes;
+    CliWeightOpts w;                   // --dtype, --clt-dtype, --numa (f32_views on)
 } IvArgs;
 
 // Parse options shared by the three commands; returns 0, or the usage exit code 2.
 static int parse_args(const char *cmd, int argc, char **argv, IvArgs *a) {
+    a->w.f32_views = 1;   // interventions and the graph's predictions read fp32 weights
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i], *v;
         IvSpec sp;
+        int wo = cli_weight_opt(cmd, argc, argv, &i, &a->w);
+        if (wo < 0) return 2;
+        if (wo > 0) continue;
         if (!strcmp(o, "-z") || !strcmp(o, "--tokenizer")) { if (!(a->tok = cli_value(cmd, argc, argv, &i))) return 2; }
         else if (!strcmp(o, "--clt")) { if (!(a->clt = cli_value(cmd, argc, argv, &i))) return 2; }
         else if (!strcmp(o, "-p") || !strcmp(o, "--prompt")) { if (!(a->prompt = cli_value(cmd, argc, argv, &i))) return 2; }
@@ -151,33 +166,53 @@ static void inputs_free(IvInputs *in) {
     memset(in, 0, sizeof *in);
 }
 
-// Model, tokenizer (when given), transcoder, prompt ids (when need_prompt), pool.
-static int load_inputs(const IvArgs *a, IvInputs *in, int need_prompt) {
+// Model, pool, --dtype, tokenizer (when given), transcoder, --clt-dtype, prompt ids (when
+// need_prompt).  Returns 0, or the exit code after printing the error.
+static int load_inputs(const char *cmd, const IvArgs *a, IvInputs *in, int need_prompt) {
     memset(in, 0, sizeof *in);
-    if (model_open(&in->m, a->model) != CT_OK) return CT_ERR;
+    if (model_open(&in->m, a->model) != CT_OK) return cli_fail(cmd);
     in->have_m = 1;
+    // Threads (pinned per --numa) and the model's weights before anything is computed.
+    if (!(in->pool = pool_create((int)a->threads))) return cli_fail(cmd);
+    int rc = cli_apply_model_opts(cmd, &a->w, &in->m, in->pool);
+    if (rc) return rc;
     if (a->tok || model_path_is_hf(a->model)) {
-        if (tokenizer_open(&in->tok, a->tok, a->model, in->m.c.vocab_size) != CT_OK) return CT_ERR;
+        if (tokenizer_open(&in->tok, a->tok, a->model, in->m.c.vocab_size) != CT_OK) return cli_fail(cmd);
         in->have_tok = 1;
     }
-    if (clt_load(&in->clt, a->clt, 0) != CT_OK) return ct_error_ctx("--clt %s", a->clt);
+    if (clt_load(&in->clt, a->clt, cli_clt_load_flags(&a->w)) != CT_OK) {
+        ct_error_ctx("--clt %s", a->clt);
+        return cli_fail(cmd);
+    }
     in->have_clt = 1;
-    if (clt_check_model(&in->clt, in->m.c.n_layers, in->m.c.dim) != CT_OK) return CT_ERR;
+    if (clt_check_model(&in->clt, in->m.c.n_layers, in->m.c.dim) != CT_OK) return cli_fail(cmd);
+    if ((rc = cli_apply_clt_opts(cmd, &a->w, &in->clt, in->pool))) return rc;
     if (need_prompt) {
         int T = in->m.c.seq_len;
         in->ids = malloc(sizeof(int) * ((size_t)T + 1));
-        if (!in->ids) return ct_error("out of memory");
-        if (a->tokens) {
-            if (tokens_parse_list(a->tokens, in->m.c.vocab_size, in->ids, T + 1, &in->n) != CT_OK)
-                return ct_error_ctx("--tokens");
-            if (in->n > T) return ct_error("--tokens: more than %d tokens, longer than the model's context", T);
-        } else if (tokenizer_encode(&in->tok, a->prompt, 1, 0, in->ids, T, &in->n) != CT_OK) {
-            return ct_error_ctx("-p: the prompt does not fit the model's context (seq_len %d tokens)", T);
+        if (!in->ids) {
+            ct_error("out of memory");
+            return cli_fail(cmd);
         }
-        if (in->n < 1) return ct_error("empty prompt");
+        if (a->tokens) {
+            if (tokens_parse_list(a->tokens, in->m.c.vocab_size, in->ids, T + 1, &in->n) != CT_OK) {
+                ct_error_ctx("--tokens");
+                return cli_fail(cmd);
+            }
+            if (in->n > T) {
+                ct_error("--tokens: more than %d tokens, longer than the model's context", T);
+                return cli_fail(cmd);
+            }
+        } else if (tokenizer_encode(&in->tok, a->prompt, 1, 0, in->ids, T, &in->n) != CT_OK) {
+            ct_error_ctx("-p: the prompt does not fit the model's context (seq_len %d tokens)", T);
+            return cli_fail(cmd);
+        }
+        if (in->n < 1) {
+            ct_error("empty prompt");
+            return cli_fail(cmd);
+        }
     }
-    if (!(in->pool = pool_create((int)a->threads))) return CT_ERR;
-    return CT_OK;
+    return 0;
 }
 
 // A printable label of a token id: the stored piece, quoted, escapes for control bytes.
@@ -317,8 +352,8 @@ int cmd_intervene(int argc, char **argv) {
     IvFeatureChange *ch = NULL;
     json_t *root = NULL;
     int lo = 0, hi = 0, n_ch = 0;
+    if ((rc = load_inputs(cmd, &a, &in, 1))) goto out;
     rc = 1;
-    if (load_inputs(&a, &in, 1) != CT_OK) goto done;
     int L = in.m.c.n_layers, T = in.n;
     hi = L - 1;
     if (a.layers && iv_parse_layers(a.layers, L, &lo, &hi) != CT_OK) {
@@ -469,8 +504,8 @@ int cmd_steer(int argc, char **argv) {
     Sampler smp;
     memset(&smp, 0, sizeof smp);
     json_t *root = NULL;
+    if ((rc = load_inputs(cmd, &a, &in, 1))) goto out;
     rc = 1;
-    if (load_inputs(&a, &in, 1) != CT_OK) goto done;
     int seq = in.m.c.seq_len, n_new = (int)a.n_new;
     if (in.n + n_new > seq) {
         fprintf(stderr, "ctrace steer: -n %d with a %d-token prompt exceeds seq_len %d; generating %d\n",
@@ -486,11 +521,11 @@ int cmd_steer(int argc, char **argv) {
     if (!t0 || !t1) { ct_error("out of memory"); goto done; }
     // Same seed for both runs: differences come from the intervention, not the sampler.
     if (sampler_init(&smp, in.m.c.vocab_size, (float)a.temp, (float)a.topp, a.seed) != CT_OK ||
-        iv_generate(&in.m, NULL, NULL, in.ids, in.n, n_new, &smp, TOK_BOS, in.pool, t0, &n0, NULL) != CT_OK)
+        iv_generate(&in.m, NULL, NULL, in.ids, in.n, n_new, &smp, tokenizer_stop_id(&in.tok), in.pool, t0, &n0, NULL) != CT_OK)
         goto done;
     sampler_free(&smp);
     if (sampler_init(&smp, in.m.c.vocab_size, (float)a.temp, (float)a.topp, a.seed) != CT_OK ||
-        iv_generate(&in.m, &in.clt, &a.iv, in.ids, in.n, n_new, &smp, TOK_BOS, in.pool, t1, &n1, NULL) != CT_OK)
+        iv_generate(&in.m, &in.clt, &a.iv, in.ids, in.n, n_new, &smp, tokenizer_stop_id(&in.tok), in.pool, t1, &n1, NULL) != CT_OK)
         goto done;
     printf("steering (open mode, re-applied at every covered position):");
     for (int i = 0; i < a.iv.n; i++) printf(" %s%s", a.iv.specs[i].kind == IV_SCALE ? "scale " : "set ", a.iv.specs[i].text);
@@ -521,6 +556,7 @@ int cmd_steer(int argc, char **argv) {
     rc = 0;
 done:
     if (rc) cli_fail(cmd);
+out:
     json_decref(root);
     free(s0), free(s1), free(t0), free(t1);
     sampler_free(&smp);
@@ -577,7 +613,8 @@ int cmd_validate(int argc, char **argv) {
     rc = 1;
     double t0 = ct_now();
     if (graph_read_ctg(&g, a.graph) != CT_OK) goto done;
-    if (load_inputs(&a, &in, 0) != CT_OK) goto done;
+    if ((rc = load_inputs(cmd, &a, &in, 0))) goto out;
+    rc = 1;
     if (!g.tokens || g.T < 1) { ct_error("%s: the graph holds no prompt tokens", a.graph); goto done; }
     if (iv_context_init(&cx, &in.m, &in.clt, g.tokens, g.T, in.pool) != CT_OK) goto done;
     if (iv_validate(&cx, &g, (int)a.top, a.pruned, &val) != CT_OK) { ct_error_ctx("%s", a.graph); goto done; }
@@ -667,6 +704,7 @@ int cmd_validate(int argc, char **argv) {
     rc = 0;
 done:
     if (rc) cli_fail(cmd);
+out:
     json_decref(root);
     iv_validation_free(&val);
     iv_context_free(&cx);

@@ -45,8 +45,12 @@ int cmd_info(int argc, char **argv) {
     char fp[17];
     ct_fingerprint_hex(m.fingerprint, fp);
     printf("model        %s\n", path);
-    printf("format       %s (%zu bytes)\n", from_q8 ? "ctrace quantized checkpoint CTRACEQ8 v1" : "llama2.c version 0",
-           m.file.size);
+    if (c->arch != ARCH_LLAMA2C)
+        printf("format       Hugging Face %s, %s safetensors (%zu bytes of tensors)\n", model_arch_name(c->arch),
+               m.src_dtype, m.src_bytes);
+    else
+        printf("format       %s (%zu bytes)\n", from_q8 ? "ctrace quantized checkpoint CTRACEQ8 v1" : "llama2.c version 0",
+               m.file.size);
     printf("dim          %d\nhidden_dim   %d\nn_layers     %d\nn_heads      %d\nn_kv_heads   %d\n"
            "head_dim     %d\nvocab_size   %d\nseq_len      %d\nclassifier   %s\n",
            c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads, c->head_dim,

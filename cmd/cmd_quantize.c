@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cmd/cli.h"
+#include "engine/clt.h"
 #include "engine/quantize.h"
 
 // ---- shared weight options -------------------------------------------------------------------
@@ -46,6 +47,14 @@ int cli_apply_model_opts(const char *cmd, const CliWeightOpts *o, Model *m, Thre
     return 0;
 }
 
+// --clt-dtype q8 for a command whose fp32 code reads the transcoder (f32_views): decoders are
+// loaded resident (not memory-mapped), so clt_quantize can overwrite them with their int8
+// values and the fp32 readers (attribution sweeps, interventions) add exactly what the int8
+// decoder adds.  Otherwise lazy loading as usual.
+int cli_clt_load_flags(const CliWeightOpts *o) {
+    return o->f32_views && o->clt_dtype && !strcmp(o->clt_dtype, "q8") ? CLT_LOAD_EAGER : 0;
+}
+
 int cli_apply_clt_opts(const char *cmd, const CliWeightOpts *o, struct Clt *c, ThreadPool *pool) {
     CtDtype d = CT_DTYPE_F32;
     if (!o->clt_dtype) return 0;
@@ -55,13 +64,20 @@ int cli_apply_clt_opts(const char *cmd, const CliWeightOpts *o, struct Clt *c, T
     QuantOpts q = quant_opts_default();
     q.numa = nm;
     q.pool = pool;
+    q.dequant_f32 = o->f32_views ? 1 : -1;
     if (clt_set_dtype(c, d, &q) != CT_OK) return cli_fail(cmd);
     return 0;
 }
 
+const char *cli_clt_dtype_help(void) {
+    return "  --clt-dtype f32|q8  weights of the transcoder: q8 = int8 encoders (activations quantized\n"
+           "                      per block) and int8 decoder rows; W_skip and biases stay fp32\n"
+           "                      (default f32)\n";
+}
+
 const char *cli_weight_help(void) {
     return "  --dtype f32|q8      weights of the model: q8 = int8 blocks of 32 with an fp32 scale,\n"
-           "                      activations quantized per row inside each product (default:\n"
+           "                      activations quantized per block of 32 in each product (default:\n"
            "                      the checkpoint's own dtype; `ctrace quantize` files are q8)\n"
            "  --numa MODE         off|local|interleave|replicate: pin threads and place the int8\n"
            "                      weights per NUMA node (one node here: all modes equivalent)\n";

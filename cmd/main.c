@@ -42,6 +42,10 @@ static const Subcommand COMMANDS[] = {
      help_sample},
     {"train-clt", "train a cross-layer (or per-layer) transcoder on the model's own activations",
      cmd_train_clt, help_train_clt},
+    {"train-model", "train a small Llama-family model from scratch on a text corpus (llama2.c output)",
+     cmd_train_model, help_train_model},
+    {"curriculum", "write the default model's synthetic corpus + tokenizer, or score a model on its held-out set",
+     cmd_curriculum, help_curriculum},
     {"casestudy", "trace prompts to expected answers: graphs, strongest paths, interventions that test them",
      cmd_casestudy, help_casestudy},
 };

@@ -20,11 +20,14 @@ struct Sweeper {
     int B;              // max rows per sweep
     int L, T, D, H, Hkv, Dh, Dq, Dkv, V;
     size_t ncols;       // n_active + L*T + T
+    int center;         // LayerNorm model (GPT-2): value-path and logit gradients are centred
+    int post;           // Gemma-2 post-norms: GO scaled by the post-attention norm's frozen factor,
+                        // feature targets and the skip by the pre-FFN norm's (x_l = resid * inv)
     // REAL copies, made once per run
-    void *WoT;          // (L, H*Dh, D)    WoT[l][j][i] = wo[l][i][j]
+    void *WoT;          // (L, H*Dh, D)    WoT[l][j][i] = wo[l][i][j] (Gemma-2: * post_att[l][i])
     void *WvT;          // (L, D, Hkv*Dh)  WvT[l][i][j] = rms_att[l][i] * wv[l][j][i]
     void *WskT;         // (L, D, D)       WskT[l][i][o] = W_skip[l][o][i], or NULL
-    void *emb;          // (T, D)          token_embedding[tok_p]
+    void *emb;          // (T, D)          embedding output of tok_p at p (model_embed)
     double *ufin;       // (D)             rms_final * inv_rms_final(T-1)
     double *wmean;      // (D)             mean over the vocabulary of the classifier rows
     int max_nlp;        // largest source block (rows: 1 error + features)
@@ -182,6 +185,8 @@ int sweeper_init(Sweeper **out, const Replacement *r, int max_batch, int fp64, T
     sw->L = r->L, sw->T = r->T, sw->D = r->D, sw->V = r->V;
     sw->H = c->n_heads, sw->Hkv = c->n_kv_heads, sw->Dh = c->head_dim;
     sw->Dq = sw->H * sw->Dh, sw->Dkv = sw->Hkv * sw->Dh;
+    sw->center = c->norm_kind == NORM_LAYER;
+    sw->post = c->post_norms != 0;
     size_t L = (size_t)sw->L, T = (size_t)sw->T, D = (size_t)sw->D, Dq = (size_t)sw->Dq,
            Dkv = (size_t)sw->Dkv, B = (size_t)sw->B, V = (size_t)sw->V;
     int f64 = sw->fp64;
@@ -248,8 +253,14 @@ int sweeper_init(Sweeper **out, const Replacement *r, int max_batch, int fp64, T
     for (size_t l = 0; l < L; l++) {
         const float *wo = w->wo + l * D * Dq;   // (D, Dq)
         const float *wv = w->wv + l * Dkv * D;  // (Dkv, D)
-        for (size_t i = 0; i < D; i++)
-            for (size_t jq = 0; jq < Dq; jq++) put_real(sw->WoT, f64, (l * Dq + jq) * D + i, wo[i * Dq + jq]);
+        for (size_t i = 0; i < D; i++) {
+            if (sw->post) {   // Gemma-2: the post-attention norm's gain folded in
+                double g = w->post_att[l * D + i];
+                for (size_t jq = 0; jq < Dq; jq++) put_real(sw->WoT, f64, (l * Dq + jq) * D + i, g * wo[i * Dq + jq]);
+            } else {
+                for (size_t jq = 0; jq < Dq; jq++) put_real(sw->WoT, f64, (l * Dq + jq) * D + i, wo[i * Dq + jq]);
+            }
+        }
         for (size_t jv = 0; jv < Dkv; jv++)  // the attention norm's gain folded in
             for (size_t i = 0; i < D; i++)
                 put_real(sw->WvT, f64, (l * D + i) * Dkv + jv, (double)w->rms_att[l * D + i] * (double)wv[jv * D + i]);
@@ -259,9 +270,16 @@ int sweeper_init(Sweeper **out, const Replacement *r, int max_batch, int fp64, T
                 for (size_t i = 0; i < D; i++) put_real(sw->WskT, f64, (l * D + i) * D + o, ws[o * D + i]);
         }
     }
-    for (size_t t = 0; t < T; t++)
-        for (size_t i = 0; i < D; i++)
-            put_real(sw->emb, f64, t * D + i, w->token_embedding[(size_t)r->tokens[t] * D + i]);
+    float *e = malloc(D * sizeof(float));
+    if (!e) {
+        sweeper_free(sw);
+        return ct_error("attribution: out of memory");
+    }
+    for (size_t t = 0; t < T; t++) {
+        model_embed(m, r->tokens[t], (int)t, e);
+        for (size_t i = 0; i < D; i++) put_real(sw->emb, f64, t * D + i, e[i]);
+    }
+    free(e);
     double invf = r->cap.inv_rms_final[T - 1];
     for (size_t i = 0; i < D; i++) sw->ufin[i] = (double)w->rms_final[i] * invf;
     for (size_t v = 0; v < V; v++)
@@ -303,9 +321,16 @@ int sweeper_rows(Sweeper *sw, const AttribTarget *t, int n, float *const *rows32
                 // d(logit_a - mean_u logit_u)/d x_final = (W_U[a] - mean_u W_U[u]) ⊙ rms_final * inv_rms
                 const float *wa = w->wcls + (size_t)tg->tok_a * D;
                 const float *wb = tg->tok_b >= 0 ? w->wcls + (size_t)tg->tok_b * D : NULL;
+                // LayerNorm: then centred (the mean subtraction, transposed); summed in double
+                double mean = 0;
                 for (size_t i = 0; i < D; i++) {
-                    double u = (double)wa[i] - (wb ? (double)wb[i] : sw->wmean[i]);
-                    put_real(sw->tvec, sw->fp64, (size_t)b * D + i, u * sw->ufin[i]);
+                    double u = ((double)wa[i] - (wb ? (double)wb[i] : sw->wmean[i])) * sw->ufin[i];
+                    mean += u;
+                }
+                mean = sw->center ? mean / (double)D : 0.0;
+                for (size_t i = 0; i < D; i++) {
+                    double u = ((double)wa[i] - (wb ? (double)wb[i] : sw->wmean[i])) * sw->ufin[i];
+                    put_real(sw->tvec, sw->fp64, (size_t)b * D + i, u - mean);
                 }
                 sw->tl[b] = sw->L;
                 sw->tpos[b] = sw->T - 1;

@@ -7,7 +7,7 @@
 // (logit target) caused by source s's contribution in the frozen linear model:
 //     feature s = (l_s, p_s, f_s):  a_s * W_dec[l_s][f_s][l' - l_s] added to mlp_out[l'](p_s), l' >= l_s
 //     error (l, p):                 eps_l(p) added to mlp_out[l](p)
-//     token p:                      token_embedding[tok_p] (the embedding output at p)
+//     token p:                      the embedding output at p (model_embed)
 //
 // The algorithm (one sweep = up to B targets; shapes in elements):
 //
@@ -31,7 +31,18 @@
 //     per block of 8 positions t (threads take blocks):
 //       GV[t][b] = sum_{p >= t} sum_h A[l,h,p,t] GO[p][b][h] -> kv head of h   (n_slot[t], Hkv*Dh)
 //       G[t] += inv_rms_att(t,l) * (GV (rms_att[l] ⊙ Wv[l]))   WvT (with the gain) made once
-//   row[b][tok p] = <G[p][b], token_embedding[tok_p]>
+//   row[b][tok p] = <G[p][b], emb(p)>                              emb = model_embed(tok_p, p)
+//
+// Per architecture (engine/model.h), the same sweep with a few frozen factors more:
+//   Gemma-2   GO[p] = inv_post_att(p,l) * G[p] (post_att[l] ⊙ Wo[l])   (post-attention norm; the
+//             gain is folded into WoT); the transcoder input is x_l = inv_rms_ffn(p,l) * resid_mid,
+//             so feature targets and the skip are scaled by it; sources write after the post-MLP
+//             norm, straight into the residual (no factor).
+//   GPT-2     LayerNorm: the value-path gradient and the logit vectors are centred (the mean
+//             subtraction, transposed) before the frozen 1/sigma.
+//   all       biases are constants (no edges); the token node's vector is the embedding output
+//             (model_embed: * sqrt(D) for Gemma-2, + the position embedding for GPT-2); logit
+//             targets are the logits before any final soft-cap.
 //
 // Cost per target row ~ sum over layers below it and positions p <= p_b of
 // 2 D (2 H*Dh + n_lp) flops (+ the mixing, O(P) per position); the decoder rows of a source

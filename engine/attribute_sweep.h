@@ -69,6 +69,9 @@ static void SFX(pos_task)(void *ctx, int task, int ntasks) {
     for (size_t p = (size_t)task; p < (size_t)j->P; p += (size_t)ntasks) {
         int nr = j->nr_slot[p], na = j->n_slot[p];
         if (na == 0) continue;
+        // d x_l / d resid_mid: 1, or for Gemma-2 (x_l = the pre-FFN norm's normalised input)
+        // the frozen 1/rms of (p, l)
+        REAL sf = sw->post ? (REAL)r->cap.inv_rms_ffn[p * (size_t)sw->L + (size_t)l] : (REAL)1;
         const int *srow = j->slot_row + p * (size_t)B;
         REAL *Gp = G + p * (size_t)B * D;
         if (nr > 0) {
@@ -91,19 +94,36 @@ static void SFX(pos_task)(void *ctx, int task, int ntasks) {
                     }
                 }
             }
-            if (sw->WskT) {  // mlp_out[l] = const + W_skip x_l: g_x += g W_skip
+            if (sw->WskT) {  // mlp_out[l] = const + W_skip x_l: g_x += g W_skip (times dx_l/dresid)
                 const REAL *WsT = (const REAL *)sw->WskT + (size_t)l * D * D;
                 MM(GX, WsT, Gp, (size_t)nr, D, D);
-                AXPY(Gp, 1, GX, (size_t)nr * D);
+                AXPY(Gp, sf, GX, (size_t)nr * D);
             }
         }
-        // this layer's feature targets: the encoder row at resid_mid[l](p)
+        // this layer's feature targets: the encoder row at the transcoder input x_l(p)
         for (int s = nr; s < na; s++) {
             int b = srow[s];
             if (j->tpos[b] != (int)p) continue;
-            AXPY(Gp + (size_t)s * D, 1, (const REAL *)j->tvec + (size_t)b * D, D);
+            AXPY(Gp + (size_t)s * D, sf, (const REAL *)j->tvec + (size_t)b * D, D);
         }
-        MM(GO + p * (size_t)B * Dq, WoT, Gp, (size_t)na, Dq, D);
+        REAL *GOp = GO + p * (size_t)B * Dq;
+        MM(GOp, WoT, Gp, (size_t)na, Dq, D);
+        if (sw->post) {   // Gemma-2: the post-attention norm's frozen factor (its gain is in WoT)
+            REAL ipa = (REAL)r->cap.inv_post_att[p * (size_t)sw->L + (size_t)l];
+            for (size_t e = 0; e < (size_t)na * Dq; e++) GOp[e] *= ipa;
+        }
+    }
+}
+
+// LayerNorm's (linear) mean subtraction, transposed: the centring projection is symmetric, so
+// each gradient row loses its mean.  The mean is summed in double, in index order.
+static void SFX(center_rows)(REAL *X, size_t n, size_t D) {
+    for (size_t r = 0; r < n; r++) {
+        REAL *x = X + r * D;
+        double mean = 0;
+        for (size_t i = 0; i < D; i++) mean += (double)x[i];
+        REAL mu = (REAL)(mean / (double)D);
+        for (size_t i = 0; i < D; i++) x[i] -= mu;
     }
 }
 
@@ -157,13 +177,15 @@ static void SFX(mix_task)(void *ctx, int task, int ntasks) {
             if (na == 0) continue;
             // WvT carries the norm gain rms_att[l]; the frozen 1/rms of (t, l) is one scalar
             MM(GX, WvT, GVb + (size_t)(t - t0) * BDkv, (size_t)na, D, Dkv);
+            if (sw->center) SFX(center_rows)(GX, (size_t)na, D);   // LayerNorm: the mean subtraction
             REAL inv = (REAL)r->cap.inv_rms_att[(size_t)t * (size_t)sw->L + (size_t)l];
             AXPY(G + (size_t)t * (size_t)B * D, inv, GX, (size_t)na * D);
         }
     }
 }
 
-// Token nodes: <G(p), token_embedding[tok_p]> for every alive row, positions interleaved.
+// Token nodes: <G(p), emb(p)> for every alive row, positions interleaved; emb(p) is the
+// embedding output (model_embed: scaled for Gemma-2, with the position embedding for GPT-2).
 static void SFX(tok_task)(void *ctx, int task, int ntasks) {
     SweepJob *j = ctx;
     const Sweeper *sw = j->sw;

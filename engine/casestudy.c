@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "engine/attribute.h"
+#include "engine/curriculum.h"
 #include "engine/intervene.h"
 #include "engine/prune.h"
 #include "engine/replacement.h"
@@ -193,7 +194,11 @@ int case_trace(const Model *m, const Tokenizer *tok, const Clt *clt, const char 
 
     // 4. interventions on the most influential feature
     if (out->n_top > 0) {
+        // the most influential kept feature that supports the answer (a positive direct edge
+        // into its logit); the most influential one when none does
         int s = out->top[0];
+        for (int k = 0; k < out->n_top; k++)
+            if (graph_edge(g, out->logit_node, out->top[k]) > 0) { s = out->top[k]; break; }
         const GraphNode *nd = &g->nodes[s];
         IvSpec sp = {.layer = nd->layer, .pos_lo = nd->pos, .pos_hi = nd->pos, .feature = nd->feature,
                      .kind = IV_SET, .value = 0.0f};
@@ -257,4 +262,110 @@ void case_print(FILE *f, const Tokenizer *tok, const char *name, const char *pro
                 a, r->iv_constrained, r->iv_pred, r->iv_open_delta,
                 tokenizer_decode(tok, -1, r->predicted_token), tokenizer_decode(tok, -1, r->iv_open_top1));
     }
+}
+
+// ---- built-in case studies ---------------------------------------------------------------------
+// Token index (BOS = 0) of the character at byte offset `off` of text: the number of tokens of
+// the prefix ending with that character, minus one.  The curriculum tokenizer gives every
+// word, digit and punctuation mark its own token, so prefixes encode compositionally.
+static int token_at(const Tokenizer *tok, const char *text, size_t off) {
+    char buf[256];
+    int ids[256], n = 0;
+    if (off + 1 >= sizeof buf) return -1;
+    memcpy(buf, text, off + 1);
+    buf[off + 1] = 0;
+    if (tokenizer_encode(tok, buf, 1, 0, ids, 256, &n) != CT_OK) return -1;
+    return n - 1;
+}
+
+static void add_group(CaseSpec *s, const char *name, const Tokenizer *tok, size_t lo, size_t hi) {
+    int g = s->n_groups++;
+    snprintf(s->group_name[g], sizeof s->group_name[g], "%s", name);
+    s->group_n[g] = 0;
+    for (size_t k = lo; k < hi && s->group_n[g] < 8; k++) {
+        int p = token_at(tok, s->prompt, k);
+        int dup = 0;
+        for (int j = 0; j < s->group_n[g]; j++) dup |= s->group_pos[g][j] == p;
+        if (p > 0 && !dup) s->group_pos[g][s->group_n[g]++] = p;
+    }
+}
+
+int case_builtin(const struct CurWorld *w, const Tokenizer *tok, int task, int index, CaseSpec *out) {
+    memset(out, 0, sizeof *out);
+    CurInstance in;
+    if (curriculum_instance(w, task, CUR_SPLIT_HELDOUT, index, &in) != CT_OK) return CT_ERR;
+    snprintf(out->name, sizeof out->name, "%s", curriculum_task_name(task));
+    const char *p = in.prompt;
+    size_t n = strlen(p);
+    switch (task) {
+    case CUR_ACRONYM: {
+        // trace the first letter; its source is the first word after "The "
+        snprintf(out->prompt, sizeof out->prompt, "%s", p);
+        snprintf(out->answer, sizeof out->answer, "%c", in.answer[0]);
+        const char *w0 = strstr(p, "The ");
+        if (!w0) return ct_error("case study: acronym prompt '%s' has no 'The '", p);
+        size_t a = (size_t)(w0 - p) + 4, b = a;
+        while (p[b] && p[b] != ' ') b++;
+        add_group(out, "first word", tok, a, b);
+        break;
+    }
+    case CUR_ADDITION: {
+        // "calc: A+B=" + all but the last answer digit -> the last (ones) digit
+        size_t na = strlen(in.answer);
+        snprintf(out->prompt, sizeof out->prompt, "%s%.*s", p, (int)(na - 1), in.answer);
+        snprintf(out->answer, sizeof out->answer, "%c", in.answer[na - 1]);
+        const char *plus = strchr(p, '+'), *colon = strchr(p, ':');
+        if (!plus || !colon) return ct_error("case study: addition prompt '%s' is not 'calc: A+B='", p);
+        size_t a0 = (size_t)(colon - p) + 2, a1 = (size_t)(plus - p), b1 = n - 1;
+        add_group(out, "operand A", tok, a0, a1);
+        add_group(out, "operand B", tok, a1 + 1, b1);
+        break;
+    }
+    case CUR_FACT: {
+        snprintf(out->prompt, sizeof out->prompt, "%s", p);
+        snprintf(out->answer, sizeof out->answer, "%s", in.answer);
+        // the person: the two capitalised words of the prompt
+        size_t lo = n, hi = 0;
+        for (size_t k = 0; k < n; k++)
+            if (p[k] >= 'A' && p[k] <= 'Z' && (k == 0 || p[k - 1] == ' ')) {
+                size_t e = k;
+                while (p[e] && p[e] != ' ') e++;
+                if (k < lo) lo = k;
+                if (e > hi) hi = e;
+            }
+        if (hi <= lo) return ct_error("case study: fact prompt '%s' names nobody", p);
+        add_group(out, "person", tok, lo, hi);
+        break;
+    }
+    case CUR_TWOHOP: {
+        snprintf(out->prompt, sizeof out->prompt, "%s", p);
+        snprintf(out->answer, sizeof out->answer, "%s", in.answer);
+        const char *c = strstr(p, "containing ");
+        if (!c) return ct_error("case study: two-hop prompt '%s' has no 'containing '", p);
+        size_t a = (size_t)(c - p) + 11, b = a;
+        while (p[b] && p[b] != ' ') b++;
+        add_group(out, "city", tok, a, b);
+        break;
+    }
+    default:
+        return ct_error("case study: task %d has no built-in case (acronym, addition, fact, twohop)", task);
+    }
+    for (int g = 0; g < out->n_groups; g++)
+        if (!out->group_n[g]) return ct_error("case study %s: group '%s' has no token", out->name, out->group_name[g]);
+    return CT_OK;
+}
+
+int case_paths_ok(const CaseSpec *s, const CaseResult *r, const char **fails) {
+    for (int g = 0; g < s->n_groups; g++) {
+        int ok = 0;
+        for (int j = 0; j < s->group_n[g]; j++) {
+            int p = s->group_pos[g][j];
+            ok |= p < r->T && r->tok_path[p].n > 0;
+        }
+        if (!ok) {
+            if (fails) *fails = s->group_name[g];
+            return 0;
+        }
+    }
+    return 1;
 }

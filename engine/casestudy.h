@@ -12,7 +12,8 @@
 //                   uses); paths are products of weights, found by one pass over the nodes in
 //                   reverse layer order (edges always go to a strictly later layer: tokens <
 //                   layer 0 < ... < layer L-1 < logits)
-//   intervention  = the kept feature node with the largest influence on the logits:
+//   intervention  = the kept feature node with the largest influence on the logits among those
+//                   with a positive direct edge into the answer logit (else the largest of all):
 //     constrained ablation (set to 0; attention, norms and MLPs frozen): the change of the
 //       demeaned answer logit must equal the graph's edge  A[answer, s] * (-a_s) / a_s = -A[answer, s]
 //     open ablation (nothing frozen): the real model's new top-1 at the last position
@@ -54,7 +55,7 @@ typedef struct CaseResult {
     int logit_node;            // node index of the answer's logit
     CasePath *tok_path;        // (T) strongest kept path from each token node to the answer
     int top[8], n_top;         // kept feature nodes by influence, most influential first
-    // interventions on top[0] (iv_node = -1 when the graph has no kept feature)
+    // interventions on the chosen feature (iv_node = -1 when the graph has no kept feature)
     int iv_node;
     double iv_pred;            // graph's predicted change of the demeaned answer logit
     double iv_constrained;     // measured, constrained (must equal iv_pred to fp32 rounding)
@@ -75,3 +76,30 @@ void case_node_name(const Graph *g, int i, char *buf, size_t n);
 // The printed report of one case: prediction, scores, top nodes, paths, interventions.
 void case_print(FILE *f, const Tokenizer *tok, const char *name, const char *prompt, const char *answer,
                 const CaseResult *r);
+
+// ---- the built-in case studies on the curriculum model (engine/curriculum.h) -----------------
+struct CurWorld;
+#define CASE_MAX_GROUPS 4
+
+// A case with the token groups its graph must connect to the answer: the check passes when,
+// for every group, at least one of its token positions has a kept path to the answer logit.
+typedef struct CaseSpec {
+    char name[32];
+    char prompt[256];
+    char answer[64];
+    int n_groups;
+    char group_name[CASE_MAX_GROUPS][32];
+    int group_pos[CASE_MAX_GROUPS][8], group_n[CASE_MAX_GROUPS];
+} CaseSpec;
+
+// The paper's case studies on held-out instance `index` of the curriculum (task: CUR_ACRONYM,
+// CUR_ADDITION, CUR_FACT or CUR_TWOHOP):
+//   acronym   "The Central Trade Youth Group (" -> "C"        group: the word " Central"
+//   addition  "calc: 60+97=15" -> "7" (the ones digit)        groups: operand A's digits,
+//                                                              operand B's digits
+//   fact      "Pia Pruitt trains every day for" -> " rowing"  group: the person's name
+//   twohop    "the capital of the state containing Yarby is" -> " Garrow"   group: the city
+int case_builtin(const struct CurWorld *w, const Tokenizer *tok, int task, int index, CaseSpec *out);
+// Does the traced result pass the spec's path check?  fails (may be NULL) receives the first
+// group without a path.
+int case_paths_ok(const CaseSpec *s, const CaseResult *r, const char **fails);

@@ -39,6 +39,7 @@
 
 #include "engine/clt.h"
 #include "engine/clt_eval.h"
+#include "engine/quantize.h"
 #include "engine/sampler.h"
 #include "simd/simd.h"
 
@@ -1295,6 +1296,8 @@ static int check_opts(const CltTrainOpts *o) {
     if (o->reuse < 1 || o->reuse > o->batch) return ct_error("train-clt: --reuse must be in 1..batch, got %d", o->reuse);
     if (o->buffer_rows && o->buffer_rows < o->batch)
         return ct_error("train-clt: --buffer %d rows is smaller than a batch (%d)", o->buffer_rows, o->batch);
+    CtDtype dt;
+    if (o->dtype && ct_dtype_parse(o->dtype, &dt) != CT_OK) return ct_error_ctx("train-clt: --dtype");
     if (!o->out_dir || !o->corpus_path || !o->model_path || !o->tokenizer_path)
         return ct_error("train-clt: model, tokenizer, corpus and output directory are required");
     return CT_OK;
@@ -1372,6 +1375,23 @@ int clt_train_run(const CltTrainOpts *o) {
         goto done;
     }
     if (!(pool = pool_create(o->threads))) goto done;
+    if (o->dtype) {
+        // --dtype: int8 (or fp32) weights for the model that streams the activations.  A run
+        // whose forward differs from the checkpoint's own dtype streams other activations, so
+        // the model identity in checkpoint.bin says so (a --resume with another dtype fails).
+        int was_q8 = model_is_q8(&m);
+        CtDtype d = CT_DTYPE_F32;
+        QuantOpts q = quant_opts_default();
+        q.pool = pool;
+        if (ct_dtype_parse(o->dtype, &d) != CT_OK || model_set_dtype(&m, d, &q) != CT_OK) {
+            ct_error_ctx("train-clt: --dtype %s", o->dtype);
+            goto done;
+        }
+        if (model_is_q8(&m) != was_q8) {
+            uint64_t h[2] = {id->model_fp, model_is_q8(&m) ? 0x7138u : 0xf32u};
+            id->model_fp = ct_hash64(h, sizeof h);
+        }
+    }
     if (stream_init(&S.stream, &m, &tok, (const char *)corpus.data, corpus.size, o->ctx, pool) != CT_OK) goto done;
     if (clt_core_init(&core, &S.lay, B, pool) != CT_OK) goto done;
     if (o->resume) {

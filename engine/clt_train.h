@@ -138,6 +138,8 @@ typedef struct CltTrainOpts {
     long stop_after;        // tests: stop after this step as if killed (checkpoint written); 0 = off
     int progress;           // 1: progress lines on stderr
     int save_each_checkpoint; // 1: also write the transcoder files at each checkpoint
+    const char *dtype;      // "f32" | "q8": the model's weights (engine/quantize.h); NULL: the
+                            // checkpoint's own.  The transcoder being trained is always fp32.
     // Called after every step with that step's statistics (tests, logging); may be NULL.
     void (*on_step)(void *ctx, long step, long steps, const CltStepStats *st);
     void *on_step_ctx;

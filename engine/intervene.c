@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "engine/prune.h"
+#include "engine/quantize.h"
 #include "simd/simd.h"
 
 // ---- specs --------------------------------------------------------------------------------------
@@ -175,6 +176,7 @@ int iv_parse_layers(const char *s, int L, int *lo, int *hi) {
 
 // ---- one feature ----------------------------------------------------------------------------------
 float iv_feature_pre(const Clt *c, int l, int f, const float *x) {
+    if (c->q8) return clt_q8_feature_pre(c, l, f, x);   // --clt-dtype q8: the int8 encoder's value
     const CltLayer *ly = &c->layers[l];
     float h = simd_kernels()->dot_f32(ly->W_enc + (size_t)f * (size_t)c->D, x, (size_t)c->D);
     return h + ly->b_enc[f];   // clt_encode's order: matvec row, then the bias
@@ -316,7 +318,7 @@ int iv_context_init(IvContext *cx, const Model *m, const Clt *clt, const int *to
     }
     memcpy(cx->tokens, tokens, (size_t)T * sizeof(int));
     if (runstate_init(&cx->s, c, T) != CT_OK || capture_init(&cx->clean, c, T, CAP_ALL) != CT_OK ||
-        capture_init(&cx->run, c, T, CAP_RESID | CAP_MLP) != CT_OK ||
+        capture_init(&cx->run, c, T, CAP_RESID | CAP_MLP | (c->final_softcap != 0.0f ? CAP_NORMS : 0)) != CT_OK ||
         model_forward_seq(m, &cx->s, tokens, T, cx->clean_logits, &cx->clean, pool) != CT_OK) {
         iv_context_free(cx);
         return ct_error_ctx("intervene: clean run");
@@ -605,6 +607,14 @@ void iv_stats(const double *actual, const double *pred, int n, IvStats *st) {
     }
 }
 
+// The last position's logits before the final soft-cap (Gemma-2): W_U final_normed, through
+// the kernel table's matvec like the forward's classifier.  The capture needs CAP_NORMS.
+static void precap_logits(const IvContext *cx, const Capture *cap, float *out) {
+    const Model *m = cx->m;
+    size_t D = (size_t)m->c.dim;
+    simd_kernels()->matvec_f32(out, m->w.wcls, cap->final_normed + (size_t)(cx->T - 1) * D, (size_t)cx->V, D);
+}
+
 // ---- validation -----------------------------------------------------------------------------------
 // A[t, s] from the CSR, 0 when absent (or not kept with pruned_only).
 static float edge_at(const Graph *g, int t, int s, int pruned_only) {
@@ -703,6 +713,8 @@ int iv_validate(IvContext *cx, Graph *g, int top_n, int pruned_only, IvValidatio
     // Rows the attribution computed (a visited feature has at least one incoming edge).
     uint8_t *visited = calloc((size_t)N, 1);
     double *I = malloc((size_t)N * sizeof(double)), *d = malloc((size_t)N * sizeof(double));
+    int softcap = cx->m->c.final_softcap != 0.0f;
+    float *pre_clean = NULL, *pre_run = NULL;
     InflItem *order = malloc((size_t)(nF ? nF : 1) * sizeof *order);
     int rc = CT_ERR;
     Intervention iv;
@@ -725,8 +737,17 @@ int iv_validate(IvContext *cx, Graph *g, int top_n, int pruned_only, IvValidatio
         ct_error("validate: out of memory");
         goto done;
     }
-    // Clean demeaned logits of the last position.
+    // Clean demeaned logits of the last position (before any final soft-cap, as the graph's
+    // logit targets: W_U final_normed; pre_run holds the intervened run's).
     const float *cl = cx->clean_logits + (size_t)(T - 1) * V;
+    if (softcap) {
+        if (!(pre_clean = malloc((size_t)V * sizeof(float))) || !(pre_run = malloc((size_t)V * sizeof(float)))) {
+            ct_error("validate: out of memory");
+            goto done;
+        }
+        precap_logits(cx, &cx->clean, pre_clean);
+        cl = pre_clean;
+    }
     double cmean = 0;
     for (int v = 0; v < V; v++) cmean += cl[v];
     cmean /= V;
@@ -771,6 +792,10 @@ int iv_validate(IvContext *cx, Graph *g, int top_n, int pruned_only, IvValidatio
                 vn->delta[kind] = (float)delta;
                 // measured
                 const float *al = cx->logits + (size_t)(T - 1) * V;
+                if (softcap) {
+                    precap_logits(cx, &cx->run, pre_run);
+                    al = pre_run;
+                }
                 double amean = 0;
                 for (int v = 0; v < V; v++) amean += al[v];
                 amean /= V;
@@ -837,7 +862,7 @@ int iv_validate(IvContext *cx, Graph *g, int top_n, int pruned_only, IvValidatio
     rc = CT_OK;
 done:
     intervention_free(&iv);
-    free(visited), free(I), free(d), free(order);
+    free(visited), free(I), free(d), free(order), free(pre_clean), free(pre_run);
     if (rc != CT_OK) iv_validation_free(out);
     return rc;
 }

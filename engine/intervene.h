@@ -60,7 +60,8 @@
 // delta (ablate: delta = -a_s; scale by 2: delta = +a_s), targets are every logit node and every
 // feature node t with l_t > l_s, p_t >= p_s whose row was computed (has a nonzero edge).
 // Measured: the change of t's pre-activation (W_enc[l_t][f_t] . resid_mid + b, re-encoded from the
-// intervened run) or of the demeaned logit logit_v - mean_u logit_u at the last position.
+// intervened run) or of the demeaned logit logit_v - mean_u logit_u at the last position (before
+// any final soft-cap, Gemma-2, like the graph's logit targets).
 // Predicted, with E[t, j] = A[t, j] / a_j the edge per unit activation of feature source j:
 //   constrained:  pred_t = E[t, s] delta                      (direct effects: must match exactly)
 //   iterative:    d_s = delta; for feature nodes t in node order (layers ascending):

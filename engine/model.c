@@ -42,6 +42,16 @@ int config_validate(const Config *c, const char *name) {
     if (c->n_kv_heads > c->n_heads || c->n_heads % c->n_kv_heads != 0)
         return ct_error("%s: header field n_kv_heads = %d must divide n_heads = %d", name,
                         c->n_kv_heads, c->n_heads);
+    if (c->arch != ARCH_LLAMA2C) {
+        // HF configs give head_dim explicitly (H * Dh may differ from D: Qwen3, Gemma-2)
+        if (c->arch < 0 || c->arch >= ARCH_COUNT)
+            return ct_error("%s: architecture id %d is unknown", name, c->arch);
+        if (c->head_dim <= 0 || c->head_dim > MAX_DIM)
+            return ct_error("%s: head_dim = %d, expected 1..%d", name, c->head_dim, MAX_DIM);
+        if (c->rope_style != ROPE_NONE && c->head_dim % 2 != 0)
+            return ct_error("%s: head_dim = %d must be even for RoPE", name, c->head_dim);
+        return CT_OK;
+    }
     if (c->dim % c->n_heads != 0)
         return ct_error("%s: header field n_heads = %d must divide dim = %d", name, c->n_heads,
                         c->dim);
@@ -71,11 +81,52 @@ static int tensor_sizes(const Config *c, TensorSize out[14]) {
 }
 
 size_t model_param_count(const Config *c) {
+    if (c->arch != ARCH_LLAMA2C) {
+        // every tensor the HF loader fills (see the Weights comments)
+        size_t D = (size_t)c->dim, Hd = (size_t)c->hidden_dim, L = (size_t)c->n_layers;
+        size_t V = (size_t)c->vocab_size, Dh = (size_t)c->head_dim;
+        size_t Dq = (size_t)c->n_heads * Dh, Dkv = (size_t)c->n_kv_heads * Dh;
+        size_t nb = c->norm_kind == NORM_LAYER ? 2 : 1;          // gain (+ bias)
+        size_t gated = c->mlp_kind != MLP_GELU_TANH;
+        size_t layer = 2 * nb * D + Dq * D + 2 * Dkv * D + D * Dq + (1 + gated) * Hd * D + D * Hd;
+        if (c->attn_bias) layer += Dq + 2 * Dkv + D;
+        if (c->mlp_bias) layer += (1 + gated) * Hd + D;
+        if (c->qk_norm) layer += 2 * Dh;
+        if (c->post_norms) layer += 2 * D;
+        size_t n = V * D + L * layer + nb * D;
+        if (c->learned_pos) n += (size_t)c->seq_len * D;
+        if (!c->shared_classifier) n += V * D;
+        return n;
+    }
     TensorSize t[14];
     size_t n = 0;
     for (int i = 0, k = tensor_sizes(c, t); i < k; i++)
         if (t[i].kind != 1) n += t[i].n;
     return n;
+}
+
+const char *model_arch_name(int arch) {
+    static const char *names[ARCH_COUNT] = {"llama2.c", "llama", "qwen3", "gemma2", "gpt2"};
+    return arch >= 0 && arch < ARCH_COUNT ? names[arch] : "unknown";
+}
+
+const char *model_tc_input_hook(const Config *c) {
+    return c->post_norms ? "ln2.hook_normalized" : "hook_resid_mid";
+}
+
+void model_embed(const Model *m, int tok, int pos, float *out) {
+    const Config *c = &m->c;
+    size_t D = (size_t)c->dim;
+    const float *e = m->w.token_embedding + (size_t)tok * D;
+    if (c->embed_scale != 0.0f) {   // Gemma: HF multiplies by the normaliser in the model dtype
+        for (size_t i = 0; i < D; i++) out[i] = e[i] * c->embed_scale;
+    } else {
+        memcpy(out, e, D * sizeof(float));
+    }
+    if (c->learned_pos && m->w.pos_embedding) {   // GPT-2: wte[tok] + wpe[pos]
+        const float *pe = m->w.pos_embedding + (size_t)pos * D;
+        for (size_t i = 0; i < D; i++) out[i] = out[i] + pe[i];
+    }
 }
 
 // Parse and validate the header; the config gets derived fields filled in.

@@ -192,6 +192,9 @@ static int redirect_f32(Model *m, int all) {
 int model_quantize(Model *m, const QuantOpts *opts) {
     QuantOpts o = opts ? *opts : quant_opts_default();
     const Config *c = &m->c;
+    if (!m->w.w3)   // GPT-2's ungated MLP: the packed layout holds w1, w2 and w3 per layer
+        return ct_error("q8: int8 weights need a gated MLP (gate/up/down); this %s model's MLP is ungated: "
+                        "use --dtype f32", model_arch_name(c->arch));
     if (!m->q8) {
         if (!(m->q8 = calloc(1, sizeof *m->q8))) return ct_error("q8: out of memory");
     }
@@ -415,6 +418,9 @@ static int write_panels(FILE *f, const Q8Panels *P) {
 
 int model_save_q8(const Model *m, const char *path) {
     const Config *c = &m->c;
+    if (c->arch != ARCH_LLAMA2C)   // the CTRACEQ8 header describes llama2.c models only
+        return ct_error("%s: a %s model cannot be written as a quantized llama2.c checkpoint (CTRACEQ8 "
+                        "holds llama2.c models); run it with --dtype q8 instead", path, model_arch_name(c->arch));
     const ModelQ8 *q = m->q8 && m->q8->src[0] ? m->q8 : NULL;   // stored blocks to copy
     // fp32 sources: the original weights (never the redirected dequantized views).
     const Weights *w = m->q8 && m->q8->redirected ? &m->q8->w_orig : &m->w;
@@ -588,4 +594,11 @@ void clt_q8_decode_layer_add(const Clt *c, int l, const CltSparse *a, int lo, fl
     size_t nout = (size_t)c->layers[l].n_out, nb = q->dec_nb;
     simd_kernels()->decode_rows_q8(y, q->dec[l] + (size_t)(lo - l) * nb, nout * nb, a->idx, a->val, (size_t)a->n,
                                    (size_t)c->D);
+}
+
+float clt_q8_feature_pre(const Clt *c, int l, int f, const float *x) {
+    Q8Act A;
+    Q8ActBuf *buf = q8_tls_actbuf();
+    if (!buf || q8_act_quantize(&A, buf, x, 1, (size_t)c->D) != CT_OK) return NAN;
+    return q8_panels_row_dot(&c->q8->enc[l], (size_t)f, &A, 0) + c->layers[l].b_enc[f];   // encode_q8's order
 }

@@ -136,6 +136,10 @@ int clt_set_dtype(Clt *c, CtDtype d, const QuantOpts *o);
 // The int8 paths of clt.c (called there when c->q8 is set).  X (T, D) -> pre, act (T, F).
 void clt_q8_encode(const Clt *c, int l, const float *X, int T, float *pre, float *act);
 void clt_q8_decode_layer_add(const Clt *c, int l, const CltSparse *a, int lo, float *y);
+// One feature's pre-activation h = W_enc[l][f] x + b_enc[f] (x (D)), bit-identical to what
+// clt_q8_encode gives for that feature (interventions and validation read single features).
+// NaN when the activation scratch cannot be allocated.
+float clt_q8_feature_pre(const Clt *c, int l, int f, const float *x);
 
 // ---- products for other modules -----------------------------------------------------------
 // A thread-local activation buffer (freed at thread exit): the scratch for on-the-fly

@@ -72,15 +72,28 @@ int replacement_build(Replacement *r, const Model *m, const Clt *clt, const int 
         return ct_error("replacement model: the prompt has %d tokens, the model's context (seq_len) is %d",
                         T, c->seq_len);
     if (clt_check_model(clt, c->n_layers, c->dim) != CT_OK) return CT_ERR;
-    // The linear model assumes the transcoder reads resid_mid (before the FFN norm) and writes
-    // the MLP output (METHOD §1); a transcoder trained on another site would give wrong edges.
-    if (clt->input_hook && !strstr(clt->input_hook, "resid_mid"))
-        return ct_error("%s: feature_input_hook is '%s'; attribution supports transcoders reading "
-                        "hook_resid_mid (the residual before the FFN norm)", clt->path ? clt->path : "transcoder",
-                        clt->input_hook);
-    if (clt->output_hook && !strstr(clt->output_hook, "mlp_out") && !strstr(clt->output_hook, "mlp.hook_out"))
-        return ct_error("%s: feature_output_hook is '%s'; attribution supports transcoders writing "
-                        "hook_mlp_out (the MLP output)", clt->path ? clt->path : "transcoder", clt->output_hook);
+    // The linear model assumes the transcoder reads and writes the architecture's sites
+    // (model.h: resid_mid and the MLP output; Gemma-2: the pre-FFN norm's normalised input and
+    // the post-MLP norm's output, as circuit-tracer's Gemma transcoders); a transcoder trained
+    // on another site would give wrong edges.
+    const char *path = clt->path ? clt->path : "transcoder";
+    if (c->post_norms) {
+        if (clt->input_hook && !strstr(clt->input_hook, "hook_normalized"))
+            return ct_error("%s: feature_input_hook is '%s'; for %s attribution supports transcoders reading "
+                            "ln2.hook_normalized (the pre-FFN norm's normalised input, before its gain)", path,
+                            clt->input_hook, model_arch_name(c->arch));
+        if (clt->output_hook && !strstr(clt->output_hook, "hook_mlp_out"))
+            return ct_error("%s: feature_output_hook is '%s'; for %s attribution supports transcoders writing "
+                            "hook_mlp_out (the output of the post-MLP norm)", path, clt->output_hook,
+                            model_arch_name(c->arch));
+    } else {
+        if (clt->input_hook && !strstr(clt->input_hook, "resid_mid"))
+            return ct_error("%s: feature_input_hook is '%s'; attribution supports transcoders reading "
+                            "hook_resid_mid (the residual before the FFN norm)", path, clt->input_hook);
+        if (clt->output_hook && !strstr(clt->output_hook, "mlp_out") && !strstr(clt->output_hook, "mlp.hook_out"))
+            return ct_error("%s: feature_output_hook is '%s'; attribution supports transcoders writing "
+                            "hook_mlp_out (the MLP output)", path, clt->output_hook);
+    }
     r->m = m;
     r->clt = clt;
     r->L = c->n_layers;

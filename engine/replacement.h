@@ -3,7 +3,9 @@
 // One real forward pass with a full capture (attention patterns, 1/rms factors, resid_mid,
 // MLP outputs), then the transcoder on every (layer, position):
 //
-//     x_l(p)   = resid_mid[l](p)                         (D)  read BEFORE the FFN norm
+//     x_l(p)   = resid_mid[l](p)                         (D)  read BEFORE the FFN norm (Gemma-2:
+//                                                              the pre-FFN norm's normalised input
+//                                                              before its gain; see model.h)
 //     a_l(p)   = act(W_enc[l] x_l(p) + b_enc[l])         (F)  kept sparse: active features only
 //     y^_l(p)  = b_dec[l] + sum_{l_s <= l} W_dec[l_s][:, l - l_s]^T a_{l_s}(p) (+ W_skip[l] x_l(p))
 //     eps_l(p) = mlp_out[l](p) - y^_l(p)                 (D)  error node vector
@@ -46,8 +48,9 @@ typedef struct Replacement {
 } Replacement;
 
 // Run the model on tokens (T >= 1, T <= seq_len), encode with clt, fill r.  The transcoder must
-// fit the model (clt_check_model is called) and read resid_mid / write the MLP output (its
-// feature_input_hook must name resid_mid, its output hook mlp_out; anything else is refused).  pool may be NULL.  Deterministic for any number
+// fit the model (clt_check_model is called) and read / write the architecture's transcoder
+// sites (model.h; feature_input_hook must name resid_mid, or ln2.hook_normalized for Gemma-2;
+// the output hook mlp_out; anything else is refused).  pool may be NULL.  Deterministic for any number
 // of threads.  m and clt must outlive r.
 int replacement_build(Replacement *r, const Model *m, const Clt *clt, const int *tokens, int T,
                       ThreadPool *pool);

@@ -233,6 +233,7 @@ int tokenizer_open(Tokenizer *t, const char *tok_path, const char *model_path, i
 
 void tokenizer_free(Tokenizer *t) {
     if (!t) return;
+    hf_tokenizer_free(t->hf);
     free(t->vocab);
     free(t->piece_len);
     free(t->scores);
@@ -246,7 +247,23 @@ void tokenizer_free(Tokenizer *t) {
 
 int tokenizer_vocab_size(const Tokenizer *t) { return t ? t->vocab_size : 0; }
 
+int tokenizer_bos_id(const Tokenizer *t) {
+    if (t && t->hf) return hf_tokenizer_bos_id(t);
+    return t && TOK_BOS < t->vocab_size ? TOK_BOS : -1;
+}
+
+int tokenizer_stop_id(const Tokenizer *t) {
+    if (t && t->hf) return hf_tokenizer_eos_id(t);
+    return tokenizer_bos_id(t);  // run.c: a llama2.c model ends a story by emitting BOS
+}
+
+int tokenizer_eos_id(const Tokenizer *t) {
+    if (t && t->hf) return hf_tokenizer_eos_id(t);
+    return t && TOK_EOS < t->vocab_size ? TOK_EOS : -1;
+}
+
 const char *tokenizer_piece(const Tokenizer *t, int id) {
+    if (t && t->hf) return hf_tokenizer_piece(t, id);
     if (!t || id < 0 || id >= t->vocab_size) {
         ct_error("tokenizer %s: token id: expected 0..%d, got %d", t && t->path ? t->path : "?",
                  t ? t->vocab_size - 1 : -1, id);
@@ -515,6 +532,7 @@ static int build_sentencepiece(const Tokenizer *t, Work *w, const char *text, si
 
 int tokenizer_encode_mode(const Tokenizer *t, const char *text, int bos, int eos, int mode,
                           int *out, int max_tokens, int *n_out) {
+    if (t && t->hf) return hf_tokenizer_encode(t, text, bos, eos, out, max_tokens, n_out);
     if (n_out) *n_out = 0;
     if (!t || !t->vocab) return ct_error("tokenizer_encode: tokenizer: expected a loaded one, got none");
     if (!text) return ct_error("tokenizer_encode: text: expected a string, got NULL");
@@ -586,6 +604,7 @@ int tokenizer_encode(const Tokenizer *t, const char *text, int bos, int eos, int
 // decoding and printing
 
 const char *tokenizer_decode(const Tokenizer *t, int prev_token, int token) {
+    if (t && t->hf) return hf_tokenizer_decode(t, prev_token, token);
     if (!t || !t->vocab || token < 0 || token >= t->vocab_size) {
         ct_error("tokenizer %s: decode token id: expected 0..%d, got %d",
                  t && t->path ? t->path : "?", t ? t->vocab_size - 1 : -1, token);

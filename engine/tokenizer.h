@@ -56,6 +56,9 @@ typedef struct Tokenizer {
     unsigned char byte_pieces[512]; // 256 one-byte strings "b\0" that decode returns
     char *blob;               // one allocation holding every piece
     char *path;               // file name, for error messages
+    struct HfTok *hf;         // set for a Hugging Face tokenizer (engine/hf_tokenizer.h): then
+                              // only vocab_size, max_token_length and path above are filled,
+                              // and encode/decode/piece/free dispatch to hf_tokenizer.c
 } Tokenizer;
 
 // Load tokenizer.bin. vocab_size > 0: the file must hold exactly that many tokens;
@@ -88,6 +91,13 @@ const char *tokenizer_decode(const Tokenizer *t, int prev_token, int token);
 void tokenizer_print_piece(FILE *f, const char *piece);
 
 int tokenizer_vocab_size(const Tokenizer *t);
+// The id encode(bos=1) puts first / encode(eos=1) puts last: TOK_BOS / TOK_EOS for llama2.c;
+// for a Hugging Face tokenizer what its post-processor adds, or -1 when it adds none (GPT-2).
+int tokenizer_bos_id(const Tokenizer *t);
+int tokenizer_eos_id(const Tokenizer *t);
+// The token that ends generation: BOS for llama2.c models (run.c stops there), EOS for
+// Hugging Face tokenizers; -1 when there is none.
+int tokenizer_stop_id(const Tokenizer *t);
 // The raw stored piece of id (spaces, not U+2581), or NULL with an error if out of range.
 const char *tokenizer_piece(const Tokenizer *t, int id);
 

@@ -217,6 +217,23 @@ int q8_act_quantize_t(Q8Act *A, Q8ActBuf *buf, const float *G, size_t T, const Q
     return CT_OK;
 }
 
+// ---- one canonical output -------------------------------------------------------------------
+float q8_panels_row_dot(const Q8Panels *W, size_t r, const Q8Act *X, size_t t) {
+    size_t p = r / Q8_PANEL_ROWS, i = r % Q8_PANEL_ROWS;
+    float acc = 0.0f;
+    for (size_t b = 0; b < W->nb; b++) {
+        const uint8_t *blk = W->data + (p * W->nb + b) * Q8_PANEL_BLOCK_BYTES, *q = blk + 4 * Q8_PANEL_ROWS;
+        const int8_t *x = X->q + (t * X->nb + b) * QK8;
+        float dw;
+        memcpy(&dw, blk + 4 * i, sizeof dw);
+        int32_t s = 0;   // exact: row i's 32 values sit at q[j][i][0..3], u8 = w + 128
+        for (size_t j = 0; j < 8; j++)
+            for (size_t k = 0; k < 4; k++) s += ((int32_t)q[(j * Q8_PANEL_ROWS + i) * 4 + k] - 128) * x[4 * j + k];
+        acc = fmaf((float)s, dw * X->d[t * X->nb + b], acc);   // simd.h: product rounded, then fused
+    }
+    return acc;
+}
+
 // ---- panels ----------------------------------------------------------------------------------
 size_t q8_panels_bytes(size_t rows, size_t cols) {
     return q8_npanels(rows) * q8_nblocks(cols) * Q8_PANEL_BLOCK_BYTES;

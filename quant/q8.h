@@ -149,6 +149,11 @@ void q8_panels_t_free(Q8PanelsT *t);
 // v_b = scale[b] * g_t (elementwise, one rounding) quantized by 32-row groups.
 int q8_act_quantize_t(Q8Act *A, Q8ActBuf *buf, const float *G, size_t T, const Q8PanelsT *Wt);
 
+// One output of W x: the canonical value of simd.h (row r of W, activation row t of X), computed
+// here in plain C in the documented order, so it equals every kernel table's output bit for bit
+// (e.g. one feature of a transcoder encoder without encoding the whole layer).
+float q8_panels_row_dot(const Q8Panels *W, size_t r, const Q8Act *X, size_t t);
+
 // ---- one-call products (single thread, through simd_kernels(); buf is scratch) ---------------
 // Y (T, rows) = X (T, cols) W^T with X quantized per row; Y[t*rows + r].
 int q8_matmul(float *Y, const Q8Panels *W, const float *X, size_t T, Q8ActBuf *buf);

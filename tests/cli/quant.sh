@@ -1,8 +1,11 @@
-# int8 from the command line: `ctrace quantize`, --dtype f32|q8, --numa MODE.
+# int8 from the command line: `ctrace quantize`, --dtype f32|q8, --clt-dtype f32|q8, --numa MODE.
 #   - the quantized file is ~1/3.5 of the fp32 one, loads as q8 (info), and gives exactly the
 #     logits / greedy text of --dtype q8 on the fp32 checkpoint, for any thread count and any
 #     --numa mode;
 #   - --dtype f32 on the quantized file runs fp32 on the dequantized weights;
+#   - every command that loads a model or a transcoder takes them: sample and train-clt with
+#     --dtype q8 give the bits of the q8 file (a resume under another dtype is refused);
+#     attribute, clt-eval, intervene, steer and validate run the int8 model and transcoder;
 #   - bad values and corrupt files fail with messages naming the value / the file.
 . tests/cli_lib.sh
 M=$S260/stories260K.bin
@@ -36,6 +39,50 @@ $CTRACE generate "$M" -z "$Z" -t 0 -n 48 -p "Once upon a time" --dtype q8 --numa
 cmp "$TMP/g1" "$TMP/g2" || fail "generate: q8 file vs --dtype q8 differ"
 grep -q "Once upon a time" "$TMP/g1" || fail "generate q8: no prompt echo"
 $CTRACE bench-forward "$Q" --prompt 4 --gen 4 --threads 1 --header | grep -q '| q8 | 1 |' || fail "bench-forward q8 row"
+
+# ---- --dtype / --clt-dtype in the transcoder commands
+$CTRACE sample "$M" -z "$Z" -n 3000 --seed 3 --max-len 64 --dtype q8 -o "$TMP/c1.txt" 2>/dev/null || fail "sample --dtype q8"
+$CTRACE sample "$Q" -z "$Z" -n 3000 --seed 3 --max-len 64 --threads 1 -o "$TMP/c2.txt" 2>/dev/null || fail "sample q8 file"
+cmp "$TMP/c1.txt" "$TMP/c2.txt" || fail "sample: --dtype q8 vs the q8 file differ"
+TR="-z $Z --corpus $TMP/c1.txt --features 32 --tokens 1024 --batch 256 --quiet"
+$CTRACE train-clt "$M" $TR --dtype q8 -o "$TMP/clt" || fail "train-clt --dtype q8"
+$CTRACE train-clt "$Q" $TR --threads 1 -o "$TMP/clt2" || fail "train-clt on the q8 file"
+$CTRACE train-clt "$M" $TR -o "$TMP/clt3" || fail "train-clt f32"
+cmp "$TMP/clt/W_enc_2.safetensors" "$TMP/clt2/W_enc_2.safetensors" || fail "train-clt: --dtype q8 vs the q8 file differ"
+cmp -s "$TMP/clt/W_enc_2.safetensors" "$TMP/clt3/W_enc_2.safetensors" && fail "train-clt --dtype q8 trained on fp32 activations"
+$CTRACE train-clt "$M" $TR --dtype q8 --stop-after 2 --checkpoint-every 1 -o "$TMP/clt4" || fail "train-clt --stop-after"
+expect_fail "resume under another dtype" "another model" $CTRACE train-clt "$M" $TR --resume -o "$TMP/clt4"
+$CTRACE train-clt "$M" $TR --dtype q8 --resume -o "$TMP/clt4" || fail "train-clt --resume --dtype q8"
+cmp "$TMP/clt4/W_dec_0.safetensors" "$TMP/clt/W_dec_0.safetensors" || fail "resumed q8 run differs from the uninterrupted one"
+
+P="Once upon a time, there was a little girl named Lily. She"
+C="--clt $TMP/clt -p"
+$CTRACE attribute "$M" -z "$Z" $C "$P" -o "$TMP/gq.json" --raw "$TMP/gq.ctg" --dtype q8 --clt-dtype q8 >"$TMP/aq" || fail "attribute q8"
+grep -q "model q8, transcoder q8" "$TMP/aq" || fail "attribute: dtypes not reported: $(cat "$TMP/aq")"
+$CTRACE attribute "$Q" -z "$Z" $C "$P" -o "$TMP/gq2.json" --clt-dtype q8 --threads 1 >"$TMP/aq2" || fail "attribute q8 file"
+$CTRACE attribute "$M" -z "$Z" $C "$P" -o "$TMP/gf.json" >"$TMP/af" || fail "attribute f32"
+[ "$(head -3 "$TMP/aq")" = "$(head -3 "$TMP/aq2")" ] || fail "attribute: --dtype q8 vs the q8 file: $(head -3 "$TMP/aq" "$TMP/aq2")"
+[ "$(head -3 "$TMP/aq")" != "$(head -3 "$TMP/af")" ] || fail "attribute q8: the same graph as fp32"
+$CTRACE validate "$TMP/gq.ctg" "$M" -z "$Z" --clt "$TMP/clt" --top 3 --dtype q8 --clt-dtype q8 >"$TMP/vq" 2>/dev/null || fail "validate q8"
+# constrained mode under int8: each frozen run quantizes its activations, so ~0.99, not 1
+awk '/^overall/ { f = 1 } /^logits only/ { f = 0 }
+     f { for (i = 1; i < NF; i++) if ($i == "constrained") { n++; if ($(i + 2) < 0.95) bad = 1 } }
+     END { exit bad || n != 2 }' "$TMP/vq" ||
+    fail "validate q8: constrained correlation: $(cat "$TMP/vq")"
+expect_fail "q8 graph, f32 transcoder" "is this the transcoder" $CTRACE validate "$TMP/gq.ctg" "$M" -z "$Z" --clt "$TMP/clt" --dtype q8
+$CTRACE clt-eval "$M" "$TMP/clt" -z "$Z" --text "$TMP/c1.txt" --max-tokens 400 --dtype q8 --clt-dtype q8 >"$TMP/eq" || fail "clt-eval q8"
+grep -q "stories260K.bin (q8)" "$TMP/eq" && grep -q "F = 32, q8)" "$TMP/eq" || fail "clt-eval: dtypes: $(head -3 "$TMP/eq")"
+$CTRACE intervene "$M" -z "$Z" $C "$P" --set 2:5:3=4 --dtype q8 --clt-dtype q8 --top 3 >"$TMP/iq" || fail "intervene q8"
+grep -q "ranked after the intervention" "$TMP/iq" || fail "intervene q8 output"
+$CTRACE steer "$M" -z "$Z" --clt "$TMP/clt" -p "Once upon" --set "1:*:5=3" -n 8 -t 0 --dtype q8 --clt-dtype q8 >"$TMP/sq" ||
+    fail "steer q8"
+grep -q "^steered:" "$TMP/sq" || fail "steer q8 output"
+for c in attribute clt-eval intervene steer validate; do
+    $CTRACE $c --help | grep -q -- "--clt-dtype f32|q8" || fail "$c --help lacks --clt-dtype"
+done
+expect_fail "--clt-dtype bad" "expected f32|q8, got 'int4'" $CTRACE attribute "$M" -z "$Z" $C "$P" -o "$TMP/x.json" --clt-dtype int4
+expect_fail "train-clt --clt-dtype" "stays fp32" $CTRACE train-clt "$M" $TR --clt-dtype q8 -o "$TMP/clt5"
+expect_fail "sample --clt-dtype" "loads no transcoder" $CTRACE sample "$M" -z "$Z" -n 10 --seed 1 -o "$TMP/x.txt" --clt-dtype q8
 
 expect_fail "--dtype bad" "expected f32|q8, got 'int4'" $CTRACE logits "$M" --tokens 1,2 --dtype int4
 expect_fail "--numa bad" "expected off|local|interleave|replicate, got 'all'" $CTRACE generate "$M" -z "$Z" --numa all
