@@ -49,7 +49,7 @@ PROBES = /usr/include/criterion/criterion.h /usr/include/x86_64-linux-gnu/sleef.
          /usr/lib/aarch64-linux-gnu/libzip.so /usr/lib/aarch64-linux-gnu/libyaml.so \
          /usr/lib/aarch64-linux-gnu/libnuma.so /usr/lib/aarch64-linux-gnu/libxxhash.so /usr/bin/xxhsum /usr/bin/valgrind \
          /usr/include/microhttpd.h /usr/lib/aarch64-linux-gnu/libmicrohttpd.so /usr/bin/chromium \
-         /usr/include/pcre2.h /usr/lib/aarch64-linux-gnu/libpcre2-8.so
+         /usr/include/pcre2.h /usr/lib/aarch64-linux-gnu/libpcre2-8.so /usr/bin/jq
 $(DEPS_OK):
 	@missing=""; for f in $(PROBES); do [ -e $$f ] || missing="$$missing $$f"; done; \
 	if [ -n "$$missing" ]; then echo "missing:$$missing -> scripts/setup-deps.sh" >&2; \

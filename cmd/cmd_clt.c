@@ -104,7 +104,7 @@ int cmd_clt_eval(int argc, char **argv) {
             ct_error_ctx("--tokens");
             goto done;
         }
-        if (tokwin_from_ids(&w, ids, n, (int)ctx) != CT_OK) goto done;
+        if (tokwin_from_ids(&w, ids, n, (int)ctx, tokenizer_start_id(&tok)) != CT_OK) goto done;
     }
     CltEvalOpts eo = {.pool = pool, .progress = isatty(2)};
     if (clt_eval(&m, &c, &w, &eo, &r) != CT_OK) goto done;

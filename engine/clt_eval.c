@@ -71,7 +71,12 @@ int story_tokenize(StoryTok *st, const Tokenizer *t, const char *s, size_t len) 
         st->ids = ni;
         st->cap = need;
     }
-    return tokenizer_encode(t, st->text, 1, 0, st->ids, st->cap, &st->n);
+    // The story's start token, then its text: BOS, or for tokenizers without one (GPT-2) the
+    // token that separates documents (tokenizer_start_id).  Windows begin with ids[0].
+    st->ids[0] = tokenizer_start_id(t);
+    if (tokenizer_encode(t, st->text, 0, 0, st->ids + 1, st->cap - 1, &st->n) != CT_OK) return CT_ERR;
+    st->n += 1;
+    return CT_OK;
 }
 
 void story_free(StoryTok *st) {
@@ -82,7 +87,7 @@ void story_free(StoryTok *st) {
 
 int story_window(const int *ids, int n, int ctx, int k, int *out) {
     int a = 1 + k * (ctx - 1), b = a + ctx - 1 < n ? a + ctx - 1 : n;
-    out[0] = TOK_BOS;
+    out[0] = ids[0];
     memcpy(out + 1, ids + a, (size_t)(b - a) * sizeof(int));
     return 1 + b - a;
 }
@@ -133,14 +138,14 @@ int tokwin_from_text(TokWindows *w, const Tokenizer *t, const char *text, size_t
     return CT_OK;
 }
 
-int tokwin_from_ids(TokWindows *w, const int *ids, int n, int ctx) {
+int tokwin_from_ids(TokWindows *w, const int *ids, int n, int ctx, int start) {
     memset(w, 0, sizeof *w);
     if (ctx < 2) return ct_error("windows: ctx must be >= 2 tokens, got %d", ctx);
     int *tmp = malloc(((size_t)n + 1) * sizeof(int));
     if (!tmp) return ct_error("windows: out of memory");
     int k = 0;
-    tmp[k++] = TOK_BOS;
-    for (int i = (n > 0 && ids[0] == TOK_BOS) ? 1 : 0; i < n; i++) tmp[k++] = ids[i];
+    tmp[k++] = start;
+    for (int i = (n > 0 && ids[0] == start) ? 1 : 0; i < n; i++) tmp[k++] = ids[i];
     size_t cap_w = 0, cap_t = 0;
     int rc = tokwin_add(w, tmp, k, ctx, &cap_w, &cap_t);
     free(tmp);

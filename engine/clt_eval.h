@@ -38,8 +38,9 @@ typedef struct StoryTok {
 } StoryTok;
 int story_tokenize(StoryTok *st, const Tokenizer *t, const char *s, size_t len);
 void story_free(StoryTok *st);
-// A story of n ids (BOS included) is cut into windows of at most ctx tokens, each starting
-// with BOS: window k = [BOS] + ids[1 + k*(ctx-1) .. 1 + (k+1)*(ctx-1)).
+// A story of n ids (its start token ids[0] included: BOS, or tokenizer_start_id) is cut into
+// windows of at most ctx tokens, each starting with that token:
+// window k = [ids[0]] + ids[1 + k*(ctx-1) .. 1 + (k+1)*(ctx-1)).
 static inline int story_n_windows(int n, int ctx) { return n <= 1 ? 0 : (n - 1 + ctx - 2) / (ctx - 1); }
 // Writes window k into out (ctx) and returns its length (>= 2).
 int story_window(const int *ids, int n, int ctx, int k, int *out);
@@ -55,7 +56,8 @@ typedef struct TokWindows {
 // max_tokens > 0: stop after the window that reaches that many tokens.
 int tokwin_from_text(TokWindows *w, const Tokenizer *t, const char *text, size_t n, int ctx, long max_tokens);
 // An explicit id list is one story (a leading BOS is optional).
-int tokwin_from_ids(TokWindows *w, const int *ids, int n, int ctx);
+// From ids: start (the tokenizer's start token) is prepended unless ids[0] already is it.
+int tokwin_from_ids(TokWindows *w, const int *ids, int n, int ctx, int start);
 void tokwin_free(TokWindows *w);
 
 // ---- evaluation ---------------------------------------------------------------------------------

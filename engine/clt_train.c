@@ -654,12 +654,13 @@ static void sample_task(void *ctx, int task, int ntask) {
         j->ntok[g] = 0;
         Sampler *s = &j->smp[task];
         s->rng_state = story_seed(j->o->seed, j->k0 + g);
-        int token = TOK_BOS, pending_nl = 0;
+        int token = tokenizer_start_id(j->tok), pending_nl = 0;
+        int bos = tokenizer_bos_id(j->tok), eos = tokenizer_eos_id(j->tok);
         for (int pos = 0; pos < j->o->max_len - 1; pos++) {
             float *logits = model_forward(m, &j->rs[task], token, pos, NULL, NULL);
             if (!logits) goto fail;
             int next = sampler_sample(s, logits);
-            if (next == TOK_BOS || next == TOK_EOS) break;
+            if ((bos >= 0 && next == bos) || (eos >= 0 && next == eos)) break;
             const char *piece = tokenizer_decode(j->tok, token, next);
             if (!piece) goto fail;
             j->ntok[g]++;
@@ -1223,6 +1224,11 @@ static int save_transcoder(const TrainState *S, const char *dir) {
     Clt c;
     CltActivation act = {CLT_ACT_JUMPRELU, 0};
     if (clt_alloc(&c, L, D, F, lay->plt ? CLT_PER_LAYER : CLT_CROSS_LAYER, act, 0) != CT_OK) return CT_ERR;
+    // The input site is the architecture's (Gemma-2 reads the normalised pre-FFN input).
+    char *hook = strdup(model_tc_input_hook(&S->stream.m->c));
+    if (!hook) { clt_free(&c); return ct_error("out of memory"); }
+    free(c.input_hook);
+    c.input_hook = hook;
     for (int l = 0; l < L; l++) {
         CltLayer *ly = &c.layers[l];
         const float *We = S->P + clt_layout_off(lay, l, CP_W_ENC), *be = S->P + clt_layout_off(lay, l, CP_B_ENC);
@@ -1298,7 +1304,7 @@ static int check_opts(const CltTrainOpts *o) {
         return ct_error("train-clt: --buffer %d rows is smaller than a batch (%d)", o->buffer_rows, o->batch);
     CtDtype dt;
     if (o->dtype && ct_dtype_parse(o->dtype, &dt) != CT_OK) return ct_error_ctx("train-clt: --dtype");
-    if (!o->out_dir || !o->corpus_path || !o->model_path || !o->tokenizer_path)
+    if (!o->out_dir || !o->corpus_path || !o->model_path || (!o->tokenizer_path && !model_path_is_hf(o->model_path)))
         return ct_error("train-clt: model, tokenizer, corpus and output directory are required");
     return CT_OK;
 }

@@ -41,7 +41,7 @@ typedef struct Cfg {
     const char *cls;    // architecture class name, for messages
 } Cfg;
 
-// Field `key`: absent (or JSON null when null_ok) -> *present = 0.
+// Field `key`, or NULL when absent or JSON null (HF writes null for "use the default").
 static json_t *cfg_get(const Cfg *c, const char *key) {
     json_t *v = json_object_get(c->root, key);
     return v && !json_is_null(v) ? v : NULL;
@@ -69,7 +69,7 @@ static int cfg_int(const Cfg *c, const char *key, int required, long dflt, long 
     return CT_OK;
 }
 
-// Number field (integer or real), > 0 unless allow_zero.
+// Number field (integer or real), finite and >= 0; required or with a default.
 static int cfg_num(const Cfg *c, const char *key, int required, double dflt, double *out) {
     json_t *v = cfg_get(c, key);
     if (!v) {

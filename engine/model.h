@@ -48,7 +48,9 @@ typedef struct Config {
     int learned_pos;   // GPT-2: a learned position embedding is added to the token embedding
     int attn_bias;     // q/k/v/o projections carry biases
     int mlp_bias;      // MLP projections carry biases
-    float embed_scale; // embedding output multiplied by this (Gemma: sqrt(D) in fp32); 0 = none
+    float embed_scale; // embedding output multiplied by this; 0 = none.  Gemma: sqrt(D) rounded
+                       // to fp32, the dtype ctrace computes in (HF rounds the normaliser to the
+                       // dtype the model runs in: a bf16 run would use bf16(sqrt(D)))
     float attn_scale;  // scores multiplied by this (HF: Dh^-0.5 or query_pre_attn_scalar^-0.5);
                        // 0 = divided by sqrtf(Dh) (llama2.c, GPT-2)
     float attn_softcap;  // scores = cap * tanh(scores / cap) before the mask; 0 = none

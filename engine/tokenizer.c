@@ -252,6 +252,11 @@ int tokenizer_bos_id(const Tokenizer *t) {
     return t && TOK_BOS < t->vocab_size ? TOK_BOS : -1;
 }
 
+int tokenizer_start_id(const Tokenizer *t) {
+    int b = tokenizer_bos_id(t), e = tokenizer_eos_id(t);
+    return b >= 0 ? b : e >= 0 ? e : 0;
+}
+
 int tokenizer_stop_id(const Tokenizer *t) {
     if (t && t->hf) return hf_tokenizer_eos_id(t);
     return tokenizer_bos_id(t);  // run.c: a llama2.c model ends a story by emitting BOS

@@ -98,6 +98,9 @@ int tokenizer_eos_id(const Tokenizer *t);
 // The token that ends generation: BOS for llama2.c models (run.c stops there), EOS for
 // Hugging Face tokenizers; -1 when there is none.
 int tokenizer_stop_id(const Tokenizer *t);
+// The token a story / a training window starts with: BOS, or for tokenizers without one
+// (GPT-2, Qwen) the EOS that separates their documents (<|endoftext|>), else 0.
+int tokenizer_start_id(const Tokenizer *t);
 // The raw stored piece of id (spaces, not U+2581), or NULL with an error if out of range.
 const char *tokenizer_piece(const Tokenizer *t, int id);
 

@@ -4,7 +4,7 @@
 set -e
 PKGS="build-essential pkg-config libsleef-dev libnuma-dev libxxhash-dev libcriterion-dev \
       libjansson-dev libyaml-dev libzip-dev xxhash valgrind libopenblas-dev \
-      gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user libmicrohttpd-dev libpcre2-dev chromium curl"
+      gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user libmicrohttpd-dev libpcre2-dev chromium curl jq"
 ARM_PKGS="libsleef-dev:arm64 libnuma-dev:arm64 libxxhash-dev:arm64 libjansson-dev:arm64 libyaml-dev:arm64 libzip-dev:arm64 libmicrohttpd-dev:arm64 libpcre2-dev:arm64"
 if [ "$(id -u)" != 0 ]; then
     echo "setup-deps: missing packages and not root; install as root: apt-get install $PKGS $ARM_PKGS" >&2

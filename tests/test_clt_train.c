@@ -703,7 +703,7 @@ Test(clt_eval, random_transcoder_matches_fp64, .timeout = 60) {
     int ids[40];
     for (int i = 0; i < 40; i++) ids[i] = 300 + (i * 37) % 200;
     TokWindows w;
-    cr_assert_eq(tokwin_from_ids(&w, ids, 40, 16), CT_OK, "%s", ct_errmsg());
+    cr_assert_eq(tokwin_from_ids(&w, ids, 40, 16, TOK_BOS), CT_OK, "%s", ct_errmsg());
     cr_assert_eq(w.n, 3);   // 40 ids -> 15 + 15 + 10 after BOS
     int L = m.c.n_layers, D = m.c.dim, F = 24;
     Clt c;
@@ -788,7 +788,7 @@ Test(clt_eval, layer_count_mismatch_is_an_error) {
     load_model(&m, &t);
     TokWindows w;
     int ids[3] = {300, 301, 302};
-    cr_assert_eq(tokwin_from_ids(&w, ids, 3, 16), CT_OK);
+    cr_assert_eq(tokwin_from_ids(&w, ids, 3, 16, TOK_BOS), CT_OK);
     Clt c;
     CltActivation act = {CLT_ACT_RELU, 0};
     cr_assert_eq(clt_alloc(&c, 3, m.c.dim, 8, CLT_CROSS_LAYER, act, 0), CT_OK);

@@ -392,6 +392,58 @@ Test(hf_model, sharded_copy_bit_identical) {
     free(d1), free(d2);
 }
 
+// An F16 copy (st_write rounds every weight to half precision) loads to exactly the logits of
+// an F32 copy holding the same rounded values: the F16 reader converts exactly.
+static void write_converted(const char *src_dir, const char *dst_dir, StDtype dt, int round_f16) {
+    char *st = tu_join(src_dir, "model.safetensors");
+    StFile f;
+    cr_assert_eq(st_open(&f, st), CT_OK, "%s", ct_errmsg());
+    StWriteItem *it = calloc((size_t)f.n, sizeof *it);
+    float **bufs = calloc((size_t)f.n, sizeof *bufs);
+    for (int i = 0; i < f.n; i++) {
+        const StTensor *t = &f.t[i];
+        bufs[i] = malloc(sizeof(float) * (t->numel ? t->numel : 1));
+        cr_assert_eq(st_read_f32(&f, t, bufs[i]), CT_OK);
+        if (round_f16)
+            for (size_t k = 0; k < t->numel; k++) bufs[i][k] = st_f16_to_f32(st_f32_to_f16(bufs[i][k]));
+        it[i].name = t->name, it[i].dtype = dt, it[i].ndim = t->ndim, it[i].data = bufs[i];
+        memcpy(it[i].shape, t->shape, sizeof t->shape);
+    }
+    char *out = tu_join(dst_dir, "model.safetensors"), *c0 = tu_join(src_dir, "config.json"),
+         *c1 = tu_join(dst_dir, "config.json");
+    cr_assert_eq(st_write(out, it, f.n), CT_OK, "%s", ct_errmsg());
+    link_abs(c0, c1);
+    for (int i = 0; i < f.n; i++) free(bufs[i]);
+    free(bufs), free(it), free(out), free(c0), free(c1), free(st);
+    st_close(&f);
+}
+
+Test(hf_model, f16_weights_read_exactly) {
+    for (int a = 0; a < 4; a++) {
+        char *dir = arch_dir(ARCHS[a]), *d16 = tu_mkdtemp("ct_hf_f16"), *d32 = tu_mkdtemp("ct_hf_f32r");
+        write_converted(dir, d16, ST_F16, 0);
+        write_converted(dir, d32, ST_F32, 1);
+        Model m16, m32;
+        cr_assert_eq(model_open(&m16, d16), CT_OK, "%s", ct_errmsg());
+        cr_assert_eq(model_open(&m32, d32), CT_OK, "%s", ct_errmsg());
+        cr_assert_str_eq(m16.src_dtype, "F16");
+        cr_assert_neq(m16.fingerprint, m32.fingerprint);
+        int T = 12, ids[12], V = m16.c.vocab_size;
+        for (int i = 0; i < T; i++) ids[i] = (i * 29 + 1) % V;
+        float *l1 = malloc(sizeof(float) * (size_t)T * V), *l2 = malloc(sizeof(float) * (size_t)T * V);
+        RunState s;
+        cr_assert_eq(runstate_init(&s, &m16.c, T), CT_OK);
+        cr_assert_eq(model_forward_seq(&m16, &s, ids, T, l1, NULL, NULL), CT_OK);
+        cr_assert_eq(model_forward_seq(&m32, &s, ids, T, l2, NULL, NULL), CT_OK);
+        cr_assert_eq(memcmp(l1, l2, sizeof(float) * (size_t)T * V), 0, "%s: F16 logits differ", ARCHS[a]);
+        runstate_free(&s);
+        free(l1), free(l2);
+        model_free(&m16), model_free(&m32);
+        tu_rmtree(d16), tu_rmtree(d32);
+        free(d16), free(d32), free(dir);
+    }
+}
+
 // ---- bad inputs ---------------------------------------------------------------------------------------
 static void expect_fail(const char *dir, const char *const *needles) {
     Model m;
