@@ -87,23 +87,6 @@ static int parse_token(const Tokenizer *tk, int V, const char *s, const char *op
     return CT_OK;
 }
 
-// xxh3 of the transcoder: its fp32 parameter block, then every decoder not inside it.
-static uint64_t clt_fingerprint(const Clt *c) {
-    uint64_t h[2];
-    h[0] = ct_hash64(c->params, c->n_params * sizeof(float));
-    const float *p0 = c->params, *p1 = c->params + c->n_params;
-    for (int l = 0; l < c->L; l++) {
-        const CltLayer *ly = &c->layers[l];
-        size_t n = (size_t)c->F * (size_t)ly->n_out * (size_t)c->D;
-        uint64_t hd = 0;
-        if (ly->W_dec && (ly->W_dec < p0 || ly->W_dec >= p1)) hd = ct_hash64(ly->W_dec, n * sizeof(float));
-        else if (!ly->W_dec && ly->W_dec_raw) hd = ct_hash64(ly->W_dec_raw, n * st_dtype_size(ly->W_dec_dtype));
-        else continue;
-        h[1] = hd;
-        h[0] = ct_hash64(h, sizeof h);
-    }
-    return h[0];
-}
 
 typedef struct Progress {
     int tty;

@@ -156,6 +156,7 @@ int case_trace(const Model *m, const Tokenizer *tok, const Clt *clt, const char 
     g->model_path = dup_or_empty(o->model_path);
     g->clt_path = dup_or_empty(o->clt_path);
     g->model_fp = m->fingerprint;
+    g->clt_fp = clt_fingerprint(clt);
     g->prompt_fp = ct_hash64(ids, sizeof(int) * (size_t)T);
     if (!g->prompt || !g->slug || !g->model_path || !g->clt_path) { ct_error("case study: out of memory"); goto done; }
     if (case_label_graph(g, tok) != CT_OK) goto done;

@@ -121,6 +121,9 @@ int clt_save(const Clt *c, const char *dir, StDtype dtype);
 // tensor: "clt/W_enc_3.safetensors: tensor W_enc_3 has shape (128, 32), expected (F, D) =
 // (128, 64) for a model with D = 64".
 int clt_check_model(const Clt *c, int L, int D);
+// xxh3-64 of the transcoder's weights (the fp32 parameter block, then every decoder held
+// outside it): graphs record it as their transcoder fingerprint.
+uint64_t clt_fingerprint(const Clt *c);
 
 // Scan every resident and mapped tensor for NaN/Inf (error names layer, tensor, index).
 int clt_check_finite(const Clt *c);
