@@ -150,6 +150,18 @@ int cmd_casestudy(int argc, char **argv) {
             }
             printf(" -> answer: %s; model answer %s\n", paths ? "every group has a kept path" : "MISSING",
                    r.predicted_token == r.answer_token ? "correct" : "WRONG");
+            for (int g = 0; g < sp->n_groups; g++) {
+                int na = 0, top1 = -1;
+                double dlog = 0;
+                if (case_ablate_positions(&m, &clt, &r, sp->group_pos[g], sp->group_n[g], pool, &na, &top1, &dlog) != CT_OK) {
+                    case_result_free(&r);
+                    goto done;
+                }
+                if (na)
+                    printf("  ablate the %d kept features at the %s tokens (open, real model): answer logit %+.3f, "
+                           "top-1 '%s' -> '%s'\n", na, sp->group_name[g], dlog,
+                           tokenizer_decode(&tk, -1, r.predicted_token), tokenizer_decode(&tk, -1, top1));
+            }
             if (check && !paths) { printf("  CHECK: group '%s' has no kept path to the answer\n", miss); bad++; }
             if (check && r.predicted_token != r.answer_token) { printf("  CHECK: the model gets this case wrong\n"); bad++; }
         }

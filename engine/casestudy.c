@@ -370,3 +370,36 @@ int case_paths_ok(const CaseSpec *s, const CaseResult *r, const char **fails) {
     }
     return 1;
 }
+
+int case_ablate_positions(const Model *m, const Clt *clt, const CaseResult *r, const int *pos, int n_pos,
+                          ThreadPool *pool, int *n_ablated, int *top1_after, double *answer_delta) {
+    const Graph *g = &r->g;
+    Intervention iv;
+    intervention_init(&iv);
+    *n_ablated = 0;
+    for (int i = 0; i < g->n_features; i++) {
+        const GraphNode *nd = &g->nodes[i];
+        int hit = 0;
+        for (int k = 0; k < n_pos; k++) hit |= nd->pos == pos[k];
+        if (!hit || !g->node_keep[i]) continue;
+        IvSpec sp = {.layer = nd->layer, .pos_lo = nd->pos, .pos_hi = nd->pos, .feature = nd->feature,
+                     .kind = IV_SET, .value = 0.0f};
+        snprintf(sp.text, sizeof sp.text, "%d:%d:%d=0", nd->layer, nd->pos, nd->feature);
+        if (intervention_add(&iv, &sp) != CT_OK) { intervention_free(&iv); return CT_ERR; }
+        (*n_ablated)++;
+    }
+    IvContext cx;
+    int rc = iv_context_init(&cx, m, clt, r->tokens, r->T, pool);
+    if (rc == CT_OK) {
+        rc = iv_run(&cx, &iv, IV_OPEN, 0, 0);
+        if (rc == CT_OK) {
+            int V = m->c.vocab_size;
+            const float *before = cx.clean_logits + (size_t)(r->T - 1) * V, *after = cx.logits + (size_t)(r->T - 1) * V;
+            *top1_after = argmax(after, V);
+            *answer_delta = (double)after[r->answer_token] - (double)before[r->answer_token];
+        }
+        iv_context_free(&cx);
+    }
+    intervention_free(&iv);
+    return rc;
+}

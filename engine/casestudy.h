@@ -103,3 +103,9 @@ int case_builtin(const struct CurWorld *w, const Tokenizer *tok, int task, int i
 // Does the traced result pass the spec's path check?  fails (may be NULL) receives the first
 // group without a path.
 int case_paths_ok(const CaseSpec *s, const CaseResult *r, const char **fails);
+
+// The group experiment: ablate (set to 0) every kept feature node of the graph at the given
+// token positions, with nothing frozen (the real model), and report the new top-1 at the last
+// position and the change of the answer logit.  *n_ablated receives the feature count.
+int case_ablate_positions(const Model *m, const Clt *clt, const CaseResult *r, const int *pos, int n_pos,
+                          ThreadPool *pool, int *n_ablated, int *top1_after, double *answer_delta);

@@ -18,6 +18,10 @@ cat "$TMP/cs.txt"
 awk -F'|' '/^\| [a-z]* \| held-out \|/ { gsub(/ /, "", $6); n++; if ($6 + 0 < 0.95) bad = bad " " $2 } END { if (n < 4 || bad != "") { print "accuracy rows " n ", below 0.95:" bad; exit 1 } }' \
     "$TMP/cs.txt" || fail "held-out accuracy"
 [ "$(grep -c 'every group has a kept path; model answer correct' "$TMP/cs.txt")" = 4 ] || fail "a case lacks its path"
+# the paths are causal in the real model: ablating the kept features at some case's token group
+# (e.g. the operand's digit) changes the model's answer
+awk "/ablate the [0-9]* kept features at the/ { split(\$0, a, \"top-1 \"); split(a[2], b, \" -> \"); if (b[1] != b[2]) n++ } END { exit n >= 1 ? 0 : 1 }" \
+    "$TMP/cs.txt" || fail "no group ablation changes an answer"
 # constrained ablation == edge, re-checked from the printed numbers (4 decimals)
 grep 'constrained change' "$TMP/cs.txt" | sed 's/.*answer logit \([-0-9.]*\), graph edge predicts \([-0-9.]*\);.*/\1 \2/' |
     awk '{ d = $1 - $2; if (d < 0) d = -d; if (d > 2e-4 + 1e-3 * ($2 < 0 ? -$2 : $2)) { print "mismatch " $0; exit 1 } n++ } END { if (n != 4) exit 1 }' ||
