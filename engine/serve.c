@@ -15,6 +15,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,7 +49,7 @@ typedef struct Server {
     pthread_mutex_t save;   // one qParams save at a time
     pthread_mutex_t cache;  // guards packed and every Packed.refs
     Packed *packed;
-    volatile int stopping;  // tells the warm-up thread to finish
+    atomic_int stopping;    // tells the warm-up thread to finish
 } Server;
 
 // Per-request state: the POST body as it arrives.
@@ -989,7 +990,7 @@ static void *warm_up(void *arg) {
     Server *sv = arg;
     json_t *root = load_index(sv);
     json_t *graphs = root ? json_object_get(root, "graphs") : NULL;
-    for (size_t i = 0; i < json_array_size(graphs) && !sv->stopping; i++) {
+    for (size_t i = 0; i < json_array_size(graphs) && !atomic_load(&sv->stopping); i++) {
         const char *slug = json_string_value(json_object_get(json_array_get(graphs, i), "slug"));
         if (!slug || !serve_slug_ok(slug)) continue;
         double took;
@@ -1228,7 +1229,7 @@ int serve_run(const char *dir, const char *host, int port, const char *open_slug
     int sig = 0;
     while (sigwait(&set, &sig) != 0) {
     }
-    sv.stopping = 1;
+    atomic_store(&sv.stopping, 1);
     MHD_stop_daemon(d);   // every response is finished and freed here
     if (warming) pthread_join(warm, NULL);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
