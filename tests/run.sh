@@ -3,7 +3,9 @@
 #   unit : every Criterion suite build/tests/test_* and every tests/cli/*.sh script
 #   asan : the Criterion suites and CLI scripts built with ASan+UBSan, under CTRACE_ISA=avx2
 #          and CTRACE_ISA=scalar (sanitizers cannot run AVX-512 here)
-#   neon : the aarch64 kernel self-test and the golden forward check under qemu-aarch64
+#   neon : under qemu-aarch64: the aarch64 kernel self-test, the golden forward checks
+#          (stories260K and Hugging Face, 1 and 2 threads), `ctrace logits --threads 2` and
+#          tests/cli/serve.sh
 #   all  : unit, asan and neon
 # Counts are test cases: Criterion's "Tested/Passing" lines and one per CLI script.
 MODE=${1:-all}
@@ -56,6 +58,16 @@ unit() {
     done
 }
 
+# neon_threads: `ctrace logits` under qemu writes the same bytes with 1, 2 and 3 threads (a
+# hang here is what a loader/libc mismatch looks like; see the neon section).
+neon_threads() {
+    for th in 1 2 3; do
+        timeout -k 10 120 $QEMU "$B/aarch64/ctrace" logits "$SHARED/models/stories260K/stories260K.bin" \
+            --tokens 1,403,407,100,2,9,77 --threads $th -o "$LOG/logits$th.f32" || return 1
+    done
+    [ -s "$LOG/logits1.f32" ] && cmp "$LOG/logits1.f32" "$LOG/logits2.f32" && cmp "$LOG/logits1.f32" "$LOG/logits3.f32"
+}
+
 if [ "$MODE" = unit ] || [ "$MODE" = all ]; then unit "$B" ""; fi
 if [ "$MODE" = asan ] || [ "$MODE" = all ]; then
     export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1
@@ -63,9 +75,15 @@ if [ "$MODE" = asan ] || [ "$MODE" = all ]; then
     unset ASAN_OPTIONS UBSAN_OPTIONS
 fi
 if [ "$MODE" = neon ] || [ "$MODE" = all ]; then
-    QEMU="qemu-aarch64 -L /usr/aarch64-linux-gnu"
-    run_script "kernels_selftest [neon,qemu]" $QEMU "$B/aarch64/kernels_selftest"
-    run_script "forward_selftest [neon,qemu]" $QEMU "$B/aarch64/forward_selftest"
+    # -L / runs the arm64 loader and libc of one package (libc6:arm64).  -L /usr/aarch64-linux-gnu
+    # pairs the cross toolchain's ld-linux-aarch64.so.1 (libc6-arm64-cross) with the libc.so.6
+    # that /etc/ld.so.cache names (libc6:arm64); when their versions differ, their _rtld_global
+    # layouts differ and the first pthread_create spins forever.
+    QEMU="qemu-aarch64 -L /"
+    run_script "kernels_selftest [neon,qemu]" timeout -k 10 600 $QEMU "$B/aarch64/kernels_selftest"
+    run_script "forward_selftest [neon,qemu]" timeout -k 10 600 $QEMU "$B/aarch64/forward_selftest"
+    run_script "logits --threads 2 [neon,qemu]" neon_threads
+    CTRACE="$QEMU $B/aarch64/ctrace" run_script "serve.sh [neon,qemu]" sh tests/cli/serve.sh
 fi
 echo
 echo "$PASS passed, $FAIL failed"

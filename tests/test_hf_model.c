@@ -20,6 +20,7 @@
 #include "engine/safetensors.h"
 #include "engine/tokenizer.h"
 #include "simd/simd.h"
+#include "tests/golden_checks.h"
 #include "tests/lib/hf_fixtures.h"
 #include "tests/lib/testutil.h"
 
@@ -39,202 +40,25 @@ static void link_abs(const char *target, const char *link) {
     free(abs);
 }
 
-static double *read_f64(const char *path, size_t n) {
-    size_t got;
-    double *d = tu_read_file(path, &got);
-    cr_assert_not_null(d, "cannot read %s", path);
-    cr_assert_eq(got, n * sizeof(double), "%s: %zu bytes, expected %zu", path, got, n * sizeof(double));
-    return d;
-}
-
-// ---- the golden check of one sequence ----------------------------------------------------------
-typedef struct Tol { double logits, act, attn; } Tol;
-typedef struct Errs { double logits, hidden, layers, attn; } Errs;
-
 static double maxd(double a, double b) { return a > b ? a : b; }
 
-// The output of the pre-attention norm, recomputed in double from the captured residual and
-// factor (the goldens' attn.in): RMSNorm w * x * inv; LayerNorm w * (x - mean) * inv + b.
-static void attn_in(const Model *m, const Capture *cap, int l, int p, double *out) {
-    int D = m->c.dim, L = m->c.n_layers;
-    const float *x = cap->resid_pre + ((size_t)p * (L + 1) + l) * D;
-    double inv = cap->inv_rms_att[(size_t)p * L + l], mean = 0;
-    if (m->c.norm_kind == NORM_LAYER) {
-        for (int i = 0; i < D; i++) mean += x[i];
-        mean /= D;
-    }
-    for (int i = 0; i < D; i++) {
-        out[i] = (double)m->w.rms_att[(size_t)l * D + i] * ((x[i] - mean) * inv);
-        if (m->w.rms_att_b) out[i] += m->w.rms_att_b[(size_t)l * D + i];
-    }
-}
-
-static Errs check_sequence(const Model *m, const char *gdir, json_t *seq, const char *const *lv, int K,
-                           const Tol *tol, ThreadPool *pool, const char *what) {
-    Errs e = {0, 0, 0, 0};
-    json_t *ids_j = json_object_get(seq, "ids"), *files = json_object_get(seq, "files");
-    int T = (int)json_integer_value(json_object_get(seq, "n"));
-    cr_assert(T > 0 && (int)json_array_size(ids_j) == T);
-    int *ids = malloc(sizeof(int) * (size_t)T);
-    for (int i = 0; i < T; i++) ids[i] = (int)json_integer_value(json_array_get(ids_j, (size_t)i));
-    int L = m->c.n_layers, D = m->c.dim, V = m->c.vocab_size, H = m->c.n_heads;
-    char path[4096];
-#define GOLD(name, n) (snprintf(path, sizeof path, "%s/%s", gdir, \
-        json_string_value(json_object_get(json_object_get(json_object_get(files, name), "f64"), "file"))), read_f64(path, n))
-    double *gl = GOLD("logits", (size_t)T * V);
-    double *gh = GOLD("hidden", (size_t)(L + 1) * T * D);
-    double *gr = GOLD("resid_final", (size_t)T * D);
-    double *gy = GOLD("layers", (size_t)L * K * T * D);
-    double *ga = json_object_get(files, "attn") ? GOLD("attn", (size_t)L * H * T * T) : NULL;
-#undef GOLD
-
-    RunState s;
-    Capture cap;
-    cr_assert_eq(runstate_init(&s, &m->c, T), CT_OK, "%s", ct_errmsg());
-    cr_assert_eq(capture_init(&cap, &m->c, T, CAP_ALL), CT_OK, "%s", ct_errmsg());
-    float *lg = malloc(sizeof(float) * (size_t)T * V);
-    cr_assert_eq(model_forward_seq(m, &s, ids, T, lg, &cap, pool), CT_OK, "%s", ct_errmsg());
-
-    // logits and argmax of every row
-    for (int p = 0; p < T; p++) {
-        const float *a = lg + (size_t)p * V;
-        const double *b = gl + (size_t)p * V;
-        int am = 0, bm = 0;
-        for (int v = 0; v < V; v++) {
-            e.logits = maxd(e.logits, fabs(a[v] - b[v]));
-            if (a[v] > a[am]) am = v;
-            if (b[v] > b[bm]) bm = v;
-        }
-        cr_assert_eq(am, bm, "%s: row %d argmax %d, golden %d", what, p, am, bm);
-    }
-    // hidden: entries 0..L-1 = residual entering layer l, entry L = the final norm's output
-    for (int l = 0; l <= L; l++)
-        for (int p = 0; p < T; p++)
-            for (int i = 0; i < D; i++) {
-                double mine = l < L ? cap.resid_pre[((size_t)p * (L + 1) + l) * D + i] : cap.final_normed[(size_t)p * D + i];
-                e.hidden = maxd(e.hidden, fabs(mine - gh[((size_t)l * T + p) * D + i]));
-            }
-    for (int p = 0; p < T; p++)
-        for (int i = 0; i < D; i++)
-            e.hidden = maxd(e.hidden, fabs(cap.resid_pre[((size_t)p * (L + 1) + L) * D + i] - gr[(size_t)p * D + i]));
-    // per-layer vectors, by name
-    double *ain = malloc(sizeof(double) * (size_t)D);
-    int post = m->c.post_norms;
-    for (int l = 0; l < L; l++)
-        for (int k = 0; k < K; k++)
-            for (int p = 0; p < T; p++) {
-                const double *g = gy + (((size_t)l * K + k) * T + p) * D;
-                size_t r = (size_t)p * L + l;
-                const float *next = cap.resid_pre + ((size_t)p * (L + 1) + l + 1) * D;
-                const float *pre = cap.resid_pre + ((size_t)p * (L + 1) + l) * D;
-                if (!strcmp(lv[k], "attn.in")) attn_in(m, &cap, l, p, ain);
-                for (int i = 0; i < D; i++) {
-                    double mine;
-                    // Gemma-2: the true residual after attention = next - mlp_out (post-normed)
-                    double mid_true = post ? (double)next[i] - cap.mlp_out[r * D + i] : cap.resid_mid[r * D + i];
-                    if (!strcmp(lv[k], "attn.in")) mine = ain[i];
-                    else if (!strcmp(lv[k], "attn.out")) mine = cap.attn_out[r * D + i];
-                    else if (!strcmp(lv[k], "attn.out_postnorm")) mine = mid_true - pre[i];
-                    else if (!strcmp(lv[k], "mlp_norm.in")) mine = mid_true;
-                    else if (!strcmp(lv[k], "mlp.in")) mine = cap.mlp_in[r * D + i];
-                    else if (!strcmp(lv[k], "mlp.out")) mine = post ? cap.mlp_raw[r * D + i] : cap.mlp_out[r * D + i];
-                    else if (!strcmp(lv[k], "mlp.out_postnorm")) mine = cap.mlp_out[r * D + i];
-                    else cr_assert_fail("%s: unknown layer vector %s in goldens.json", what, lv[k]);
-                    e.layers = maxd(e.layers, fabs(mine - g[i]));
-                }
-                if (post)   // resid_mid is the normalised input before the gain: times the gain = mlp.in
-                    for (int i = 0; i < D; i++) {
-                        double want = (double)cap.resid_mid[r * D + i] * m->w.rms_ffn[(size_t)l * D + i];
-                        cr_assert(fabs(want - cap.mlp_in[r * D + i]) <= 1e-6 * (1 + fabs(want)),
-                                  "%s: Gemma resid_mid * gain != mlp_in at l=%d p=%d", what, l, p);
-                    }
-            }
-    free(ain);
-    if (ga)
-        for (int l = 0; l < L; l++)
-            for (int h = 0; h < H; h++)
-                for (int p = 0; p < T; p++)
-                    for (int t = 0; t < T; t++) {
-                        double mine = t <= p ? cap.att[(((size_t)l * H + h) * T + p) * T + t] : 0.0;
-                        e.attn = maxd(e.attn, fabs(mine - ga[(((size_t)l * H + h) * T + p) * T + t]));
-                    }
-    cr_assert(e.logits <= tol->logits, "%s: logits max |diff| %.3g > %.3g", what, e.logits, tol->logits);
-    cr_assert(e.hidden <= tol->act, "%s: hidden max |diff| %.3g > %.3g", what, e.hidden, tol->act);
-    cr_assert(e.layers <= tol->act, "%s: layer vectors max |diff| %.3g > %.3g", what, e.layers, tol->act);
-    cr_assert(e.attn <= tol->attn, "%s: attention max |diff| %.3g > %.3g", what, e.attn, tol->attn);
-
-    // decode one position at a time: the same bits as the prefill
-    RunState s2;
-    cr_assert_eq(runstate_init(&s2, &m->c, T), CT_OK);
-    for (int p = 0; p < T; p++) {
-        const float *lo = model_forward(m, &s2, ids[p], p, NULL, pool);
-        cr_assert_not_null(lo, "%s", ct_errmsg());
-        cr_assert_eq(memcmp(lo, lg + (size_t)p * V, sizeof(float) * (size_t)V), 0,
-                     "%s: decode logits at %d differ from prefill bits", what, p);
-    }
-    runstate_free(&s2);
-    free(lg), free(ids), free(gl), free(gh), free(gr), free(gy), free(ga);
-    capture_free(&cap);
-    runstate_free(&s);
-    return e;
-}
-
-// Every variant and sequence of one architecture's goldens; returns the worst errors.
-static Errs check_arch(const char *arch, ThreadPool *pool, const char *isa) {
-    char *dir = arch_dir(arch);
-    char *gj = tu_join(dir, "golden/goldens.json");
-    json_error_t jerr;
-    json_t *root = json_load_file(gj, 0, &jerr);
-    cr_assert_not_null(root, "%s: %s", gj, jerr.text);
-    json_t *lvj = json_object_get(root, "layer_vectors");
-    int K = (int)json_array_size(lvj);
-    const char *lv[16];
-    cr_assert(K > 0 && K <= 16);
-    for (int k = 0; k < K; k++) lv[k] = json_string_value(json_array_get(lvj, (size_t)k));
-    json_t *ts = json_object_get(json_object_get(root, "tolerance_suggestion"), "fp32_engine_vs_f64");
-    Tol tol = {json_number_value(json_object_get(ts, "logits_atol")),
-               json_number_value(json_object_get(ts, "hidden_resid_layers_atol")),
-               json_number_value(json_object_get(ts, "attn_atol"))};
-    cr_assert(tol.logits > 0 && tol.logits <= 1e-4 && tol.act > 0 && tol.attn > 0);
-    Errs worst = {0, 0, 0, 0};
-    const char *vname;
-    json_t *var;
-    int nseq = 0;
-    json_object_foreach(json_object_get(root, "variants"), vname, var) {
-        char *mdir = tu_join(dir, json_string_value(json_object_get(var, "model_dir")));
-        char *gdir0 = tu_join(dir, "golden"), *gdir = tu_join(gdir0, json_string_value(json_object_get(var, "golden_dir")));
-        Model m;
-        cr_assert_eq(model_open(&m, mdir), CT_OK, "%s", ct_errmsg());
-        cr_assert_str_eq(model_arch_name(m.c.arch), json_string_value(json_object_get(root, "arch")));
-        if (!strcmp(vname, "bf16")) cr_assert_str_eq(m.src_dtype, "BF16");
-        const char *sname;
-        json_t *seq;
-        json_object_foreach(json_object_get(var, "sequences"), sname, seq) {
-            char what[256];
-            snprintf(what, sizeof what, "%s/%s/%s [%s, %d threads]", arch, vname, sname, isa, pool_size(pool));
-            Errs e = check_sequence(&m, gdir, seq, lv, K, &tol, pool, what);
-            worst.logits = maxd(worst.logits, e.logits), worst.hidden = maxd(worst.hidden, e.hidden);
-            worst.layers = maxd(worst.layers, e.layers), worst.attn = maxd(worst.attn, e.attn);
-            cr_log_info("%s: logits %.2e hidden %.2e layers %.2e attn %.2e", what, e.logits, e.hidden, e.layers, e.attn);
-            nseq++;
-        }
-        model_free(&m);
-        free(mdir), free(gdir0), free(gdir);
-    }
-    cr_assert_geq(nseq, 2, "%s: expected seq1 and seq2", arch);
-    json_decref(root);
-    free(gj), free(dir);
-    return worst;
+// ---- the golden checks (tests/golden_checks.h, shared with the aarch64 self-test) -------------
+static void log_errs(const char *what, const GoldenHfErrs *e) {
+    cr_log_info("%s: logits %.2e hidden %.2e layers %.2e attn %.2e", what, e->logits, e->hidden, e->layers, e->attn);
 }
 
 static void goldens_all_isas(const char *arch) {
+    const char *shared = getenv("SHARED") && *getenv("SHARED") ? getenv("SHARED") : "../shared";
     for (int isa = 0; isa < SIMD_NISA; isa++) {
         if (!simd_isa_supported((SimdIsa)isa)) continue;
         cr_assert_eq(simd_force((SimdIsa)isa), 0);
         for (int th = 1; th <= 2; th++) {
             ThreadPool *pool = th > 1 ? pool_create(th) : NULL;
-            check_arch(arch, pool, simd_isa_name((SimdIsa)isa));
+            GoldenResult r;
+            memset(&r, 0, sizeof r);
+            golden_hf_arch(&r, shared, arch, pool, simd_isa_name((SimdIsa)isa), log_errs);
             pool_destroy(pool);
+            cr_assert_eq(r.fails, 0, "%d failures:\n%s", r.fails, r.msg);
         }
     }
 }
