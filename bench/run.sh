@@ -1,6 +1,7 @@
 #!/bin/sh
 # bench/run.sh — `make bench`: the machine's limits and the kernel tables (bench_kernels),
-# then the forward pass of a ~100M-parameter random model, all as markdown tables.
+# then the forward pass of a ~100M-parameter random model (llama2.c: f32 and q8; Hugging Face
+# layout: f32 and bf16), transcoders and attribution, all as markdown tables.
 # Run from the repo root after build/ctrace and build/bench/* are built (the Makefile does).
 #   B=build (build dir), SHARED=../shared (unused here; kept for symmetry with tests/run.sh)
 #   BENCH_QUICK=1  short timings (smoke test; figures are rough)
@@ -123,6 +124,58 @@ if [ -s "$Q8MODEL" ]; then
     fi
     echo
 fi
+# ---- bf16 weights: kernels vs the limits, then a ~100M Hugging Face Llama in f32 and bf16 ------
+# bench_bf16 verifies every table bit for bit before timing (bf16w == the fp32 kernels on the
+# widened weights, bf16dot == scalar.c) and writes the DRAM read bandwidth it measured (best of
+# the probe passes interleaved with its matvec passes) for the forward rows.  The model is a
+# random LlamaForCausalLM in HF layout (config.json + model.safetensors), written by
+# `bench_bf16 make-model` twice: F32 and the same weights rounded to BF16 (~110M parameters,
+# 0.44 + 0.22 GB, cached under build/bench, rebuilt when HFARGS change).  Rows: the F32
+# checkpoint as f32; the BF16 checkpoint as bf16 (the forward's bf16 mode: fp32 arithmetic on
+# the bf16 weights, the same logits as its f32 load) and as bf16dot (VDPBF16PS, only where the
+# CPU has AVX512_BF16); 1 and 2 threads, best of BBEST passes.
+HFARGS="--dim 768 --layers 12 --heads 12 --kv-heads 12 --hidden 2048 --vocab 32000 --ctx 1024 --seed 1"
+HF32=$OUT/hf100m-f32
+HF16=$OUT/hf100m-bf16
+if [ -x "$B/bench/bench_bf16" ] && "$CT" bench-forward --help >/dev/null 2>&1; then
+    BLIM=$OUT/limits_bf16.txt
+    # shellcheck disable=SC2086
+    "$B/bench/bench_bf16" $QUICK --limits "$BLIM" || { echo "bench/run.sh: bench_bf16 failed" >&2; exit 1; }
+    BDRAM=$(awk '$1 == "dram_gbs" { print $2 }' "$BLIM")
+    BDOT=$(awk '$1 == "dpbf16_gflops" { print ($2 > 0) }' "$BLIM")
+    if [ ! -s "$HF32/model.safetensors" ] || [ ! -s "$HF16/model.safetensors" ] ||
+        [ "$(cat "$OUT/hf100m.args" 2>/dev/null)" != "$HFARGS" ]; then
+        rm -f "$OUT/hf100m.args"
+        echo "(generating $HF32 and $HF16: bench_bf16 make-model $HFARGS)" >&2
+        # shellcheck disable=SC2086
+        "$B/bench/bench_bf16" make-model "$HF32" "$HF16" $HFARGS >&2 || { echo "bench/run.sh: bench_bf16 make-model failed" >&2; exit 1; }
+        echo "$HFARGS" >"$OUT/hf100m.args"
+    fi
+    BBEST=3
+    [ -n "$QUICK" ] && BBEST=1
+    BFWD=""
+    [ -n "$QUICK" ] && BFWD="--prompt 8 --gen 8"
+    echo "### Forward pass, f32 vs bf16 (hf100m: Hugging Face LlamaForCausalLM, D=768, L=12, H=12, Hd=2048, V=32000, tied, random weights; best of $BBEST)"
+    echo
+    echo "decode GB/s = bytes of weights per token (fp32: 4 x parameters; bf16: 2 x the matrices) x decode tok/s;"
+    echo "of DRAM read = that / the one-core DRAM read bandwidth measured above in this run ($BDRAM GB/s)."
+    echo
+    header=--header
+    for t in 1 2; do
+        for run in "$HF32 f32" "$HF16 bf16" "$HF16 bf16dot"; do
+            m=${run% *}
+            d=${run##* }
+            [ "$d" = bf16dot ] && [ "$BDOT" != 1 ] && continue
+            # shellcheck disable=SC2086
+            "$CT" bench-forward "$m" --dtype "$d" --threads "$t" --best $BBEST --dram-gbs "$BDRAM" $BFWD $header ||
+                { echo "bench/run.sh: bench-forward $m --dtype $d --threads $t failed" >&2; exit 1; }
+            header=""
+        done
+    done
+    [ "$BDOT" = 1 ] || echo "(no AVX512_BF16 on this CPU: bf16dot rows skipped; it would run scalar.c's loop)"
+    echo
+fi
+
 # ---- transcoders: encoder throughput vs the FMA peak, training tokens/s ------------------------
 echo "### Transcoders (bench/bench_clt.c; ctrace train-clt)"
 echo

@@ -11,12 +11,14 @@
 
 void help_bench_forward(void) {
     printf("usage: ctrace bench-forward MODEL [--threads N] [--prompt P] [--gen G] [--isa ISA]\n"
-           "                            [--dram-gbs X] [--header] [--dtype f32|q8] [--numa MODE]\n\n"
+           "                            [--dram-gbs X] [--header] [--dtype f32|q8|bf16|bf16dot]\n"
+           "                            [--numa MODE] [--best K]\n\n"
            "Times a P-token prefill (default 64) and G decode steps (default 64) on random\n"
            "token ids (seed 1) and prints one markdown row.  --dram-gbs adds decode as a fraction\n"
-           "of that bandwidth (weights streamed per token / time: fp32 parameters, or the packed\n"
-           "int8 bytes under q8); --header prints the header.  --best K repeats the decode K times\n"
-           "and keeps the fastest (for shared machines; default 1).\n%s", cli_weight_help());
+           "of that bandwidth (weights streamed per token / time: fp32 parameters, the packed\n"
+           "int8 bytes under q8, the bf16 matrices under bf16); --header prints the header.\n"
+           "--best K repeats prefill and decode K times and keeps the fastest of each (for shared\n"
+           "machines; default 1).\n%s", cli_weight_help());
 }
 
 int cmd_bench_forward(int argc, char **argv) {
@@ -54,8 +56,8 @@ int cmd_bench_forward(int argc, char **argv) {
     Model m;
     if (model_open(&m, path) != CT_OK) return cli_fail(cmd);
     if (P + G > m.c.seq_len) {
+        ct_error("--prompt %ld + --gen %ld exceeds the model's seq_len %d", P, G, m.c.seq_len);   // before model_free clears m
         model_free(&m);
-        ct_error("--prompt %ld + --gen %ld exceeds the model's seq_len %d", P, G, m.c.seq_len);
         return cli_fail(cmd);
     }
     RunState s;
@@ -86,10 +88,11 @@ int cmd_bench_forward(int argc, char **argv) {
         if ((double)G / (t2 - t1) > decode) decode = (double)G / (t2 - t1);
     }
     // Bytes a decode step must stream: every weight matrix once (norms are negligible) — fp32
-    // parameters, or the packed int8 weights (quants + scales) under q8.
+    // parameters, the packed int8 weights (quants + scales) under q8, the bf16 matrices under bf16.
     size_t params = model_param_count(&m.c);
-    int q8 = model_is_q8(&m);
-    double bytes_tok = q8 ? (double)m.q8->bytes : (double)params * sizeof(float);
+    CtDtype dt = model_dtype(&m);
+    double bytes_tok = dt == CT_DTYPE_Q8 ? (double)m.q8->bytes
+                     : model_is_bf16(&m) ? (double)m.bf16->bytes : (double)params * sizeof(float);
     double gbs = decode * bytes_tok / 1e9;
     char cpu[128] = "?";
     FILE *f = fopen("/proc/cpuinfo", "r");
@@ -110,7 +113,7 @@ int cmd_bench_forward(int argc, char **argv) {
     char frac[32] = "n/a (no probe)";
     if (dram > 0) snprintf(frac, sizeof frac, "%.0f%%", 100.0 * gbs / dram);
     printf("| %s | %.1fM | %s | %s | %s | %d | %.1f | %.1f | %.2f | %s |\n", base, params / 1e6, cpu,
-           simd_kernels()->name, q8 ? "q8" : "f32", pool_size(pool), prefill, decode, gbs, frac);
+           simd_kernels()->name, ct_dtype_name(dt), pool_size(pool), prefill, decode, gbs, frac);
     free(ids);
     runstate_free(&s);
     pool_destroy(pool);

@@ -63,6 +63,9 @@ int cmd_info(int argc, char **argv) {
     if (model_is_q8(&m))
         printf("dtype        q8 (int8 blocks of 32 + fp32 scale; %.1f MB packed, %d cop%s)\n", m.q8->bytes / 1e6,
                m.q8->ncopies, m.q8->ncopies == 1 ? "y" : "ies");
+    else if (model_dtype(&m) != CT_DTYPE_F32)
+        printf("dtype        %s (weights of the forward's products; norms and embeddings fp32)\n",
+               ct_dtype_name(model_dtype(&m)));
     else
         printf("dtype        f32%s\n", from_q8 ? " (dequantized from int8)" : "");
     printf("xxh3         %s\n", fp);

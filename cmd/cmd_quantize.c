@@ -1,5 +1,6 @@
 // cmd_quantize.c — `ctrace quantize IN OUT`, and the weight options every subcommand that
-// loads a model or a transcoder shares: --dtype f32|q8, --clt-dtype f32|q8, --numa MODE.
+// loads a model or a transcoder shares: --dtype f32|q8|bf16|bf16dot, --clt-dtype f32|q8,
+// --numa MODE.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,6 +8,7 @@
 #include "cmd/cli.h"
 #include "engine/clt.h"
 #include "engine/quantize.h"
+#include "simd/simd.h"
 
 // ---- shared weight options -------------------------------------------------------------------
 int cli_weight_opt(const char *cmd, int argc, char **argv, int *i, CliWeightOpts *o) {
@@ -17,11 +19,14 @@ int cli_weight_opt(const char *cmd, int argc, char **argv, int *i, CliWeightOpts
     else return 0;
     const char *v = cli_value(cmd, argc, argv, i);
     if (!v) return -1;
-    CtDtype d;
+    CtDtype d = CT_DTYPE_F32;
     NumaMode n;
-    if (dst == &o->numa ? numa_mode_parse(v, &n) != CT_OK : ct_dtype_parse(v, &d) != CT_OK) {
+    int bad = dst == &o->numa ? numa_mode_parse(v, &n) != CT_OK : ct_dtype_parse(v, &d) != CT_OK;
+    if (dst == &o->clt_dtype && d != CT_DTYPE_F32 && d != CT_DTYPE_Q8) bad = 1;   // transcoders: f32|q8
+    if (bad) {
         cli_usage(cmd, "option %s: expected %s, got '%s'", a,
-                  dst == &o->numa ? "off|local|interleave|replicate" : "f32|q8", v);
+                  dst == &o->numa ? "off|local|interleave|replicate" : dst == &o->dtype ? "f32|q8|bf16|bf16dot" : "f32|q8",
+                  v);
         return -1;
     }
     *dst = v;
@@ -29,21 +34,31 @@ int cli_weight_opt(const char *cmd, int argc, char **argv, int *i, CliWeightOpts
 }
 
 // --numa first (pins the pool's threads, so int8 packing below first-touches on the right
-// nodes), then --dtype.  Without --dtype the checkpoint's own dtype runs; a quantized
-// checkpoint is re-packed when --numa asks for a placement.
+// nodes), then --dtype.  Without --dtype the checkpoint's own dtype runs (a Hugging Face bf16
+// checkpoint runs f32: the loader widens it); a quantized checkpoint is re-packed when --numa
+// asks for a placement.  bf16 / bf16dot: bf16 copies of the matrices; the fp32 ones are
+// released unless f32_views.
 int cli_apply_model_opts(const char *cmd, const CliWeightOpts *o, Model *m, ThreadPool *pool) {
     NumaMode nm = NUMA_OFF;
     if (o->numa && numa_mode_parse(o->numa, &nm) != CT_OK) return cli_usage(cmd, "%s", ct_errmsg());
     if (numa_setup(pool, nm, NULL) != CT_OK) return cli_fail(cmd);
-    CtDtype d = model_is_q8(m) ? CT_DTYPE_Q8 : CT_DTYPE_F32;
+    CtDtype d = model_dtype(m);
     if (o->dtype && ct_dtype_parse(o->dtype, &d) != CT_OK) return cli_usage(cmd, "--dtype %s", ct_errmsg());
     QuantOpts q = quant_opts_default();
     q.numa = nm;
     q.pool = pool;
     q.dequant_f32 = o->f32_views ? 1 : -1;
     int repack = d == CT_DTYPE_Q8 && (!model_is_q8(m) || nm != NUMA_OFF || o->f32_views);
-    if (d == CT_DTYPE_F32) model_dequantize(m);
-    else if (repack && model_quantize(m, &q) != CT_OK) return cli_fail(cmd);
+    if (d == CT_DTYPE_F32) model_set_dtype(m, CT_DTYPE_F32, NULL);
+    else if (d == CT_DTYPE_Q8) {
+        if (repack && model_quantize(m, &q) != CT_OK) return cli_fail(cmd);
+    } else {
+        const SimdKernels *K = simd_kernels(), *S = simd_kernels_for(SIMD_SCALAR);
+        if (d == CT_DTYPE_BF16DOT && K != S && K->matmul_bf16dot == S->matmul_bf16dot)
+            fprintf(stderr, "ctrace %s: --dtype bf16dot: the %s table has no VDPBF16PS (AVX512_BF16): the scalar "
+                            "loop runs (slow); --dtype bf16 runs vector kernels\n", cmd, K->name);
+        if (model_to_bf16(m, d == CT_DTYPE_BF16DOT, &q) != CT_OK) return cli_fail(cmd);
+    }
     return 0;
 }
 
@@ -76,9 +91,14 @@ const char *cli_clt_dtype_help(void) {
 }
 
 const char *cli_weight_help(void) {
-    return "  --dtype f32|q8      weights of the model: q8 = int8 blocks of 32 with an fp32 scale,\n"
-           "                      activations quantized per block of 32 in each product (default:\n"
-           "                      the checkpoint's own dtype; `ctrace quantize` files are q8)\n"
+    return "  --dtype f32|q8|bf16|bf16dot\n"
+           "                      weights of the model: q8 = int8 blocks of 32 with an fp32 scale,\n"
+           "                      activations quantized per block of 32 in each product; bf16 =\n"
+           "                      bf16 matrices (rounded to nearest even), fp32 arithmetic: the\n"
+           "                      logits of f32 on the rounded weights, bit for bit; bf16dot = bf16\n"
+           "                      activations too (VDPBF16PS on AVX512_BF16 CPUs; approximate)\n"
+           "                      (default: the checkpoint's own dtype; `ctrace quantize` files\n"
+           "                      are q8; Hugging Face bf16 checkpoints run f32)\n"
            "  --numa MODE         off|local|interleave|replicate: pin threads and place the int8\n"
            "                      weights per NUMA node (one node here: all modes equivalent)\n";
 }

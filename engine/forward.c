@@ -30,8 +30,10 @@
 // matvec rows (simd.h contract), so chunked prefill and one-token decode give the same bits,
 // and work is split over threads by rows or heads, never by reduction, so any thread count
 // gives the same bits.  With int8 weights (m->q8, engine/quantize.h) the products run the
-// int8 kernels on activations quantized per row; everything else stays fp32.  The llama2.c
-// path takes exactly the branches it always took (bit-identical to run.c's loops).
+// int8 kernels on activations quantized per row; with bf16 weights (m->bf16) the bf16 kernels
+// (weights widened in registers: the fp32 bits of the rounded weights, or VDPBF16PS for
+// bf16dot); everything else stays fp32.  The llama2.c path takes exactly the branches it
+// always took (bit-identical to run.c's loops).
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -187,11 +189,25 @@ typedef struct {
     const Q8Panels *Q;     // int8 weights, or NULL
     const Q8Act *A;        // X quantized
     const ModelQ8 *q8;     // for the NUMA replica lookup
+    const uint16_t *B;     // bf16 weights (rows, cols), or NULL
+    int bdot;              // bf16dot kernels (else bf16w)
 } MatJob;
 
 static void matjob_task(void *ctx, int t, int nt) {
     MatJob *j = ctx;
     const SimdKernels *K = simd_kernels();
+    if (j->B) {   // bf16: the fp32 split below, with the bf16 kernels
+        if (j->n == 1) {
+            size_t r0 = pool_split(j->rows, t, nt), r1 = pool_split(j->rows, t + 1, nt);
+            (j->bdot ? K->matvec_bf16dot : K->matvec_bf16w)(j->Y + r0, j->B + r0 * j->cols, j->X, r1 - r0, j->cols);
+        } else {
+            size_t p0 = pool_split(j->n, t, nt), p1 = pool_split(j->n, t + 1, nt);
+            if (p1 > p0)
+                (j->bdot ? K->matmul_bf16dot : K->matmul_bf16w)(j->Y + p0 * j->rows, j->B, j->X + p0 * j->cols,
+                                                                p1 - p0, j->rows, j->cols);
+        }
+        return;
+    }
     if (j->Q) {
         size_t p0 = pool_split(j->Q->np, t, nt), p1 = pool_split(j->Q->np, t + 1, nt);
         Q8Panels W = *j->Q;
@@ -211,12 +227,12 @@ static void matjob_task(void *ctx, int t, int nt) {
 }
 
 static void matmul(ThreadPool *pool, const Model *m, float *Y, const float *W, const Q8Panels *Q,
-                   const float *X, size_t n, size_t rows, size_t cols) {
-    MatJob j = {Y, W, X, n, rows, cols, 1, NULL, NULL, NULL};
+                   const uint16_t *B, const float *X, size_t n, size_t rows, size_t cols) {
+    MatJob j = {Y, W, X, n, rows, cols, 1, NULL, NULL, NULL, B, B && m->bf16->dot};
     // Below ~64K multiply-adds a thread hand-off costs more than it saves.
     int nt = (rows * cols * n < (1u << 16)) ? 1 : pool_size(pool);
     Q8Act A;
-    if (Q) {
+    if (Q && !B) {
         // Scratch is grow-only per thread; if even that fails, the fp32 weights (always
         // present) give a correct, slower answer.
         Q8ActBuf *buf = q8_tls_actbuf();
@@ -380,6 +396,10 @@ static void forward_chunk(const Model *m, RunState *s, const int *tok, int pos0,
     const int q8on = model_is_q8(m);
 #define QW(k) (q8on ? &m->q8->mats[(size_t)l * Q8M_PER_LAYER + (k)] : NULL)
     const Q8Panels *qcls = q8on ? &m->q8->cls : NULL;
+    // bf16 weights of layer l's matrix k (NULL: none); their fp32 pointers may then be NULL.
+    const ModelBf16 *bf = m->bf16;
+#define BW(k) (bf ? bf->mats[k] + (size_t)l * bf->per_layer[k] : NULL)
+#define FW(p, off) ((p) ? (p) + (off) : NULL)
 
     for (int i = 0; i < n; i++) {
         model_embed(m, tok[i], pos0 + i, x + i * D);
@@ -396,9 +416,9 @@ static void forward_chunk(const Model *m, RunState *s, const int *tok, int pos0,
         }
         float *kdst = s->key_cache + ((size_t)l * T + (size_t)pos0) * Dkv;
         float *vdst = s->value_cache + ((size_t)l * T + (size_t)pos0) * Dkv;
-        matmul(pool, m, s->q, w->wq + (size_t)l * Dq * D, QW(Q8M_WQ), xb, (size_t)n, Dq, D);
-        matmul(pool, m, kdst, w->wk + (size_t)l * Dkv * D, QW(Q8M_WK), xb, (size_t)n, Dkv, D);
-        matmul(pool, m, vdst, w->wv + (size_t)l * Dkv * D, QW(Q8M_WV), xb, (size_t)n, Dkv, D);
+        matmul(pool, m, s->q, FW(w->wq, (size_t)l * Dq * D), QW(Q8M_WQ), BW(Q8M_WQ), xb, (size_t)n, Dq, D);
+        matmul(pool, m, kdst, FW(w->wk, (size_t)l * Dkv * D), QW(Q8M_WK), BW(Q8M_WK), xb, (size_t)n, Dkv, D);
+        matmul(pool, m, vdst, FW(w->wv, (size_t)l * Dkv * D), QW(Q8M_WV), BW(Q8M_WV), xb, (size_t)n, Dkv, D);
         if (w->bq) {
             add_bias(s->q, w->bq + (size_t)l * Dq, (size_t)n, Dq);
             add_bias(kdst, w->bk + (size_t)l * Dkv, (size_t)n, Dkv);
@@ -449,7 +469,7 @@ static void forward_chunk(const Model *m, RunState *s, const int *tok, int pos0,
             pool_run(pool, attn_task, &aj, ntask);
         else
             for (int t = 0; t < ntask; t++) attn_task(&aj, t, ntask);
-        matmul(pool, m, xb2, w->wo + (size_t)l * D * Dq, QW(Q8M_WO), xb, (size_t)n, D, Dq);
+        matmul(pool, m, xb2, FW(w->wo, (size_t)l * D * Dq), QW(Q8M_WO), BW(Q8M_WO), xb, (size_t)n, D, Dq);
         if (w->bo) add_bias(xb2, w->bo + (size_t)l * D, (size_t)n, D);
         for (int i = 0; i < n; i++) {
             if (capt && (cap->flags & CAP_ATTN_OUT)) cap_put(cap->attn_out, L, (int)D, pos0 + i, l, xb2 + i * D);
@@ -492,19 +512,19 @@ static void forward_chunk(const Model *m, RunState *s, const int *tok, int pos0,
                     cap->inv_post_ffn[r] = fz->inv_post_ffn[r];
             }
         } else {
-            matmul(pool, m, hb, w->w1 + (size_t)l * Hd * D, QW(Q8M_W1), xb, (size_t)n, Hd, D);
+            matmul(pool, m, hb, FW(w->w1, (size_t)l * Hd * D), QW(Q8M_W1), BW(Q8M_W1), xb, (size_t)n, Hd, D);
             if (w->b1) add_bias(hb, w->b1 + (size_t)l * Hd, (size_t)n, Hd);
             if (c->mlp_kind == MLP_GELU_TANH) {   // GPT-2: ungated
                 for (size_t e = 0; e < (size_t)n * Hd; e++) hb[e] = gelu_tanh(hb[e]);
             } else {
-                matmul(pool, m, hb2, w->w3 + (size_t)l * Hd * D, QW(Q8M_W3), xb, (size_t)n, Hd, D);
+                matmul(pool, m, hb2, FW(w->w3, (size_t)l * Hd * D), QW(Q8M_W3), BW(Q8M_W3), xb, (size_t)n, Hd, D);
                 if (w->b3) add_bias(hb2, w->b3 + (size_t)l * Hd, (size_t)n, Hd);
                 if (c->mlp_kind == MLP_SWIGLU)
                     for (int i = 0; i < n; i++) K->swiglu_f32(hb + i * Hd, hb2 + i * Hd, Hd);
                 else   // Gemma-2 GeGLU
                     for (size_t e = 0; e < (size_t)n * Hd; e++) hb[e] = gelu_tanh(hb[e]) * hb2[e];
             }
-            matmul(pool, m, xb, w->w2 + (size_t)l * D * Hd, QW(Q8M_W2), hb, (size_t)n, D, Hd);
+            matmul(pool, m, xb, FW(w->w2, (size_t)l * D * Hd), QW(Q8M_W2), BW(Q8M_W2), hb, (size_t)n, D, Hd);
             if (w->b2) add_bias(xb, w->b2 + (size_t)l * D, (size_t)n, D);
             if (post)   // Gemma-2: post-MLP norm
                 for (int i = 0; i < n; i++) {
@@ -531,8 +551,8 @@ static void forward_chunk(const Model *m, RunState *s, const int *tok, int pos0,
     }
     size_t V = (size_t)c->vocab_size;
     size_t nl = want_all ? (size_t)n : 1;
-    if (want_all) matmul(pool, m, s->logits, w->wcls, qcls, x, (size_t)n, V, D);
-    else matmul(pool, m, s->logits, w->wcls, qcls, x + (size_t)(n - 1) * D, 1, V, D);
+    if (want_all) matmul(pool, m, s->logits, w->wcls, qcls, bf ? bf->cls : NULL, x, (size_t)n, V, D);
+    else matmul(pool, m, s->logits, w->wcls, qcls, bf ? bf->cls : NULL, x + (size_t)(n - 1) * D, 1, V, D);
     if (c->final_softcap != 0.0f) {   // Gemma-2: logits = cap * tanh(logits / cap)
         float fc = c->final_softcap;
         for (size_t e = 0; e < nl * V; e++) s->logits[e] = fc * tanhf(s->logits[e] / fc);
@@ -541,6 +561,8 @@ static void forward_chunk(const Model *m, RunState *s, const int *tok, int pos0,
 #undef FZN
 #undef CAPN
 #undef QW
+#undef BW
+#undef FW
 }
 
 float *model_forward(const Model *m, RunState *s, int token, int pos, Capture *cap, ThreadPool *pool) {

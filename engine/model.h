@@ -95,6 +95,7 @@ typedef struct Model {
     char src_dtype[8];    // HF: dtype of the stored weights ("F32", "BF16", "F16", "mixed"), else ""
     size_t src_bytes;     // HF: bytes of tensor data read (all shards), else 0
     struct ModelQ8 *q8;   // int8 weights (engine/quantize.h): the forward runs int8 when packed
+    struct ModelBf16 *bf16; // bf16 weights (engine/quantize.h): the forward runs bf16 when set
 } Model;
 
 // Load a llama2.c "version 0" checkpoint (7 int32 header, fp32 tensors), memory-mapped.

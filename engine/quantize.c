@@ -5,6 +5,8 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "engine/common.h"
 #include "simd/simd.h"
@@ -13,13 +15,17 @@
 #define Q8_VERSION 1u
 #define Q8_HEADER 64u
 
-const char *ct_dtype_name(CtDtype d) { return d == CT_DTYPE_Q8 ? "q8" : d == CT_DTYPE_F32 ? "f32" : "?"; }
+static const char *const k_dtype_names[] = {"f32", "q8", "bf16", "bf16dot"};
+
+const char *ct_dtype_name(CtDtype d) { return (unsigned)d < 4 ? k_dtype_names[d] : "?"; }
 
 int ct_dtype_parse(const char *s, CtDtype *out) {
-    if (s && !strcmp(s, "f32")) *out = CT_DTYPE_F32;
-    else if (s && !strcmp(s, "q8")) *out = CT_DTYPE_Q8;
-    else return ct_error("dtype: expected f32|q8, got '%s'", s ? s : "(null)");
-    return CT_OK;
+    for (int i = 0; s && i < 4; i++)
+        if (!strcmp(s, k_dtype_names[i])) {
+            *out = (CtDtype)i;
+            return CT_OK;
+        }
+    return ct_error("dtype: expected f32|q8|bf16|bf16dot, got '%s'", s ? s : "(null)");
 }
 
 QuantOpts quant_opts_default(void) { return (QuantOpts){.numa = NUMA_OFF, .pool = NULL, .dequant_f32 = -1}; }
@@ -112,7 +118,8 @@ static void restore_f32(Model *m) {
     q->f32_owned_n = 0;
 }
 
-void model_q8_free(Model *m) {
+// Everything of m->q8.
+static void q8_free(Model *m) {
     if (!m->q8) return;
     free_copies(m->q8);
     restore_f32(m);
@@ -120,10 +127,17 @@ void model_q8_free(Model *m) {
     m->q8 = NULL;
 }
 
+static void bf16_drop(Model *m, int restore);
+
+void model_q8_free(Model *m) {
+    q8_free(m);
+    bf16_drop(m, 0);   // the model is going away: nothing to widen back
+}
+
 void model_dequantize(Model *m) {
     if (!m->q8) return;
     free_copies(m->q8);
-    if (!m->q8->src[0]) model_q8_free(m);   // nothing left to keep (fp32 checkpoint)
+    if (!m->q8->src[0]) q8_free(m);   // nothing left to keep (fp32 checkpoint)
 }
 
 int model_is_q8(const Model *m) { return m->q8 && m->q8->ncopies > 0; }
@@ -192,6 +206,7 @@ static int redirect_f32(Model *m, int all) {
 int model_quantize(Model *m, const QuantOpts *opts) {
     QuantOpts o = opts ? *opts : quant_opts_default();
     const Config *c = &m->c;
+    model_from_bf16(m);   // int8 is packed from the fp32 weights
     if (!m->w.w3)   // GPT-2's ungated MLP: the packed layout holds w1, w2 and w3 per layer
         return ct_error("q8: int8 weights need a gated MLP (gate/up/down); this %s model's MLP is ungated: "
                         "use --dtype f32", model_arch_name(c->arch));
@@ -268,9 +283,17 @@ int model_quantize(Model *m, const QuantOpts *opts) {
 }
 
 int model_set_dtype(Model *m, CtDtype d, const QuantOpts *o) {
+    if (d == CT_DTYPE_BF16 || d == CT_DTYPE_BF16DOT) return model_to_bf16(m, d == CT_DTYPE_BF16DOT, o);
     if (d == CT_DTYPE_Q8) return model_quantize(m, o);
+    if (d != CT_DTYPE_F32) return ct_error("dtype: unknown value %d", (int)d);
+    model_from_bf16(m);
     model_dequantize(m);
     return CT_OK;
+}
+
+CtDtype model_dtype(const Model *m) {
+    if (model_is_bf16(m)) return m->bf16->dot ? CT_DTYPE_BF16DOT : CT_DTYPE_BF16;
+    return model_is_q8(m) ? CT_DTYPE_Q8 : CT_DTYPE_F32;
 }
 
 // ---- quantized checkpoint ------------------------------------------------------------------
@@ -377,14 +400,14 @@ int model_load_q8_mapped(Model *m, const char *name) {
     m->q8 = q;
     for (size_t i = 0; i < nf; i++)
         if (!isfinite(f[i])) {
-            model_q8_free(m);
+            q8_free(m);
             free(f);
             m->owned = NULL;
             return ct_error("%s: non-finite weight at fp32 index %zu after dequantization (corrupt file?)", name, i);
         }
     m->fingerprint = ct_hash64(d, size);
     if (model_quantize(m, NULL) != CT_OK) {
-        model_q8_free(m);
+        q8_free(m);
         free(f);
         m->owned = NULL;
         return CT_ERR;
@@ -418,6 +441,9 @@ static int write_panels(FILE *f, const Q8Panels *P) {
 
 int model_save_q8(const Model *m, const char *path) {
     const Config *c = &m->c;
+    if (model_is_bf16(m))   // the fp32 matrices may be released: the int8 blocks come from fp32
+        return ct_error("%s: the model runs bf16; set it back to f32 (or q8) before writing a quantized checkpoint",
+                        path);
     if (c->arch != ARCH_LLAMA2C)   // the CTRACEQ8 header describes llama2.c models only
         return ct_error("%s: a %s model cannot be written as a quantized llama2.c checkpoint (CTRACEQ8 "
                         "holds llama2.c models); run it with --dtype q8 instead", path, model_arch_name(c->arch));
@@ -469,6 +495,170 @@ int model_save_q8(const Model *m, const char *path) {
         return ct_error("%s: write failed (disk full?)", path);
     }
     return ct_atomic_commit(&af);
+}
+
+// ---- bf16 weights (see quantize.h) -----------------------------------------------------------
+int model_is_bf16(const Model *m) { return m->bf16 != NULL; }
+
+static int in_mapping(const Model *m, const void *p) {
+    const uint8_t *b = m->file.data, *q = p;
+    return b && q >= b && q < b + m->file.size;
+}
+
+// Give the whole pages inside [p, p + n) back to the OS (the partial pages at both ends may
+// hold other tensors and stay).  Anonymous memory then reads as zeros until written again; a
+// file mapping reads the file again.  The allocation itself stays valid.
+static void release_pages(const float *p, size_t n) {
+    uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t a = ((uintptr_t)p + pg - 1) & ~(pg - 1), b = (uintptr_t)(p + n) & ~(pg - 1);
+    if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
+// fp32 -> bf16, round to nearest even, NaN kept quiet: st_f32_to_bf16's rule, inlined here
+// because a 100M-parameter conversion calls it 1e8 times (test_bf16 checks the f32 views
+// against its own rounding).
+static inline uint16_t to_bf16(float x) {
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x0040u);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+static inline float from_bf16(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+// The bf16 value of x widened back to fp32 (round to nearest even).
+static inline float bf16_value(float x) { return from_bf16(to_bf16(x)); }
+
+// Free what m->bf16 holds; restore: put the fp32 weights back first (widen the bf16 copies
+// into released pages) and the original pointers.  restore = 0 only when the model is freed.
+static void bf16_drop(Model *m, int restore) {
+    ModelBf16 *b = m->bf16;
+    if (!b) return;
+    if (restore) {
+        const Config *c = &m->c;
+        size_t L = (size_t)c->n_layers, V = (size_t)c->vocab_size, D = (size_t)c->dim;
+        if (b->released) {
+            for (int k = 0; k < Q8M_PER_LAYER; k++) {
+                float *dst = (float *)w_of(&b->w_orig, k);
+                for (size_t i = 0; b->mats[k] && i < L * b->per_layer[k]; i++) dst[i] = from_bf16(b->mats[k][i]);
+            }
+            if (!c->shared_classifier) {
+                float *dst = (float *)b->w_orig.wcls;
+                for (size_t i = 0; i < V * D; i++) dst[i] = from_bf16(b->cls[i]);
+            }
+        }
+        m->w = b->w_orig;
+    }
+    mem_free(&b->pool, b->mem, b->mem_bytes);
+    mem_pool_free(&b->pool);
+    free(b->f32_owned);
+    free(b);
+    m->bf16 = NULL;
+}
+
+void model_from_bf16(Model *m) { bf16_drop(m, 1); }
+
+// Round n fp32 weights at src into dst (bf16); write the rounded values back when wb is set.
+static void round_matrix(uint16_t *dst, const float *src, size_t n, float *wb) {
+    if (wb) {
+        for (size_t i = 0; i < n; i++) wb[i] = from_bf16(dst[i] = to_bf16(src[i]));
+    } else {
+        for (size_t i = 0; i < n; i++) dst[i] = to_bf16(src[i]);
+    }
+}
+
+int model_to_bf16(Model *m, int dot, const QuantOpts *opts) {
+    QuantOpts o = opts ? *opts : quant_opts_default();
+    int views = o.dequant_f32 == 1;
+    if (m->bf16 && m->bf16->views == views) {   // only the kernel choice changes
+        m->bf16->dot = dot;
+        return CT_OK;
+    }
+    model_from_bf16(m);
+    model_dequantize(m);   // back to the fp32 weights (a quantized checkpoint keeps its dequantized ones)
+    if (m->q8 && m->q8->redirected) q8_free(m);
+    const Config *c = &m->c;
+    size_t L = (size_t)c->n_layers, V = (size_t)c->vocab_size, D = (size_t)c->dim;
+    int tied = c->shared_classifier;
+    ModelBf16 *b = calloc(1, sizeof *b);
+    if (!b) return ct_error("bf16: out of memory");
+    b->dot = dot;
+    b->views = views;
+    b->w_orig = m->w;
+    b->in_place = m->owned != NULL && !in_mapping(m, m->w.wq);
+    // one allocation, every matrix starting on a 64-byte boundary
+    size_t off[Q8M_PER_LAYER + 1], total = 0;
+    for (int k = 0; k < Q8M_PER_LAYER; k++) {
+        size_t r, cc;
+        mat_shape(c, k, &r, &cc);
+        b->per_layer[k] = w_of(&m->w, k) ? r * cc : 0;
+        off[k] = total;
+        total += (L * b->per_layer[k] + 31) & ~(size_t)31;
+    }
+    off[Q8M_PER_LAYER] = total;
+    total += V * D;
+    MemPolicy pol = o.numa == NUMA_OFF ? MEM_NUMA_OFF : o.numa == NUMA_INTERLEAVE ? MEM_NUMA_INTERLEAVE : MEM_NUMA_LOCAL;
+    mem_pool_init(&b->pool, "bf16 weights", pol, NULL);
+    b->mem_bytes = total * sizeof(uint16_t);
+    b->mem = mem_alloc(&b->pool, b->mem_bytes);
+    if (!b->mem) {
+        mem_pool_free(&b->pool);
+        free(b);
+        return ct_error_ctx("bf16: %zu weights (%.1f MB)", total, (double)total * 2 / 1e6);
+    }
+    // Mapped (or foreign) weights are never written: views are widened copies, and a tied
+    // embedding whose values are not all bf16 gets a rounded copy for the lookup.
+    size_t nown = 0, nmat = 0;
+    for (int k = 0; k < Q8M_PER_LAYER; k++) nmat += L * b->per_layer[k];
+    if (!tied) nmat += V * D;
+    int emb_copy = 0;
+    if (!b->in_place && tied)
+        for (size_t i = 0; i < V * D && !emb_copy; i++) emb_copy = bf16_value(m->w.token_embedding[i]) != m->w.token_embedding[i];
+    if (!b->in_place) nown = (views ? nmat : 0) + (tied && (views || emb_copy) ? V * D : 0);
+    if (nown && !(b->f32_owned = malloc(nown * sizeof(float)))) {
+        mem_free(&b->pool, b->mem, b->mem_bytes);
+        mem_pool_free(&b->pool);
+        free(b);
+        return ct_error("bf16: out of memory for %zu fp32 views", nown);
+    }
+    b->f32_owned_n = nown;
+    float *own = b->f32_owned;
+    // Matrices: bf16 copies; the fp32 side is rounded in place (views, in place), copied
+    // (views, mapped) or released.
+    for (int k = 0; k <= Q8M_PER_LAYER; k++) {
+        int cls = k == Q8M_PER_LAYER;
+        const float *src = cls ? m->w.wcls : w_of(&m->w, k);
+        size_t n = cls ? V * D : L * b->per_layer[k];
+        if (!src) continue;
+        uint16_t *dst = b->mem + off[k];
+        if (cls) b->cls = dst;
+        else b->mats[k] = dst;
+        int keep = views || (cls && tied);   // the tied classifier is also the embedding table
+        float *wb = NULL;
+        if (keep && b->in_place) wb = (float *)src;
+        else if (keep && (views || emb_copy)) wb = own, own += n;
+        round_matrix(dst, src, n, wb);
+        const float *view = wb ? wb : keep ? src : NULL;
+        if (cls) {
+            m->w.wcls = view;
+            if (tied) m->w.token_embedding = view;
+        } else {
+            *w_slot(&m->w, k) = view;
+        }
+        if (!keep && (b->in_place || in_mapping(m, src))) {
+            release_pages(src, n);
+            b->released = b->in_place;   // only owned pages need writing back
+        }
+    }
+    for (int k = 0; k < Q8M_PER_LAYER; k++) b->bytes += L * b->per_layer[k] * sizeof(uint16_t);
+    b->bytes += V * D * sizeof(uint16_t);
+    m->bf16 = b;
+    return CT_OK;
 }
 
 // ---- transcoder ----------------------------------------------------------------------------
@@ -559,6 +749,8 @@ int clt_quantize(Clt *c, const QuantOpts *opts) {
 }
 
 int clt_set_dtype(Clt *c, CtDtype d, const QuantOpts *o) {
+    if (d != CT_DTYPE_F32 && d != CT_DTYPE_Q8)
+        return ct_error("transcoder dtype %s: transcoders run f32 or q8", ct_dtype_name(d));
     if (d == CT_DTYPE_Q8) return clt_quantize(c, o);
     clt_dequantize(c);
     return CT_OK;

@@ -1,5 +1,6 @@
 // quantize.h — int8 weights for the model and the transcoder (`--dtype f32|q8`,
-// `--clt-dtype f32|q8`), and the quantized checkpoint written by `ctrace quantize`.
+// `--clt-dtype f32|q8`), the quantized checkpoint written by `ctrace quantize`, and bf16
+// weights for the model (`--dtype bf16|bf16dot`, at the end of this header).
 //
 // What q8 means here (formats in quant/q8.h):
 //   - every matrix the forward pass multiplies (wq wk wv wo w1 w2 w3 per layer, and the
@@ -43,8 +44,8 @@
 #include "engine/numa.h"
 #include "quant/q8.h"
 
-typedef enum { CT_DTYPE_F32 = 0, CT_DTYPE_Q8 = 1 } CtDtype;
-const char *ct_dtype_name(CtDtype d);                    // "f32" | "q8"
+typedef enum { CT_DTYPE_F32 = 0, CT_DTYPE_Q8 = 1, CT_DTYPE_BF16 = 2, CT_DTYPE_BF16DOT = 3 } CtDtype;
+const char *ct_dtype_name(CtDtype d);                    // "f32" | "q8" | "bf16" | "bf16dot"
 int ct_dtype_parse(const char *s, CtDtype *out);         // error names the value and choices
 
 typedef struct QuantOpts {
@@ -91,11 +92,14 @@ int model_quantize(Model *m, const QuantOpts *o);
 // Back to the fp32 path (packed copies freed).  A model loaded from a quantized checkpoint
 // keeps its dequantized fp32 weights, so this runs fp32 arithmetic on the int8 values.
 void model_dequantize(Model *m);
-// --dtype: q8 -> model_quantize (re-packs with o), f32 -> model_dequantize.
+// --dtype: q8 -> model_quantize (re-packs with o), bf16 / bf16dot -> model_to_bf16 (with
+// f32 views when o->dequant_f32 == 1), f32 -> back to fp32 from either.
 int model_set_dtype(Model *m, CtDtype d, const QuantOpts *o);
 // 1 when the forward pass of m runs int8.
 int model_is_q8(const Model *m);
-// Everything of m->q8 (called by model_free).
+// The dtype the forward of m runs: f32, q8, bf16 or bf16dot.
+CtDtype model_dtype(const Model *m);
+// Everything of m->q8 and m->bf16 (called by model_free).
 void model_q8_free(Model *m);
 
 // Write m as a quantized checkpoint (atomically).  From a quantized checkpoint the stored
@@ -140,6 +144,58 @@ void clt_q8_decode_layer_add(const Clt *c, int l, const CltSparse *a, int lo, fl
 // clt_q8_encode gives for that feature (interventions and validation read single features).
 // NaN when the activation scratch cannot be allocated.
 float clt_q8_feature_pre(const Clt *c, int l, int f, const float *x);
+
+// ---- bf16 weights (--dtype bf16 | bf16dot) ---------------------------------------------------
+// What bf16 means here:
+//   - every matrix the forward multiplies (wq wk wv wo w1 w2 w3 per layer, and the classifier)
+//     is a bf16 copy of the fp32 weights, rounded to nearest even: exact for a bf16 checkpoint
+//     (the Hugging Face loader widened it to fp32 without loss).  Decode streams half the bytes.
+//   - bf16 (the default bf16 mode): products through matvec/matmul_bf16w (simd.h), the weights
+//     widened in registers and summed in the fp32 kernels' order, so the logits are those of
+//     the fp32 forward on the rounded weights, bit for bit: a bf16 checkpoint gives the same
+//     logits with --dtype bf16 as with f32, and the bf16 goldens (hf-tiny/llama/bf16) hold.
+//   - bf16dot: matvec/matmul_bf16dot, VDPBF16PS on CPUs with AVX512_BF16 (elsewhere scalar.c's
+//     loop: the same bits, ~30x slower).  Activations are rounded to bf16 inside every product
+//     (relative error <= 2^-9 each), so it is opt-in: on the tiny random hf-tiny Llama the
+//     logits move by 0.2 (scale 16; the goldens allow 1e-4) and two argmaxes flip; on the
+//     trained stories260K the mean KL to the fp32 goldens is 5e-5 (bf16: 4e-5), top-1 intact.
+//     What it buys is prefill: ~1.6x bf16's products (2x the multiply rate of FMA); decode is
+//     DRAM-bound on the same bf16 bytes either way (measured on a 110M model, Zen 5: prefill
+//     ~1030 vs ~630 tok/s, decode ~94 vs ~85 tok/s, f32 ~430 / ~33; bench/run.sh).
+//   - norms, embedding lookup, attention (KV cache), residual stream stay fp32.  The token
+//     embedding lookup reads the values the classifier multiplies when they are tied (rounded
+//     to bf16), the fp32 table when untied — as q8 does.
+//   - fp32 matrices.  With f32 views (QuantOpts.dequant_f32 == 1: attribution, interventions)
+//     the fp32 pointers show exactly the bf16 values.  Without, the fp32 matrix pointers are
+//     NULL and their pages go back to the OS (madvise), so a bf16 model holds ~half the memory.
+//     Weights in owned memory (Hugging Face models, dequantized int8) are rounded in place;
+//     back in f32 (model_set_dtype) the bf16 copies are widened into place, so they keep the
+//     bf16 values (exact for a bf16 checkpoint).  Weights in a read-only mapping (llama2.c
+//     files) are untouched: views are owned widened copies, and f32 gets the mapping back.
+typedef struct ModelBf16 {
+    int dot;                          // 1: bf16dot kernels; 0: bf16w
+    int views;                        // 1: the fp32 matrix pointers show the bf16 values
+    uint16_t *mats[Q8M_PER_LAYER];    // (L, rows, cols) each, wq .. w3 (NULL: no w3, GPT-2)
+    size_t per_layer[Q8M_PER_LAYER];  // rows * cols of one layer's matrix k
+    uint16_t *cls;                    // (V, D) the classifier
+    uint16_t *mem;                    // one allocation holding all of them (from pool)
+    size_t mem_bytes;
+    Pool pool;                        // 2 MiB aligned, huge pages, per --numa (do not move)
+    size_t bytes;                     // bf16 bytes a decode step streams (every matrix once)
+    Weights w_orig;                   // m->w before the conversion
+    int in_place;                     // 1: the fp32 weights are owned memory, rounded in place
+    int released;                     // 1: the fp32 matrix pages were given back (in place only)
+    float *f32_owned;                 // mapped weights: widened views / rounded tied embedding
+    size_t f32_owned_n;
+} ModelBf16;
+
+// Convert m's forward matrices to bf16 (dot: the bf16dot kernels), dropping any int8 packing
+// first.  o == NULL: defaults (no f32 views).  Afterwards the forward runs bf16.
+int model_to_bf16(Model *m, int dot, const QuantOpts *o);
+// Back to the fp32 path (see above for what the fp32 weights then hold).
+void model_from_bf16(Model *m);
+// 1 when the forward pass of m runs bf16 (either mode).
+int model_is_bf16(const Model *m);
 
 // ---- products for other modules -----------------------------------------------------------
 // A thread-local activation buffer (freed at thread exit): the scratch for on-the-fly

@@ -403,6 +403,109 @@ static void decode_rows_q8_neon(float *y, const BlockQ8 *W, size_t stride, const
     }
 }
 
+// ---- bf16 weights -------------------------------------------------------------------------------
+// 4 bf16 -> 4 fp32: widening shift left by 16 (exact).
+AI float32x4_t widen4(const uint16_t *p) { return vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(p), 16)); }
+AI float widen1(uint16_t h)
+{
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+// ref: scalar.c dot_bf16w_scalar (per output).  tile_neon with the weight loads widened: the
+// same accumulators, chunks, pairwise sums and scalar tail, so each output is bit-identical to
+// dot_f32_neon on the widened row.
+AI void tile_bf16w_neon(const int R, const int TT, float *Y, size_t ldy, const uint16_t *W, size_t ldw,
+                        const float *X, size_t ldx, size_t cols)
+{
+    float32x4_t acc[4][2][4];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 2
+        for (int t = 0; t < TT; t++)
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) acc[r][t][k] = vdupq_n_f32(0.0f);
+
+    size_t c = 0;
+    for (; c + 16 <= cols; c += 16) {
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) {
+            float32x4_t xv[2];
+#pragma GCC unroll 2
+            for (int t = 0; t < TT; t++) xv[t] = vld1q_f32(X + t * ldx + c + 4 * k);
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++) {
+                float32x4_t wv = widen4(W + r * ldw + c + 4 * k);
+#pragma GCC unroll 2
+                for (int t = 0; t < TT; t++) acc[r][t][k] = vfmaq_f32(acc[r][t][k], wv, xv[t]);
+            }
+        }
+    }
+    for (; c + 4 <= cols; c += 4) {   // up to three 4-float chunks: into a0
+        float32x4_t xv[2];
+#pragma GCC unroll 2
+        for (int t = 0; t < TT; t++) xv[t] = vld1q_f32(X + t * ldx + c);
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            float32x4_t wv = widen4(W + r * ldw + c);
+#pragma GCC unroll 2
+            for (int t = 0; t < TT; t++) acc[r][t][0] = vfmaq_f32(acc[r][t][0], wv, xv[t]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 2
+        for (int t = 0; t < TT; t++) {
+            float32x4_t v = vaddq_f32(vaddq_f32(acc[r][t][0], acc[r][t][1]),
+                                      vaddq_f32(acc[r][t][2], acc[r][t][3]));
+            float s = vaddvq_f32(v);
+            const uint16_t *w = W + r * ldw;
+            const float *x = X + t * ldx;
+            for (size_t j = c; j < cols; j++) s += widen1(w[j]) * x[j];   // < 4 left
+            Y[t * ldy + r] = s;
+        }
+}
+
+// ref: scalar.c matvec_bf16w_scalar.  4 rows share each x load, as matvec_f32_neon.
+static void matvec_bf16w_neon(float *y, const uint16_t *W, const float *x, size_t rows, size_t cols)
+{
+    size_t r = 0;
+    for (; r + 4 <= rows; r += 4) tile_bf16w_neon(4, 1, y + r, 0, W + r * cols, cols, x, 0, cols);
+    for (; r < rows; r++) tile_bf16w_neon(1, 1, y + r, 0, W + r * cols, cols, x, 0, cols);
+}
+
+// ref: scalar.c matmul_bf16w_scalar.  matmul_f32_neon's blocking (~256 KiB of bf16 rows per
+// block, 2x2 register tiles).
+static void matmul_bf16w_neon(float *Y, const uint16_t *W, const float *X, size_t T, size_t rows, size_t cols)
+{
+    if (T == 1) {
+        matvec_bf16w_neon(Y, W, X, rows, cols);
+        return;
+    }
+    size_t rb = cols ? (128 * 1024) / cols : rows;
+    rb = rb < 2 ? 2 : rb & ~(size_t)1;
+    for (size_t r0 = 0; r0 < rows; r0 += rb) {
+        size_t r1 = r0 + rb < rows ? r0 + rb : rows;
+        size_t t = 0;
+        for (; t + 2 <= T; t += 2) {
+            const float *Xt = X + t * cols;
+            float *Yt = Y + t * rows;
+            size_t r = r0;
+            for (; r + 2 <= r1; r += 2) tile_bf16w_neon(2, 2, Yt + r, rows, W + r * cols, cols, Xt, cols, cols);
+            for (; r < r1; r++) tile_bf16w_neon(1, 2, Yt + r, rows, W + r * cols, cols, Xt, cols, cols);
+        }
+        for (; t < T; t++) {
+            const float *Xt = X + t * cols;
+            float *Yt = Y + t * rows;
+            size_t r = r0;
+            for (; r + 4 <= r1; r += 4) tile_bf16w_neon(4, 1, Yt + r, 0, W + r * cols, cols, Xt, 0, cols);
+            for (; r < r1; r++) tile_bf16w_neon(1, 1, Yt + r, 0, W + r * cols, cols, Xt, 0, cols);
+        }
+    }
+}
+
 void simd_fill_neon(SimdKernels *k)
 {
     k->name = "neon";
@@ -422,6 +525,8 @@ void simd_fill_neon(SimdKernels *k)
     k->encode_q8 = encode_q8_neon;
 #endif
     k->decode_rows_q8 = decode_rows_q8_neon;
+    k->matvec_bf16w = matvec_bf16w_neon;
+    k->matmul_bf16w = matmul_bf16w_neon;
 }
 #else
 typedef int ct_neon_unused;

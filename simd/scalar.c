@@ -182,6 +182,93 @@ static void decode_rows_q8_scalar(float *y, const BlockQ8 *W, size_t stride, con
     }
 }
 
+// ---- bf16 weights ------------------------------------------------------------------------------
+// bf16 -> fp32: the 16 bits are the upper half of the fp32 (exact).
+static inline float bf16_widen(uint16_t h)
+{
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+// y[r] = dot_f32_scalar(widen(W row r), x): the same sequential loop on the widened weights.
+static float dot_bf16w_scalar(const uint16_t *w, const float *x, size_t n)
+{
+    float val = 0.0f;
+    for (size_t i = 0; i < n; i++) val += bf16_widen(w[i]) * x[i];
+    return val;
+}
+
+static void matvec_bf16w_scalar(float *y, const uint16_t *W, const float *x, size_t rows, size_t cols)
+{
+    for (size_t r = 0; r < rows; r++) y[r] = dot_bf16w_scalar(W + r * cols, x, cols);
+}
+
+static void matmul_bf16w_scalar(float *Y, const uint16_t *W, const float *X, size_t T, size_t rows, size_t cols)
+{
+    for (size_t r = 0; r < rows; r++)
+        for (size_t t = 0; t < T; t++) Y[t * rows + r] = dot_bf16w_scalar(W + r * cols, X + t * cols, cols);
+}
+
+// fp32 -> bf16 as VCVTNE2PS2BF16 does it: NaN stays a (quiet) NaN, a denormal becomes a signed
+// zero, anything else rounds to nearest even (the largest finite values round to Inf).
+static inline uint16_t bf16_round_daz(float x)
+{
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x0040u);
+    if ((u & 0x7f800000u) == 0) return (uint16_t)((u >> 16) & 0x8000u);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+// VDPBF16PS reads bf16 denormals as signed zeros (DAZ) and flushes denormal sums (FTZ).
+static inline float bf16_widen_daz(uint16_t h) { return bf16_widen((h & 0x7f80u) ? h : (uint16_t)(h & 0x8000u)); }
+static inline float ftz(float v)
+{
+    uint32_t u;
+    memcpy(&u, &v, sizeof u);
+    if ((u & 0x7f800000u) == 0) u &= 0x80000000u;
+    memcpy(&v, &u, sizeof v);
+    return v;
+}
+
+// The canonical bf16dot value of simd.h for one weight row and one activation row.
+static float dot_bf16dot_scalar(const uint16_t *w, const float *x, size_t n)
+{
+    float a[2][16] = {{0}};
+    size_t nchunk = (n + 31) / 32;
+    for (size_t j = 0; j < nchunk; j++) {
+        float *acc = a[j % 2];
+        for (size_t i = 0; i < 16; i++) {
+            size_t c = 32 * j + 2 * i;
+            // padding: zero weight and zero activation, so the product is +0
+            float w0 = c < n ? bf16_widen_daz(w[c]) : 0.0f, x0 = c < n ? bf16_widen_daz(bf16_round_daz(x[c])) : 0.0f;
+            float w1 = c + 1 < n ? bf16_widen_daz(w[c + 1]) : 0.0f;
+            float x1 = c + 1 < n ? bf16_widen_daz(bf16_round_daz(x[c + 1])) : 0.0f;
+            acc[i] = ftz(acc[i] + w1 * x1);   // odd element first, as the instruction does
+            acc[i] = ftz(acc[i] + w0 * x0);
+        }
+    }
+    float v[16];
+    for (size_t i = 0; i < 16; i++) v[i] = a[0][i] + a[1][i];
+    for (size_t h = 8; h >= 1; h /= 2)   // 16 -> 8 -> 4 -> 2 -> 1: lane i += lane i + h
+        for (size_t i = 0; i < h; i++) v[i] = v[i] + v[i + h];
+    return v[0];
+}
+
+static void matvec_bf16dot_scalar(float *y, const uint16_t *W, const float *x, size_t rows, size_t cols)
+{
+    for (size_t r = 0; r < rows; r++) y[r] = dot_bf16dot_scalar(W + r * cols, x, cols);
+}
+
+static void matmul_bf16dot_scalar(float *Y, const uint16_t *W, const float *X, size_t T, size_t rows, size_t cols)
+{
+    for (size_t r = 0; r < rows; r++)
+        for (size_t t = 0; t < T; t++) Y[t * rows + r] = dot_bf16dot_scalar(W + r * cols, X + t * cols, cols);
+}
+
 void simd_fill_scalar(SimdKernels *k)
 {
     k->name = "scalar";
@@ -199,4 +286,8 @@ void simd_fill_scalar(SimdKernels *k)
     k->matmul_q8t = matmul_q8t_scalar;
     k->encode_q8 = encode_q8_scalar;
     k->decode_rows_q8 = decode_rows_q8_scalar;
+    k->matvec_bf16w = matvec_bf16w_scalar;
+    k->matmul_bf16w = matmul_bf16w_scalar;
+    k->matvec_bf16dot = matvec_bf16dot_scalar;
+    k->matmul_bf16dot = matmul_bf16dot_scalar;
 }

@@ -24,6 +24,8 @@
 //   axpy:     |got - ref| <= eps (|y| + |a x|) + tiny;   scale: <= eps |ref| + tiny
 // Exactness contracts (bit for bit):
 //   matvec rows and matmul entries == the same table's dot_f32 (see each entry);
+//   matvec/matmul_bf16w == that table's dot_f32 on the widened bf16 weights; matvec/matmul_bf16dot
+//     == scalar.c's canonical bf16dot loop in every table (VDPBF16PS where the CPU has it);
 //   scalar.c == llama2.c run.c's loops (float accumulator, a*b then +, libm expf), so the
 //     scalar table reproduces the reference program's logits;
 //   rope_pairs, axpy, scale: every table gives scalar.c's bits (no fused multiply-add), so
@@ -107,6 +109,36 @@ typedef struct SimdKernels {
     // so every table gives scalar.c's bits, like axpy.
     void (*decode_rows_q8)(float *y, const BlockQ8 *W, size_t stride, const int *idx, const float *val,
                            size_t n, size_t D);
+
+    // ---- bf16 weights (engine/quantize.h: --dtype bf16 | bf16dot) -----------------------------
+    // W: (rows, cols) row-major bf16, each uint16 the upper half of an fp32 (sign, 8-bit exponent,
+    // 7-bit mantissa), 2-byte aligned; X (T, cols), Y (T, rows) fp32 as in matmul_f32.
+    //
+    // bf16w — the forward's bf16 mode.  Weights widened to fp32 in registers (a 16-bit shift,
+    // exact), then this table's dot_f32 order, so
+    //     Y[t, r] is bit-identical to dot_f32(widen(W row r), X row t, cols)
+    // i.e. to matvec_f32 / matmul_f32 on the widened weights: a bf16 checkpoint gives the same
+    // logits run as f32 or as bf16.  Tolerance: dot's.  Rows never depend on T or the split.
+    void (*matvec_bf16w)(float *y, const uint16_t *W, const float *x, size_t rows, size_t cols);
+    void (*matmul_bf16w)(float *Y, const uint16_t *W, const float *X, size_t T, size_t rows, size_t cols);
+
+    // bf16dot — VDPBF16PS (AVX512_BF16) where the CPU has it, scalar.c's loop elsewhere.  The
+    // activations are rounded to bf16 as well, and every table gives the same bits:
+    //   xb[c] = bf16(x[c]): round to nearest even; fp32 denormals -> signed zero; NaN -> quiet NaN
+    //   w, xb denormal (exponent 0) -> signed zero (DAZ); ftz(v): a denormal v -> signed zero
+    //   a0, a1 = 16 fp32 lanes of +0.  Column chunks j = 0, 1, ... of 32 (the last one padded
+    //   with zero weights and activations) go to a_(j mod 2); lane i of chunk j (c = 32 j):
+    //       a[i] = ftz(a[i] + w[c+2i+1] * xb[c+2i+1]);  a[i] = ftz(a[i] + w[c+2i] * xb[c+2i])
+    //   (bf16 products are exact in fp32, so each step is one rounding: the instruction's).
+    //   v = a0 + a1 per lane, then the fixed tree 16 -> 8 -> 4 -> 2 -> 1 of plain fp32 adds:
+    //   v_i += v_(i+8) for i < 8, v_i += v_(i+4) for i < 4, v_i += v_(i+2) for i < 2, y = v_0 + v_1.
+    //   (Each y is exact up to these roundings; denormal products and sums are flushed as the
+    //   instruction flushes them, so even tiny values give the same bits in every table.)
+    // Accuracy against the fp32 product: each activation carries a relative error <= 2^-9, so
+    //     |got - dot(w, x)| <= 2^-8 sum_i |w_i x_i| + 4 eps sqrt(n) sum_i |w_i x_i| + tiny.
+    // matvec rows and matmul entries are the same canonical value (prefill == decode).
+    void (*matvec_bf16dot)(float *y, const uint16_t *W, const float *x, size_t rows, size_t cols);
+    void (*matmul_bf16dot)(float *Y, const uint16_t *W, const float *X, size_t T, size_t rows, size_t cols);
 } SimdKernels;
 
 // ISA ids for dispatch and for tests that loop over every table the host can run.

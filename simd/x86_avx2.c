@@ -419,6 +419,122 @@ static void decode_rows_q8_avx2(float *y, const BlockQ8 *W, size_t stride, const
     }
 }
 
+// ---- bf16 weights -------------------------------------------------------------------------------
+// 8 bf16 -> 8 fp32: zero-extend each to 32 bits, shift into the upper half (exact).
+AI __m256 widen8(const uint16_t *p)
+{
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16));
+}
+// The first m < 8 of them, zeros elsewhere (AVX2 has no 16-bit masked load: a small copy).
+AI __m256 widen8_part(const uint16_t *p, size_t m)
+{
+    uint16_t buf[8] = {0};
+    memcpy(buf, p, m * sizeof(uint16_t));
+    return widen8(buf);
+}
+
+// Decode (one token): per 64-byte line a tile reads, prefetch the line at the same place in the
+// next tile (R rows down), as x86_avx512.c does: short model rows defeat the hardware prefetcher.
+#define PF_NEXT_TILE(W, R, r, ldw, c) \
+    _mm_prefetch((const char *)((uintptr_t)(W) + (((r) + (R)) * (ldw) + (c)) * sizeof(uint16_t)), _MM_HINT_T0)
+
+// ref: scalar.c dot_bf16w_scalar (per output).  tile_avx2 with the weight loads widened: the
+// same accumulators, chunks, masked tail and tree, so each output is bit-identical to
+// dot_f32_avx2 on the widened row.
+AI void tile_bf16w_avx2(const int R, const int TT, float *Y, size_t ldy, const uint16_t *W, size_t ldw,
+                        const float *X, size_t ldx, size_t cols)
+{
+    __m256 acc[4][2][2];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 2
+        for (int t = 0; t < TT; t++) acc[r][t][0] = acc[r][t][1] = _mm256_setzero_ps();
+
+    size_t c = 0;
+    for (; c + 16 <= cols; c += 16) {
+#pragma GCC unroll 2
+        for (int k = 0; k < 2; k++) {
+            __m256 xv[2];
+#pragma GCC unroll 2
+            for (int t = 0; t < TT; t++) xv[t] = _mm256_loadu_ps(X + t * ldx + c + 8 * k);
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++) {
+                if (TT == 1 && k == 0 && c % 32 == 0) PF_NEXT_TILE(W, R, r, ldw, c);
+                __m256 wv = widen8(W + r * ldw + c + 8 * k);
+                if (TT > 1) __asm__("" : "+x"(wv));   // widen once per weight vector, not per token
+#pragma GCC unroll 2
+                for (int t = 0; t < TT; t++) acc[r][t][k] = _mm256_fmadd_ps(wv, xv[t], acc[r][t][k]);
+            }
+        }
+    }
+    if (c + 8 <= cols) {    // one full chunk left: into a0
+        __m256 xv[2];
+#pragma GCC unroll 2
+        for (int t = 0; t < TT; t++) xv[t] = _mm256_loadu_ps(X + t * ldx + c);
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            __m256 wv = widen8(W + r * ldw + c);
+#pragma GCC unroll 2
+            for (int t = 0; t < TT; t++) acc[r][t][0] = _mm256_fmadd_ps(wv, xv[t], acc[r][t][0]);
+        }
+        c += 8;
+    }
+    if (c < cols) {         // < 8 left: zeros elsewhere, into a1
+        __m256i m = tail_mask8(cols - c);
+        __m256 xv[2];
+#pragma GCC unroll 2
+        for (int t = 0; t < TT; t++) xv[t] = _mm256_maskload_ps(X + t * ldx + c, m);
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            __m256 wv = widen8_part(W + r * ldw + c, cols - c);
+#pragma GCC unroll 2
+            for (int t = 0; t < TT; t++) acc[r][t][1] = _mm256_fmadd_ps(wv, xv[t], acc[r][t][1]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 2
+        for (int t = 0; t < TT; t++) Y[t * ldy + r] = hsum8(_mm256_add_ps(acc[r][t][0], acc[r][t][1]));
+}
+
+// ref: scalar.c matvec_bf16w_scalar.  4 rows share each x load, as matvec_f32_avx2.
+static void matvec_bf16w_avx2(float *y, const uint16_t *W, const float *x, size_t rows, size_t cols)
+{
+    size_t r = 0;
+    for (; r + 4 <= rows; r += 4) tile_bf16w_avx2(4, 1, y + r, 0, W + r * cols, cols, x, 0, cols);
+    for (; r < rows; r++) tile_bf16w_avx2(1, 1, y + r, 0, W + r * cols, cols, x, 0, cols);
+}
+
+// ref: scalar.c matmul_bf16w_scalar.  matmul_f32_avx2's blocking (~256 KiB of bf16 rows per
+// block, 3x2 register tiles).
+static void matmul_bf16w_avx2(float *Y, const uint16_t *W, const float *X, size_t T, size_t rows, size_t cols)
+{
+    if (T == 1) {
+        matvec_bf16w_avx2(Y, W, X, rows, cols);
+        return;
+    }
+    size_t rb = cols ? (128 * 1024) / cols : rows;
+    rb = rb < 3 ? 3 : rb - rb % 3;
+    for (size_t r0 = 0; r0 < rows; r0 += rb) {
+        size_t r1 = r0 + rb < rows ? r0 + rb : rows;
+        size_t t = 0;
+        for (; t + 2 <= T; t += 2) {
+            const float *Xt = X + t * cols;
+            float *Yt = Y + t * rows;
+            size_t r = r0;
+            for (; r + 3 <= r1; r += 3) tile_bf16w_avx2(3, 2, Yt + r, rows, W + r * cols, cols, Xt, cols, cols);
+            for (; r < r1; r++) tile_bf16w_avx2(1, 2, Yt + r, rows, W + r * cols, cols, Xt, cols, cols);
+        }
+        for (; t < T; t++) {
+            const float *Xt = X + t * cols;
+            float *Yt = Y + t * rows;
+            size_t r = r0;
+            for (; r + 4 <= r1; r += 4) tile_bf16w_avx2(4, 1, Yt + r, 0, W + r * cols, cols, Xt, 0, cols);
+            for (; r < r1; r++) tile_bf16w_avx2(1, 1, Yt + r, 0, W + r * cols, cols, Xt, 0, cols);
+        }
+    }
+}
+
 void simd_fill_avx2(SimdKernels *k)
 {
     k->name = "avx2";
@@ -436,6 +552,8 @@ void simd_fill_avx2(SimdKernels *k)
     k->matmul_q8t = matmul_q8t_avx2;
     k->encode_q8 = encode_q8_avx2;
     k->decode_rows_q8 = decode_rows_q8_avx2;
+    k->matvec_bf16w = matvec_bf16w_avx2;
+    k->matmul_bf16w = matmul_bf16w_avx2;
 }
 #else
 typedef int ct_avx2_unused;

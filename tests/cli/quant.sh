@@ -84,7 +84,7 @@ expect_fail "--clt-dtype bad" "expected f32|q8, got 'int4'" $CTRACE attribute "$
 expect_fail "train-clt --clt-dtype" "stays fp32" $CTRACE train-clt "$M" $TR --clt-dtype q8 -o "$TMP/clt5"
 expect_fail "sample --clt-dtype" "loads no transcoder" $CTRACE sample "$M" -z "$Z" -n 10 --seed 1 -o "$TMP/x.txt" --clt-dtype q8
 
-expect_fail "--dtype bad" "expected f32|q8, got 'int4'" $CTRACE logits "$M" --tokens 1,2 --dtype int4
+expect_fail "--dtype bad" "expected f32|q8|bf16|bf16dot, got 'int4'" $CTRACE logits "$M" --tokens 1,2 --dtype int4
 expect_fail "--numa bad" "expected off|local|interleave|replicate, got 'all'" $CTRACE generate "$M" -z "$Z" --numa all
 expect_fail "--clt-dtype without transcoder" "loads no transcoder" $CTRACE logits "$M" --tokens 1,2 --clt-dtype q8
 expect_fail "quantize usage" "expected IN and OUT" $CTRACE quantize "$M"
