@@ -958,23 +958,6 @@ typedef struct TrainState {
     Stream stream;
 } TrainState;
 
-// A byte buffer the checkpoint is assembled in (then hashed and written in one go).
-typedef struct Bytes { uint8_t *p; size_t n, cap; int bad; } Bytes;
-static void put(Bytes *b, const void *src, size_t n) {
-    if (b->bad) return;
-    if (b->n + n > b->cap) {
-        size_t nc = (b->cap ? b->cap * 2 : 1 << 20) + n;
-        uint8_t *np = realloc(b->p, nc);
-        if (!np) {
-            b->bad = 1;
-            return;
-        }
-        b->p = np;
-        b->cap = nc;
-    }
-    memcpy(b->p + b->n, src, n);
-    b->n += n;
-}
 
 typedef struct Reader { const uint8_t *p; size_t n, at; } Reader;
 static int get(Reader *r, void *dst, size_t n) {
@@ -987,27 +970,27 @@ static int get(Reader *r, void *dst, size_t n) {
 static size_t ring_row_floats(const TrainState *S) { return 2 * (size_t)S->lay.L * S->lay.D; }
 
 static int checkpoint_write(const TrainState *S, const char *path) {
-    Bytes b = {0};
+    CtBuf b = {0};
     uint32_t ver = CK_VERSION;
-    put(&b, CK_MAGIC, 8);
-    put(&b, &ver, 4);
-    put(&b, &S->id, sizeof S->id);
-    put(&b, &S->step, 8);
-    put(&b, &S->rng, 8);
-    put(&b, &S->stream.g0, sizeof(Cursor));
+    ct_buf_put(&b, CK_MAGIC, 8);
+    ct_buf_put(&b, &ver, 4);
+    ct_buf_put(&b, &S->id, sizeof S->id);
+    ct_buf_put(&b, &S->step, 8);
+    ct_buf_put(&b, &S->rng, 8);
+    ct_buf_put(&b, &S->stream.g0, sizeof(Cursor));
     int32_t used = S->stream.used;
-    put(&b, &used, 4);
-    put(&b, S->sx, (size_t)S->lay.L * sizeof(double));
-    put(&b, S->sy, (size_t)S->lay.L * sizeof(double));
+    ct_buf_put(&b, &used, 4);
+    ct_buf_put(&b, S->sx, (size_t)S->lay.L * sizeof(double));
+    ct_buf_put(&b, S->sy, (size_t)S->lay.L * sizeof(double));
     uint64_t n = S->lay.n;
-    put(&b, &n, 8);
-    put(&b, S->P, n * sizeof(float));
-    put(&b, S->M, n * sizeof(float));
-    put(&b, S->V, n * sizeof(float));
-    put(&b, S->perm, (size_t)S->id.buffer_rows * sizeof(int32_t));
-    put(&b, S->ring, (size_t)S->id.buffer_rows * ring_row_floats(S) * sizeof(float));
+    ct_buf_put(&b, &n, 8);
+    ct_buf_put(&b, S->P, n * sizeof(float));
+    ct_buf_put(&b, S->M, n * sizeof(float));
+    ct_buf_put(&b, S->V, n * sizeof(float));
+    ct_buf_put(&b, S->perm, (size_t)S->id.buffer_rows * sizeof(int32_t));
+    ct_buf_put(&b, S->ring, (size_t)S->id.buffer_rows * ring_row_floats(S) * sizeof(float));
     uint64_t h = b.bad ? 0 : ct_hash64(b.p, b.n);
-    put(&b, &h, 8);
+    ct_buf_put(&b, &h, 8);
     if (b.bad) {
         free(b.p);
         return ct_error("%s: out of memory assembling the checkpoint", path);

@@ -181,3 +181,19 @@ int ct_utf8_len(const unsigned char *s) {
         return 0;
     return n;
 }
+
+void ct_buf_put(CtBuf *b, const void *src, size_t n) {
+    if (b->bad) return;
+    if (b->n + n > b->cap) {
+        size_t nc = (b->cap ? b->cap * 2 : 1 << 20) + n;
+        uint8_t *np = realloc(b->p, nc);
+        if (!np) {
+            b->bad = 1;
+            return;
+        }
+        b->p = np;
+        b->cap = nc;
+    }
+    memcpy(b->p + b->n, src, n);
+    b->n += n;
+}

@@ -63,3 +63,8 @@ int ct_utf8_len(const unsigned char *s);
 // xxh3-64 fingerprint of a byte range, printed as 16 hex digits by ct_fingerprint_hex.
 uint64_t ct_hash64(const void *data, size_t n);
 void ct_fingerprint_hex(uint64_t h, char out[17]);
+
+// A growable byte buffer: checkpoints are assembled in one, hashed, then written in one go.
+// A failed allocation sets bad and later puts do nothing (check bad once at the end).
+typedef struct CtBuf { uint8_t *p; size_t n, cap; int bad; } CtBuf;
+void ct_buf_put(CtBuf *b, const void *src, size_t n);

@@ -501,39 +501,23 @@ typedef struct TmState {
     float *P, *M, *V;
 } TmState;
 
-typedef struct Bytes { uint8_t *p; size_t n, cap; int bad; } Bytes;
-static void put(Bytes *b, const void *src, size_t n) {
-    if (b->bad) return;
-    if (b->n + n > b->cap) {
-        size_t nc = (b->cap ? b->cap * 2 : 1 << 20) + n;
-        uint8_t *np = realloc(b->p, nc);
-        if (!np) {
-            b->bad = 1;
-            return;
-        }
-        b->p = np;
-        b->cap = nc;
-    }
-    memcpy(b->p + b->n, src, n);
-    b->n += n;
-}
 
 static int checkpoint_write(const TmState *S, const char *path) {
-    Bytes b = {0};
+    CtBuf b = {0};
     uint32_t ver = CK_VERSION;
     uint64_t n = S->n;
-    put(&b, CK_MAGIC, 8);
-    put(&b, &ver, 4);
-    put(&b, &S->id, sizeof S->id);
-    put(&b, &S->step, 8);
-    put(&b, &S->rng, 8);
-    put(&b, S->losses, sizeof S->losses);
-    put(&b, &n, 8);
-    put(&b, S->P, n * sizeof(float));
-    put(&b, S->M, n * sizeof(float));
-    put(&b, S->V, n * sizeof(float));
+    ct_buf_put(&b, CK_MAGIC, 8);
+    ct_buf_put(&b, &ver, 4);
+    ct_buf_put(&b, &S->id, sizeof S->id);
+    ct_buf_put(&b, &S->step, 8);
+    ct_buf_put(&b, &S->rng, 8);
+    ct_buf_put(&b, S->losses, sizeof S->losses);
+    ct_buf_put(&b, &n, 8);
+    ct_buf_put(&b, S->P, n * sizeof(float));
+    ct_buf_put(&b, S->M, n * sizeof(float));
+    ct_buf_put(&b, S->V, n * sizeof(float));
     uint64_t h = b.bad ? 0 : ct_hash64(b.p, b.n);
-    put(&b, &h, 8);
+    ct_buf_put(&b, &h, 8);
     if (b.bad) {
         free(b.p);
         return ct_error("%s: out of memory assembling the checkpoint", path);
