@@ -223,24 +223,6 @@ static void ref64(const Replacement *r, Source s, double *dmid /*(T,L,D)*/, doub
 
 // ---- target values from a measured change --------------------------------------------------------
 // ref (n targets) from dmid (T, L, D) and dlog (V).
-static void target_changes(const Replacement *r, const AttribTarget *tg, int n, const double *dmid,
-                           const double *dlog, double *ref) {
-    int L = r->L, D = r->D;
-    double mean = 0;
-    for (int u = 0; u < r->V; u++) mean += dlog[u];
-    mean /= r->V;
-    for (int t = 0; t < n; t++) {
-        if (tg[t].kind == TARGET_FEATURE) {
-            const float *we = r->clt->layers[tg[t].layer].W_enc + (size_t)tg[t].feature * D;
-            const double *dm = dmid + ((size_t)tg[t].pos * L + tg[t].layer) * D;
-            double s = 0;
-            for (int i = 0; i < D; i++) s += (double)we[i] * dm[i];
-            ref[t] = s;
-        } else {
-            ref[t] = dlog[tg[t].tok_a] - (tg[t].tok_b >= 0 ? dlog[tg[t].tok_b] : mean);
-        }
-    }
-}
 
 // Column of source s measured through the engine's fp32 frozen forward.
 static void measure_fp32(const Replacement *r, Source s, const float *base_mid, const float *base_log,
@@ -259,7 +241,7 @@ static void measure_fp32(const Replacement *r, Source s, const float *base_mid, 
     frozen_run(r, s, c, mid, lg);
     for (size_t i = 0; i < LTD; i++) dmid[i] = ((double)mid[i] - (double)base_mid[i]) / c;
     for (int u = 0; u < r->V; u++) dlog[u] = ((double)lg[u] - (double)base_log[u]) / c;
-    target_changes(r, tg, n, dmid, dlog, ref);
+    tu_target_changes(r, tg, n, dmid, dlog, ref);
     free(mid), free(lg), free(dmid), free(dlog);
 }
 
@@ -267,7 +249,7 @@ static void measure_fp64(const Replacement *r, Source s, const AttribTarget *tg,
     size_t LTD = (size_t)r->T * r->L * r->D;
     double *dmid = malloc(LTD * sizeof(double)), *dlog = malloc((size_t)r->V * sizeof(double));
     ref64(r, s, dmid, dlog);
-    target_changes(r, tg, n, dmid, dlog, ref);
+    tu_target_changes(r, tg, n, dmid, dlog, ref);
     free(dmid), free(dlog);
 }
 

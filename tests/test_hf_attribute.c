@@ -242,24 +242,6 @@ static void ref64(const Replacement *r, Source s, double *dmid /*(T,L,D)*/, doub
 }
 
 // ---- targets ---------------------------------------------------------------------------------------
-static void target_changes(const Replacement *r, const AttribTarget *tg, int n, const double *dmid,
-                           const double *dlog, double *ref) {
-    int L = r->L, D = r->D;
-    double mean = 0;
-    for (int u = 0; u < r->V; u++) mean += dlog[u];
-    mean /= r->V;
-    for (int t = 0; t < n; t++) {
-        if (tg[t].kind == TARGET_FEATURE) {
-            const float *we = r->clt->layers[tg[t].layer].W_enc + (size_t)tg[t].feature * D;
-            const double *dm = dmid + ((size_t)tg[t].pos * L + tg[t].layer) * D;
-            double s = 0;
-            for (int i = 0; i < D; i++) s += (double)we[i] * dm[i];
-            ref[t] = s;
-        } else {
-            ref[t] = dlog[tg[t].tok_a] - (tg[t].tok_b >= 0 ? dlog[tg[t].tok_b] : mean);
-        }
-    }
-}
 
 // Column through the engine's fp32 frozen forward, scaled so the injected vector is as large as
 // the residual there (then divided back: the frozen model is affine).
@@ -280,7 +262,7 @@ static void measure_fp32(const Replacement *r, Source s, const float *base_mid, 
     frozen_run(r, s, c, mid, lg);
     for (size_t i = 0; i < LTD; i++) dmid[i] = ((double)mid[i] - (double)base_mid[i]) / c;
     for (int u = 0; u < r->V; u++) lg[u] = (lg[u] - base_log[u]) / c;
-    target_changes(r, tg, n, dmid, lg, ref);
+    tu_target_changes(r, tg, n, dmid, lg, ref);
     free(mid), free(lg), free(dmid), free(sv);
 }
 
@@ -288,7 +270,7 @@ static void measure_fp64(const Replacement *r, Source s, const AttribTarget *tg,
     size_t LTD = (size_t)r->T * r->L * r->D;
     double *dmid = malloc(LTD * sizeof(double)), *dlog = malloc((size_t)r->V * sizeof(double));
     ref64(r, s, dmid, dlog);
-    target_changes(r, tg, n, dmid, dlog, ref);
+    tu_target_changes(r, tg, n, dmid, dlog, ref);
     free(dmid), free(dlog);
 }
 

@@ -71,3 +71,22 @@ void tu_random_clt(Clt *c, const Model *m, const int *toks, int T, int F, CltKin
     capture_free(&cap);
     runstate_free(&rs);
 }
+
+void tu_target_changes(const Replacement *r, const AttribTarget *tg, int n, const double *dmid,
+                           const double *dlog, double *ref) {
+    int L = r->L, D = r->D;
+    double mean = 0;
+    for (int u = 0; u < r->V; u++) mean += dlog[u];
+    mean /= r->V;
+    for (int t = 0; t < n; t++) {
+        if (tg[t].kind == TARGET_FEATURE) {
+            const float *we = r->clt->layers[tg[t].layer].W_enc + (size_t)tg[t].feature * D;
+            const double *dm = dmid + ((size_t)tg[t].pos * L + tg[t].layer) * D;
+            double s = 0;
+            for (int i = 0; i < D; i++) s += (double)we[i] * dm[i];
+            ref[t] = s;
+        } else {
+            ref[t] = dlog[tg[t].tok_a] - (tg[t].tok_b >= 0 ? dlog[tg[t].tok_b] : mean);
+        }
+    }
+}
