@@ -989,15 +989,7 @@ static int checkpoint_write(const TrainState *S, const char *path) {
     ct_buf_put(&b, S->V, n * sizeof(float));
     ct_buf_put(&b, S->perm, (size_t)S->id.buffer_rows * sizeof(int32_t));
     ct_buf_put(&b, S->ring, (size_t)S->id.buffer_rows * ring_row_floats(S) * sizeof(float));
-    uint64_t h = b.bad ? 0 : ct_hash64(b.p, b.n);
-    ct_buf_put(&b, &h, 8);
-    if (b.bad) {
-        free(b.p);
-        return ct_error("%s: out of memory assembling the checkpoint", path);
-    }
-    int rc = ct_write_file_atomic(path, b.p, b.n);
-    free(b.p);
-    return rc;
+    return ct_buf_write_hashed(&b, path);
 }
 
 // Compare the identity stored in a checkpoint with this run's; name the first difference.

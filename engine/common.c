@@ -197,3 +197,13 @@ void ct_buf_put(CtBuf *b, const void *src, size_t n) {
     memcpy(b->p + b->n, src, n);
     b->n += n;
 }
+
+int ct_buf_write_hashed(CtBuf *b, const char *path) {
+    uint64_t h = b->bad ? 0 : ct_hash64(b->p, b->n);
+    ct_buf_put(b, &h, 8);
+    int rc = b->bad ? ct_error("%s: out of memory assembling the checkpoint", path)
+                    : ct_write_file_atomic(path, b->p, b->n);
+    free(b->p);
+    memset(b, 0, sizeof *b);
+    return rc;
+}

@@ -68,3 +68,7 @@ void ct_fingerprint_hex(uint64_t h, char out[17]);
 // A failed allocation sets bad and later puts do nothing (check bad once at the end).
 typedef struct CtBuf { uint8_t *p; size_t n, cap; int bad; } CtBuf;
 void ct_buf_put(CtBuf *b, const void *src, size_t n);
+// Append the xxh3-64 of the contents, write them to path atomically (temp + rename) and free
+// the buffer; a buffer that ran out of memory is reported instead ("out of memory assembling
+// the checkpoint").  The checkpoint format of train-clt and train-model ends this way.
+int ct_buf_write_hashed(CtBuf *b, const char *path);

@@ -516,15 +516,7 @@ static int checkpoint_write(const TmState *S, const char *path) {
     ct_buf_put(&b, S->P, n * sizeof(float));
     ct_buf_put(&b, S->M, n * sizeof(float));
     ct_buf_put(&b, S->V, n * sizeof(float));
-    uint64_t h = b.bad ? 0 : ct_hash64(b.p, b.n);
-    ct_buf_put(&b, &h, 8);
-    if (b.bad) {
-        free(b.p);
-        return ct_error("%s: out of memory assembling the checkpoint", path);
-    }
-    int rc = ct_write_file_atomic(path, b.p, b.n);
-    free(b.p);
-    return rc;
+    return ct_buf_write_hashed(&b, path);
 }
 
 static int identity_check(const TmIdentity *a, const TmIdentity *b, const char *path) {
