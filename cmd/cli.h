@@ -52,6 +52,8 @@ int cmd_attribute(int argc, char **argv);
 void help_attribute(void);
 int cmd_graph_info(int argc, char **argv);
 void help_graph_info(void);
+int cmd_graph_diff(int argc, char **argv);
+void help_graph_diff(void);
 int cmd_render(int argc, char **argv);
 void help_render(void);
 int cmd_serve(int argc, char **argv);

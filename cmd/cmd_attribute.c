@@ -28,7 +28,7 @@ void help_attribute(void) {
            "                         [--raw GRAPH.ctg] [--slug NAME] [--max-feature-nodes M] [--batch B]\n"
            "                         [--node-threshold 0.8] [--edge-threshold 0.98] [--max-logits 10]\n"
            "                         [--logit-prob 0.95] [--target TOKEN]... | [--target-diff A,B]\n"
-           "                         [--fp64] [--threads N] [--dtype f32|q8] [--clt-dtype f32|q8]\n"
+           "                         [--fp64] [--threads N] [--dtype f32|q8|q8a8|bf16|bf16dot] [--clt-dtype f32|q8|q8a8]\n"
            "                         [--numa MODE] [--serve]\n\n"
            "Builds the attribution graph of a prompt (METHOD.md §2-4): the local replacement model\n"
            "(transcoder features and error nodes, attention and norms frozen), every edge by batched\n"
@@ -308,7 +308,7 @@ int cmd_attribute(int argc, char **argv) {
            g.completeness_score, g.pruned_replacement_score, g.pruned_completeness_score);
     printf("  time %.2f s (rows %.2f s, prune %.2f s), %s, %d threads, %s sweeps, model %s, transcoder %s, "
            "peak RSS %.1f MiB\n", ct_now() - t0, t_rows, t_prune, simd_kernels()->name, pool_size(pool),
-           fp64 ? "fp64" : "fp32", model_is_q8(&m) ? "q8" : "f32", clt.q8 ? "q8" : "f32",
+           fp64 ? "fp64" : "fp32", ct_dtype_name(model_dtype(&m)), ct_dtype_name(clt_dtype(&clt)),
            (double)ct_peak_rss() / (1 << 20));
     printf("  wrote %s%s%s and %s/graph-metadata.json\n", out, raw ? ", " : "", raw ? raw : "", outdir);
     if (serve && serve_run(outdir, "127.0.0.1", 8041, g.slug) != CT_OK) goto done;

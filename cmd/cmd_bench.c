@@ -11,7 +11,7 @@
 
 void help_bench_forward(void) {
     printf("usage: ctrace bench-forward MODEL [--threads N] [--prompt P] [--gen G] [--isa ISA]\n"
-           "                            [--dram-gbs X] [--header] [--dtype f32|q8|bf16|bf16dot]\n"
+           "                            [--dram-gbs X] [--header] [--dtype f32|q8|q8a8|bf16|bf16dot]\n"
            "                            [--numa MODE] [--best K]\n\n"
            "Times a P-token prefill (default 64) and G decode steps (default 64) on random\n"
            "token ids (seed 1) and prints one markdown row.  --dram-gbs adds decode as a fraction\n"
@@ -91,7 +91,7 @@ int cmd_bench_forward(int argc, char **argv) {
     // parameters, the packed int8 weights (quants + scales) under q8, the bf16 matrices under bf16.
     size_t params = model_param_count(&m.c);
     CtDtype dt = model_dtype(&m);
-    double bytes_tok = dt == CT_DTYPE_Q8 ? (double)m.q8->bytes
+    double bytes_tok = ct_dtype_is_q8(dt) ? (double)m.q8->bytes
                      : model_is_bf16(&m) ? (double)m.bf16->bytes : (double)params * sizeof(float);
     double gbs = decode * bytes_tok / 1e9;
     char cpu[128] = "?";

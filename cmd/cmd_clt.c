@@ -17,7 +17,7 @@
 void help_clt_eval(void) {
     printf("usage: ctrace clt-eval MODEL CLT (--text FILE | --tokens ID,ID,...) -z TOKENIZER\n"
            "                        [--json OUT] [--max-tokens N] [--ctx 128] [--threads N]\n"
-           "                        [--dtype f32|q8] [--clt-dtype f32|q8] [--numa MODE]\n\n"
+           "                        [--dtype f32|q8|q8a8|bf16|bf16dot] [--clt-dtype f32|q8|q8a8] [--numa MODE]\n\n"
            "Measures how well a transcoder (a CLT or per-layer transcoder directory, or a .npz)\n"
            "replaces the model's MLPs.  The text's stories (paragraphs separated by blank lines)\n"
            "are cut into windows of at most ctx tokens, each starting with BOS.  Per layer, over\n"
@@ -108,8 +108,8 @@ int cmd_clt_eval(int argc, char **argv) {
     }
     CltEvalOpts eo = {.pool = pool, .progress = isatty(2)};
     if (clt_eval(&m, &c, &w, &eo, &r) != CT_OK) goto done;
-    printf("model %s (%s)\ntranscoder %s (%s, L = %d, F = %d, %s)\n", model_path, model_is_q8(&m) ? "q8" : "f32",
-           clt_path, clt_kind_name(c.kind), c.L, c.F, c.q8 ? "q8" : "f32");
+    printf("model %s (%s)\ntranscoder %s (%s, L = %d, F = %d, %s)\n", model_path, ct_dtype_name(model_dtype(&m)),
+           clt_path, clt_kind_name(c.kind), c.L, c.F, ct_dtype_name(clt_dtype(&c)));
     clt_eval_print(stdout, &r);
     if (json_path && clt_eval_write_json(json_path, &r, model_path, clt_path, text_path ? text_path : "(--tokens)", (int)ctx) != CT_OK)
         goto done;
@@ -131,7 +131,7 @@ out:
 // ---- sample -----------------------------------------------------------------------------------
 void help_sample(void) {
     printf("usage: ctrace sample MODEL -z TOKENIZER -n TOKENS --seed S -o corpus.txt\n"
-           "                      [-t 1.0] [--topp 0.9] [--max-len 256] [--threads N] [--dtype f32|q8]\n\n"
+           "                      [-t 1.0] [--topp 0.9] [--max-len 256] [--threads N] [--dtype f32|q8|q8a8|bf16|bf16dot]\n\n"
            "Generates a training corpus from the model itself: stories that start at BOS and end\n"
            "when the model samples BOS (or at --max-len positions), separated by blank lines,\n"
            "until TOKENS story tokens are written.  The file is written atomically; the same\n"
@@ -139,7 +139,7 @@ void help_sample(void) {
            "  -t TEMP       temperature (default 1.0)\n"
            "  --topp P      nucleus sampling threshold (default 0.9; 0 or 1 = off)\n"
            "  --max-len N   positions per story including BOS (default 256, at most seq_len)\n"
-           "  --dtype f32|q8  weights of the model (default: the checkpoint's own dtype)\n");
+           "  --dtype D       weights of the model: f32|q8|q8a8|bf16|bf16dot (default: the checkpoint's own dtype)\n");
 }
 
 int cmd_sample(int argc, char **argv) {
@@ -239,7 +239,7 @@ void help_train_clt(void) {
            "                        byte-identical to an uninterrupted run\n"
            "  --stop-after STEP     stop after this step with a checkpoint, as if killed (testing)\n"
            "  --threads N           worker threads (default: all cores); results identical for any N\n"
-           "  --dtype f32|q8        weights of the model that streams the activations (default: the\n"
+           "  --dtype f32|q8|q8a8   weights of the model that streams the activations (default: the\n"
            "                        checkpoint's own); the transcoder trained is always fp32\n"
            "  --quiet               no progress lines\n",
            d.tokens, d.batch, d.lr, d.lambda, d.c, d.lambda_p, d.eps, d.theta_init, d.init_frac, d.warmup_frac,

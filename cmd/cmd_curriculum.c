@@ -12,7 +12,7 @@ void help_curriculum(void) {
     printf("usage: ctrace curriculum -o CORPUS [-n LINES] [--seed S] [--mix TASK=W,...]\n"
            "                         [--tokenizer-out TOK] [--heldout-out TSV]\n"
            "       ctrace curriculum --eval MODEL -z TOK [--seed S] [--per-task N]\n"
-           "                         [--split heldout|train|both] [--threads N] [--dtype f32|q8]\n\n"
+           "                         [--split heldout|train|both] [--threads N] [--dtype f32|q8|q8a8|bf16|bf16dot]\n\n"
            "Writes the synthetic curriculum of ctrace's default model, one document per line\n"
            "(tasks: acronym, addition, fact, geo, twohop, prose; engine/curriculum.h has the\n"
            "line formats and what is held out), or evaluates a model trained on it.\n"

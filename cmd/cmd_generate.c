@@ -9,7 +9,7 @@
 
 void help_generate(void) {
     printf("usage: ctrace generate MODEL -z TOKENIZER [-p PROMPT] [-n STEPS] [-t TEMP] [--topp P]\n"
-           "                        [-s SEED] [--threads N] [--dtype f32|q8] [--numa MODE]\n\n"
+           "                        [-s SEED] [--threads N] [--dtype f32|q8|q8a8|bf16|bf16dot] [--numa MODE]\n\n"
            "Generates text exactly as llama2.c's run.c does: the prompt is encoded with BOS,\n"
            "STEPS counts forward passes including the prompt positions (default 256, at most\n"
            "the model's seq_len), the prompt is echoed, generation stops at BOS (llama2.c) or EOS (Hugging Face tokenizers).\n"

@@ -1,5 +1,5 @@
 // cmd_graph.c — `ctrace graph-info`: the summary of a saved attribution graph and its most
-// influential nodes.
+// influential nodes; `ctrace graph-diff`: two graphs of one prompt compared.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,6 +7,7 @@
 
 #include "cmd/cli.h"
 #include "engine/graph.h"
+#include "engine/graph_diff.h"
 #include "engine/graph_io.h"
 
 void help_graph_info(void) {
@@ -156,4 +157,55 @@ int cmd_graph_info(int argc, char **argv) {
     free(ri);
     graph_free(&g);
     return 0;
+}
+
+// ---- ctrace graph-diff ------------------------------------------------------------------------
+void help_graph_diff(void) {
+    printf("usage: ctrace graph-diff A.ctg B.ctg [--top K]\n\n"
+           "Compares two attribution graphs of the same prompt (e.g. `attribute --dtype q8\n"
+           "--clt-dtype q8` against the fp32 graph): nodes matched by identity (feature l/p/f,\n"
+           "error l/p, token p, logit id), then the features both hold; the edges in both, in one\n"
+           "only, and the Pearson correlation of the edge weights over the union (a missing edge\n"
+           "counts as 0) and over the shared edges, for the full graphs and the pruned ones (the\n"
+           "edges pruning kept; needs .ctg files); and how many of the top K nodes by influence on\n"
+           "the logits (default 20) the two graphs share, among all nodes and among features.\n"
+           "Fails when the graphs are of different prompts.\n");
+}
+
+static int read_graph(const char *path, Graph *g) {
+    return ends_with(path, ".json") ? graph_read_json(g, path) : graph_read_ctg(g, path);
+}
+
+int cmd_graph_diff(int argc, char **argv) {
+    const char *cmd = "graph-diff", *pa = NULL, *pb = NULL, *v;
+    long top = 20;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--top")) {
+            if (!(v = cli_value(cmd, argc, argv, &i)) || cli_int(cmd, "--top", v, 1, 1000000, &top)) return 2;
+        } else if (argv[i][0] == '-') {
+            return cli_usage(cmd, "unknown option %s", argv[i]);
+        } else if (!pa) {
+            pa = argv[i];
+        } else if (!pb) {
+            pb = argv[i];
+        } else {
+            return cli_usage(cmd, "unexpected argument '%s'", argv[i]);
+        }
+    }
+    if (!pb) return cli_usage(cmd, "expected two graphs A.ctg B.ctg");
+    Graph a, b;
+    if (read_graph(pa, &a) != CT_OK) return cli_fail(cmd);
+    if (read_graph(pb, &b) != CT_OK) {
+        graph_free(&a);
+        return cli_fail(cmd);
+    }
+    GraphDiff d;
+    int rc = graph_diff(&a, &b, (int)top, &d);
+    if (rc == CT_OK) {
+        printf("a            %s\nb            %s\n", pa, pb);
+        graph_diff_print(stdout, &d);
+    }
+    graph_free(&a);
+    graph_free(&b);
+    return rc == CT_OK ? 0 : cli_fail(cmd);
 }

@@ -24,7 +24,7 @@
 
 // Weight options of the three commands (cmd_quantize.c); under q8 the fp32 code (decoder rows
 // added by interventions, the graph's predictions) reads exactly the int8 values.
-#define WEIGHT_USAGE "         [--dtype f32|q8] [--clt-dtype f32|q8] [--numa MODE]\n"
+#define WEIGHT_USAGE "         [--dtype f32|q8|q8a8|bf16|bf16dot] [--clt-dtype f32|q8|q8a8] [--numa MODE]\n"
 
 void help_intervene(void) {
     printf("usage: ctrace intervene MODEL -z TOKENIZER --clt DIR (-p PROMPT | --tokens IDS)\n"

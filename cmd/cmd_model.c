@@ -10,7 +10,7 @@
 #include "simd/simd.h"
 
 void help_info(void) {
-    printf("usage: ctrace info MODEL [--threads N] [--dtype f32|q8] [--numa MODE]\n\n"
+    printf("usage: ctrace info MODEL [--threads N] [--dtype f32|q8|q8a8|bf16|bf16dot] [--numa MODE]\n\n"
            "Prints the configuration, parameter count, the kernel table (ISA) chosen for this CPU,\n"
            "threads, NUMA nodes, the weight dtype and the xxh3-64 fingerprint of the checkpoint\n"
            "file (llama2.c or a `ctrace quantize` q8 checkpoint).\n%s", cli_weight_help());
@@ -61,8 +61,9 @@ int cmd_info(int argc, char **argv) {
     printf("numa_nodes   %d\n", mem_numa_nodes());
     printf("numa         %s\n", wopt.numa ? wopt.numa : "off");
     if (model_is_q8(&m))
-        printf("dtype        q8 (int8 blocks of 32 + fp32 scale; %.1f MB packed, %d cop%s)\n", m.q8->bytes / 1e6,
-               m.q8->ncopies, m.q8->ncopies == 1 ? "y" : "ies");
+        printf("dtype        %s (int8 blocks of 32 + fp32 scale, %d-bit activations; %.1f MB packed, %d cop%s)\n",
+               ct_dtype_name(model_dtype(&m)), 8 * m.q8->act_digits, m.q8->bytes / 1e6, m.q8->ncopies,
+               m.q8->ncopies == 1 ? "y" : "ies");
     else if (model_dtype(&m) != CT_DTYPE_F32)
         printf("dtype        %s (weights of the forward's products; norms and embeddings fp32)\n",
                ct_dtype_name(model_dtype(&m)));
@@ -75,7 +76,7 @@ int cmd_info(int argc, char **argv) {
 }
 
 void help_logits(void) {
-    printf("usage: ctrace logits MODEL --tokens 1,403,407 [-o out.f32] [--threads N] [--dtype f32|q8]\n"
+    printf("usage: ctrace logits MODEL --tokens 1,403,407 [-o out.f32] [--threads N] [--dtype f32|q8|q8a8|bf16|bf16dot]\n"
            "                     [--numa MODE]\n\n"
            "Runs the token ids through the model and writes the logits after each position as\n"
            "float32 little-endian [T, V] (written to a temp file, then renamed).  Without -o,\n"

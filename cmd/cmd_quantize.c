@@ -1,5 +1,5 @@
 // cmd_quantize.c — `ctrace quantize IN OUT`, and the weight options every subcommand that
-// loads a model or a transcoder shares: --dtype f32|q8|bf16|bf16dot, --clt-dtype f32|q8,
+// loads a model or a transcoder shares: --dtype f32|q8|q8a8|bf16|bf16dot, --clt-dtype f32|q8|q8a8,
 // --numa MODE.
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,10 +22,11 @@ int cli_weight_opt(const char *cmd, int argc, char **argv, int *i, CliWeightOpts
     CtDtype d = CT_DTYPE_F32;
     NumaMode n;
     int bad = dst == &o->numa ? numa_mode_parse(v, &n) != CT_OK : ct_dtype_parse(v, &d) != CT_OK;
-    if (dst == &o->clt_dtype && d != CT_DTYPE_F32 && d != CT_DTYPE_Q8) bad = 1;   // transcoders: f32|q8
+    if (dst == &o->clt_dtype && d != CT_DTYPE_F32 && !ct_dtype_is_q8(d)) bad = 1;   // transcoders: f32|q8|q8a8
     if (bad) {
         cli_usage(cmd, "option %s: expected %s, got '%s'", a,
-                  dst == &o->numa ? "off|local|interleave|replicate" : dst == &o->dtype ? "f32|q8|bf16|bf16dot" : "f32|q8",
+                  dst == &o->numa ? "off|local|interleave|replicate"
+                  : dst == &o->dtype ? "f32|q8|q8a8|bf16|bf16dot" : "f32|q8|q8a8",
                   v);
         return -1;
     }
@@ -48,10 +49,13 @@ int cli_apply_model_opts(const char *cmd, const CliWeightOpts *o, Model *m, Thre
     q.numa = nm;
     q.pool = pool;
     q.dequant_f32 = o->f32_views ? 1 : -1;
-    int repack = d == CT_DTYPE_Q8 && (!model_is_q8(m) || nm != NUMA_OFF || o->f32_views);
+    int q8 = ct_dtype_is_q8(d);
+    if (q8) q.act_digits = ct_dtype_digits(d);
+    int repack = q8 && (!model_is_q8(m) || nm != NUMA_OFF || o->f32_views);
     if (d == CT_DTYPE_F32) model_set_dtype(m, CT_DTYPE_F32, NULL);
-    else if (d == CT_DTYPE_Q8) {
+    else if (q8) {
         if (repack && model_quantize(m, &q) != CT_OK) return cli_fail(cmd);
+        m->q8->act_digits = q.act_digits;   // a quantized checkpoint keeps its packing: only the activations change
     } else {
         const SimdKernels *K = simd_kernels(), *S = simd_kernels_for(SIMD_SCALAR);
         if (d == CT_DTYPE_BF16DOT && K != S && K->matmul_bf16dot == S->matmul_bf16dot)
@@ -67,7 +71,8 @@ int cli_apply_model_opts(const char *cmd, const CliWeightOpts *o, Model *m, Thre
 // values and the fp32 readers (attribution sweeps, interventions) add exactly what the int8
 // decoder adds.  Otherwise lazy loading as usual.
 int cli_clt_load_flags(const CliWeightOpts *o) {
-    return o->f32_views && o->clt_dtype && !strcmp(o->clt_dtype, "q8") ? CLT_LOAD_EAGER : 0;
+    return o->f32_views && o->clt_dtype && (!strcmp(o->clt_dtype, "q8") || !strcmp(o->clt_dtype, "q8a8"))
+         ? CLT_LOAD_EAGER : 0;
 }
 
 int cli_apply_clt_opts(const char *cmd, const CliWeightOpts *o, struct Clt *c, ThreadPool *pool) {
@@ -85,15 +90,19 @@ int cli_apply_clt_opts(const char *cmd, const CliWeightOpts *o, struct Clt *c, T
 }
 
 const char *cli_clt_dtype_help(void) {
-    return "  --clt-dtype f32|q8  weights of the transcoder: q8 = int8 encoders (activations quantized\n"
-           "                      per block) and int8 decoder rows; W_skip and biases stay fp32\n"
-           "                      (default f32)\n";
+    return "  --clt-dtype f32|q8|q8a8\n"
+           "                      weights of the transcoder: q8 = int8 encoders (activations as\n"
+           "                      16-bit integers per block of 32, two int8 digits) and int8\n"
+           "                      decoder rows; q8a8 = 8-bit activations (faster, less exact);\n"
+           "                      W_skip and biases stay fp32 (default f32)\n";
 }
 
 const char *cli_weight_help(void) {
-    return "  --dtype f32|q8|bf16|bf16dot\n"
+    return "  --dtype f32|q8|q8a8|bf16|bf16dot\n"
            "                      weights of the model: q8 = int8 blocks of 32 with an fp32 scale,\n"
-           "                      activations quantized per block of 32 in each product; bf16 =\n"
+           "                      activations quantized per block of 32 to 16-bit integers (two\n"
+           "                      int8 digits) in each product; q8a8 = 8-bit activations (half\n"
+           "                      the int8 work in prefill, less exact); bf16 =\n"
            "                      bf16 matrices (rounded to nearest even), fp32 arithmetic: the\n"
            "                      logits of f32 on the rounded weights, bit for bit; bf16dot = bf16\n"
            "                      activations too (VDPBF16PS on AVX512_BF16 CPUs; approximate)\n"

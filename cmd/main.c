@@ -31,6 +31,8 @@ static const Subcommand COMMANDS[] = {
      cmd_attribute, help_attribute},
     {"graph-info", "summarise a saved attribution graph (.ctg): counts, scores, top nodes",
      cmd_graph_info, help_graph_info},
+    {"graph-diff", "compare two graphs of one prompt (e.g. q8 vs f32): shared nodes, edge correlation, top nodes",
+     cmd_graph_diff, help_graph_diff},
     {"render", "draw a graph (.json or .ctg) as a layered SVG or HTML picture", cmd_render, help_render},
     {"serve", "local interactive viewer for the graphs of a directory (http://127.0.0.1:8041/)",
      cmd_serve, help_serve},

@@ -1368,8 +1368,9 @@ int clt_train_run(const CltTrainOpts *o) {
             ct_error_ctx("train-clt: --dtype %s", o->dtype);
             goto done;
         }
-        if (model_is_q8(&m) != was_q8) {
-            uint64_t h[2] = {id->model_fp, model_is_q8(&m) ? 0x7138u : 0xf32u};
+        if (model_is_q8(&m) != was_q8 || (model_is_q8(&m) && model_dtype(&m) != CT_DTYPE_Q8)) {
+            // q8 keeps the historical tag; q8a8 (8-bit activations) streams other activations
+            uint64_t h[2] = {id->model_fp, !model_is_q8(&m) ? 0xf32u : model_dtype(&m) == CT_DTYPE_Q8 ? 0x7138u : 0x7138a8u};
             id->model_fp = ct_hash64(h, sizeof h);
         }
     }

@@ -15,20 +15,30 @@
 #define Q8_VERSION 1u
 #define Q8_HEADER 64u
 
-static const char *const k_dtype_names[] = {"f32", "q8", "bf16", "bf16dot"};
+static const char *const k_dtype_names[] = {"f32", "q8", "bf16", "bf16dot", "q8a8"};
+#define N_DTYPES (sizeof k_dtype_names / sizeof k_dtype_names[0])
 
-const char *ct_dtype_name(CtDtype d) { return (unsigned)d < 4 ? k_dtype_names[d] : "?"; }
+const char *ct_dtype_name(CtDtype d) { return (unsigned)d < N_DTYPES ? k_dtype_names[d] : "?"; }
 
 int ct_dtype_parse(const char *s, CtDtype *out) {
-    for (int i = 0; s && i < 4; i++)
+    for (size_t i = 0; s && i < N_DTYPES; i++)
         if (!strcmp(s, k_dtype_names[i])) {
             *out = (CtDtype)i;
             return CT_OK;
         }
-    return ct_error("dtype: expected f32|q8|bf16|bf16dot, got '%s'", s ? s : "(null)");
+    return ct_error("dtype: expected f32|q8|q8a8|bf16|bf16dot, got '%s'", s ? s : "(null)");
 }
 
-QuantOpts quant_opts_default(void) { return (QuantOpts){.numa = NUMA_OFF, .pool = NULL, .dequant_f32 = -1}; }
+QuantOpts quant_opts_default(void) {
+    return (QuantOpts){.numa = NUMA_OFF, .pool = NULL, .dequant_f32 = -1, .act_digits = 2};
+}
+
+// The activation digits asked for (0: the default, 2), or an error for anything but 1 or 2.
+static int opts_digits(const QuantOpts *o, int *dg) {
+    *dg = o->act_digits ? o->act_digits : 2;
+    if (*dg != 1 && *dg != 2) return ct_error("q8: activation digits must be 1 (q8a8) or 2 (q8), got %d", *dg);
+    return CT_OK;
+}
 
 // ---- thread-local activation scratch ---------------------------------------------------------
 static pthread_key_t g_act_key;
@@ -206,6 +216,8 @@ static int redirect_f32(Model *m, int all) {
 int model_quantize(Model *m, const QuantOpts *opts) {
     QuantOpts o = opts ? *opts : quant_opts_default();
     const Config *c = &m->c;
+    int digits;
+    if (opts_digits(&o, &digits) != CT_OK) return CT_ERR;
     model_from_bf16(m);   // int8 is packed from the fp32 weights
     if (!m->w.w3)   // GPT-2's ungated MLP: the packed layout holds w1, w2 and w3 per layer
         return ct_error("q8: int8 weights need a gated MLP (gate/up/down); this %s model's MLP is ungated: "
@@ -220,6 +232,7 @@ int model_quantize(Model *m, const QuantOpts *opts) {
     size_t L = (size_t)c->n_layers, D = (size_t)c->dim, V = (size_t)c->vocab_size;
     q->L = c->n_layers;
     q->numa = o.numa;
+    q->act_digits = digits;
     // Sizes: every per-layer matrix, then the classifier, each a multiple of 64 bytes.
     size_t bytes = 0;
     for (size_t l = 0; l < L; l++)
@@ -284,7 +297,11 @@ int model_quantize(Model *m, const QuantOpts *opts) {
 
 int model_set_dtype(Model *m, CtDtype d, const QuantOpts *o) {
     if (d == CT_DTYPE_BF16 || d == CT_DTYPE_BF16DOT) return model_to_bf16(m, d == CT_DTYPE_BF16DOT, o);
-    if (d == CT_DTYPE_Q8) return model_quantize(m, o);
+    if (ct_dtype_is_q8(d)) {
+        QuantOpts q = o ? *o : quant_opts_default();
+        q.act_digits = ct_dtype_digits(d);
+        return model_quantize(m, &q);
+    }
     if (d != CT_DTYPE_F32) return ct_error("dtype: unknown value %d", (int)d);
     model_from_bf16(m);
     model_dequantize(m);
@@ -293,7 +310,8 @@ int model_set_dtype(Model *m, CtDtype d, const QuantOpts *o) {
 
 CtDtype model_dtype(const Model *m) {
     if (model_is_bf16(m)) return m->bf16->dot ? CT_DTYPE_BF16DOT : CT_DTYPE_BF16;
-    return model_is_q8(m) ? CT_DTYPE_Q8 : CT_DTYPE_F32;
+    if (!model_is_q8(m)) return CT_DTYPE_F32;
+    return m->q8->act_digits == 1 ? CT_DTYPE_Q8A8 : CT_DTYPE_Q8;
 }
 
 // ---- quantized checkpoint ------------------------------------------------------------------
@@ -686,9 +704,12 @@ static int in_params(const Clt *c, const float *p) {
 int clt_quantize(Clt *c, const QuantOpts *opts) {
     QuantOpts o = opts ? *opts : quant_opts_default();
     int deq = o.dequant_f32 != 0;   // default (-1) and 1: on
+    int digits;
+    if (opts_digits(&o, &digits) != CT_OK) return CT_ERR;
     clt_dequantize(c);
     CltQ8 *q = calloc(1, sizeof *q);
     if (!q) return ct_error("q8: out of memory");
+    q->act_digits = digits;
     size_t L = (size_t)c->L, D = (size_t)c->D, F = (size_t)c->F, nbD = q8_nblocks(D);
     q->L = c->L, q->D = c->D, q->F = c->F, q->dec_nb = nbD;
     MemPolicy pol = o.numa == NUMA_OFF ? MEM_NUMA_OFF : o.numa == NUMA_INTERLEAVE ? MEM_NUMA_INTERLEAVE : MEM_NUMA_LOCAL;
@@ -749,11 +770,20 @@ int clt_quantize(Clt *c, const QuantOpts *opts) {
 }
 
 int clt_set_dtype(Clt *c, CtDtype d, const QuantOpts *o) {
-    if (d != CT_DTYPE_F32 && d != CT_DTYPE_Q8)
-        return ct_error("transcoder dtype %s: transcoders run f32 or q8", ct_dtype_name(d));
-    if (d == CT_DTYPE_Q8) return clt_quantize(c, o);
+    if (d != CT_DTYPE_F32 && !ct_dtype_is_q8(d))
+        return ct_error("transcoder dtype %s: transcoders run f32, q8 or q8a8", ct_dtype_name(d));
+    if (ct_dtype_is_q8(d)) {
+        QuantOpts q = o ? *o : quant_opts_default();
+        q.act_digits = ct_dtype_digits(d);
+        return clt_quantize(c, &q);
+    }
     clt_dequantize(c);
     return CT_OK;
+}
+
+CtDtype clt_dtype(const Clt *c) {
+    if (!c->q8) return CT_DTYPE_F32;
+    return c->q8->act_digits == 1 ? CT_DTYPE_Q8A8 : CT_DTYPE_Q8;
 }
 
 void clt_q8_encode(const Clt *c, int l, const float *X, int T, float *pre, float *act) {
@@ -762,8 +792,10 @@ void clt_q8_encode(const Clt *c, int l, const float *X, int T, float *pre, float
     size_t F = (size_t)c->F;
     Q8Act A;
     Q8ActBuf *buf = q8_tls_actbuf();
-    if (!buf || q8_act_quantize(&A, buf, X, (size_t)T, (size_t)c->D) != CT_OK) {
-        // Out of memory for a few KB of scratch: report through NaN outputs, never silently.
+    float *Y2 = NULL;
+    if (!buf || q8_act_quantize_digits(&A, buf, X, (size_t)T, (size_t)c->D, q->act_digits) != CT_OK ||
+        (q->act_digits == 2 && !(Y2 = q8_actbuf_out(buf, 2 * (size_t)T * F)))) {
+        // Out of memory for scratch: report through NaN outputs, never silently.
         for (size_t i = 0; i < (size_t)T * F; i++) {
             if (pre) pre[i] = NAN;
             act[i] = NAN;
@@ -772,7 +804,20 @@ void clt_q8_encode(const Clt *c, int l, const float *X, int T, float *pre, float
     }
     const float *theta = c->act.kind == CLT_ACT_JUMPRELU ? ly->threshold
                        : c->act.kind == CLT_ACT_TOPK ? q->neg_inf : NULL;
-    simd_kernels()->encode_q8(pre, act, F, &q->enc[l], &A, (size_t)T, 0, q->enc[l].np, ly->b_enc, theta);
+    const SimdKernels *K = simd_kernels();
+    if (q->act_digits == 1) {
+        K->encode_q8(pre, act, F, &q->enc[l], &A, (size_t)T, 0, q->enc[l].np, ly->b_enc, theta);
+    } else {   // both digit rows through the GEMM, then encode_q8's epilogue on their sum (simd.h)
+        K->matmul_q8(Y2, F, &q->enc[l], &A, 2 * (size_t)T, 0, q->enc[l].np);
+        for (size_t t = 0; t < (size_t)T; t++) {
+            const float *hi = Y2 + 2 * t * F, *lo = hi + F;
+            for (size_t f = 0; f < F; f++) {
+                float h = (hi[f] + lo[f]) + ly->b_enc[f], th = theta ? theta[f] : 0.0f;
+                if (pre) pre[t * F + f] = h;
+                act[t * F + f] = (h > th || h != h) ? h : 0.0f;
+            }
+        }
+    }
     if (c->act.kind == CLT_ACT_TOPK)   // act holds h (ReLU happens after the selection)
         for (int t = 0; t < T; t++) {
             float *h = (pre ? pre : act) + (size_t)t * F;
@@ -791,6 +836,6 @@ void clt_q8_decode_layer_add(const Clt *c, int l, const CltSparse *a, int lo, fl
 float clt_q8_feature_pre(const Clt *c, int l, int f, const float *x) {
     Q8Act A;
     Q8ActBuf *buf = q8_tls_actbuf();
-    if (!buf || q8_act_quantize(&A, buf, x, 1, (size_t)c->D) != CT_OK) return NAN;
+    if (!buf || q8_act_quantize_digits(&A, buf, x, 1, (size_t)c->D, c->q8->act_digits) != CT_OK) return NAN;
     return q8_panels_row_dot(&c->q8->enc[l], (size_t)f, &A, 0) + c->layers[l].b_enc[f];   // encode_q8's order
 }

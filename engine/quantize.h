@@ -44,9 +44,14 @@
 #include "engine/numa.h"
 #include "quant/q8.h"
 
-typedef enum { CT_DTYPE_F32 = 0, CT_DTYPE_Q8 = 1, CT_DTYPE_BF16 = 2, CT_DTYPE_BF16DOT = 3 } CtDtype;
-const char *ct_dtype_name(CtDtype d);                    // "f32" | "q8" | "bf16" | "bf16dot"
+// q8: int8 weights, activations at 16 bits as two int8 digits (quant/q8.h); q8a8: the same
+// int8 weights with 8-bit activations (half the int8 work of batched products, less accurate).
+typedef enum { CT_DTYPE_F32 = 0, CT_DTYPE_Q8 = 1, CT_DTYPE_BF16 = 2, CT_DTYPE_BF16DOT = 3, CT_DTYPE_Q8A8 = 4 } CtDtype;
+const char *ct_dtype_name(CtDtype d);                    // "f32" | "q8" | "bf16" | "bf16dot" | "q8a8"
 int ct_dtype_parse(const char *s, CtDtype *out);         // error names the value and choices
+static inline int ct_dtype_is_q8(CtDtype d) { return d == CT_DTYPE_Q8 || d == CT_DTYPE_Q8A8; }
+// Activation digits of an int8 dtype: 2 for q8, 1 for q8a8.
+static inline int ct_dtype_digits(CtDtype d) { return d == CT_DTYPE_Q8A8 ? 1 : 2; }
 
 typedef struct QuantOpts {
     NumaMode numa;       // placement of the packed weights (default NUMA_OFF); call numa_setup
@@ -57,6 +62,7 @@ typedef struct QuantOpts {
                          // see exactly the weights the int8 forward multiplies.  Model: off
                          // by default (costs an fp32 copy); transcoder: on by default
                          // (clt_quantize overwrites its owned fp32 parameters in place).
+    int act_digits;      // activations: 2 (16-bit as two int8 digits, the default) or 1 (8-bit)
 } QuantOpts;
 // Defaults: numa off, no pool, dequant_f32 = -1 ("the default of each function").
 QuantOpts quant_opts_default(void);
@@ -70,6 +76,7 @@ typedef struct ModelQ8 {
     Q8Panels cls;          // the classifier (V, D)
     uint8_t *copy[CT_NUMA_MAX_NODES];  // packed copies: [0] primary; replicate: [n] on node n
     int ncopies;           // 0: not packed (the fp32 path runs)
+    int act_digits;        // activation digits of every product: 2 (q8) or 1 (q8a8)
     size_t bytes;          // bytes of one copy
     NumaMode numa;
     Pool pools[CT_NUMA_MAX_NODES];     // one per copy (do not move a ModelQ8)
@@ -124,6 +131,7 @@ typedef struct CltQ8 {
     uint8_t *enc_mem;      // one allocation for every packed encoder
     BlockQ8 *dec_mem;      // one allocation for every decoder
     float *neg_inf;        // (F) -inf thresholds: TopK takes the raw pre-activations
+    int act_digits;        // encoder activations: 2 (16-bit, q8) or 1 (8-bit, q8a8)
     Pool pool;
 } CltQ8;
 
@@ -136,6 +144,8 @@ int clt_quantize(Clt *c, const QuantOpts *o);
 // Back to fp32 arithmetic (the fp32 parameters stay as they are).
 void clt_dequantize(Clt *c);
 int clt_set_dtype(Clt *c, CtDtype d, const QuantOpts *o);
+// The dtype the transcoder runs: f32, q8 or q8a8.
+CtDtype clt_dtype(const Clt *c);
 
 // The int8 paths of clt.c (called there when c->q8 is set).  X (T, D) -> pre, act (T, F).
 void clt_q8_encode(const Clt *c, int l, const float *X, int T, float *pre, float *act);

@@ -159,7 +159,9 @@ int q8_actbuf_reserve(Q8ActBuf *b, size_t nblocks) {
         free(s);
         return ct_error("q8: out of memory for %zu activation blocks", n);
     }
-    q8_actbuf_free(b);
+    free(b->q);
+    free(b->d);
+    free(b->nsum);
     b->q = q;
     b->d = d;
     b->nsum = s;
@@ -171,7 +173,15 @@ void q8_actbuf_free(Q8ActBuf *b) {
     free(b->q);
     free(b->d);
     free(b->nsum);
+    free(b->out);
     memset(b, 0, sizeof *b);
+}
+
+// -128 * sum of a block's quants: the bias correction of the VNNI kernels (q8.h).
+static int32_t nsum_of(const int8_t *q) {
+    int32_t s = 0;
+    for (int k = 0; k < QK8; k++) s += q[k];
+    return -128 * s;
 }
 
 // One block of activations: the BlockQ8 rule, written into separate q / d / nsum arrays.
@@ -180,22 +190,77 @@ static void act_block(int8_t *q, float *d, int32_t *nsum, const float *x, size_t
     q8_quantize_block_amax(&b, x, n);
     memcpy(q, b.qs, QK8);
     *d = b.d;
-    int32_t s = 0;
-    for (int k = 0; k < QK8; k++) s += b.qs[k];
-    *nsum = -128 * s;
+    *nsum = nsum_of(b.qs);
 }
 
-int q8_act_quantize(Q8Act *A, Q8ActBuf *buf, const float *X, size_t T, size_t cols) {
-    size_t nb = q8_nblocks(cols);
-    if (q8_actbuf_reserve(buf, T * nb) != CT_OK) return CT_ERR;
+void q8_act_block16(int8_t *qhi, float *dhi, int32_t *nhi, int8_t *qlo, float *dlo, int32_t *nlo,
+                    const float *x, size_t n) {
+    int bad;
+    float amax = block_amax(x, n, &bad);
+    memset(qhi, 0, QK8);
+    memset(qlo, 0, QK8);
+    *nhi = *nlo = 0;
+    if (bad || !(amax >= Q8_TINY)) {   // honest NaN, or an all-zero block
+        *dhi = *dlo = bad ? NAN : 0.0f;
+        return;
+    }
+    const float vmax = (float)Q8_VMAX16, id = vmax / amax;
+    for (size_t k = 0; k < n; k++) {
+        float v = round_even(x[k] * id);
+        v = v > vmax ? vmax : v < -vmax ? -vmax : v;
+        int iv = (int)v;
+        int hi = (iv >= 0 ? iv + Q8_DIGIT / 2 : iv - Q8_DIGIT / 2) / Q8_DIGIT;   // C division truncates
+        qhi[k] = (int8_t)hi;
+        qlo[k] = (int8_t)(iv - Q8_DIGIT * hi);
+    }
+    float sc = amax / vmax;
+    *dlo = sc;
+    *dhi = sc * (float)Q8_DIGIT;
+    *nhi = nsum_of(qhi);
+    *nlo = nsum_of(qlo);
+}
+
+int q8_act_quantize_digits(Q8Act *A, Q8ActBuf *buf, const float *X, size_t T, size_t cols, int digits) {
+    if (digits != 1 && digits != 2) return ct_error("q8: activation digits must be 1 or 2, got %d", digits);
+    size_t nb = q8_nblocks(cols), D = (size_t)digits;
+    if (q8_actbuf_reserve(buf, D * T * nb) != CT_OK) return CT_ERR;
     for (size_t t = 0; t < T; t++)
         for (size_t b = 0; b < nb; b++) {
             size_t n = cols - b * QK8 < QK8 ? cols - b * QK8 : QK8;
-            size_t i = t * nb + b;
-            act_block(buf->q + i * QK8, buf->d + i, buf->nsum + i, X + t * cols + b * QK8, n);
+            const float *x = X + t * cols + b * QK8;
+            size_t i = D * t * nb + b;   // the hi (or only) row's block; lo is one row (nb blocks) further
+            if (digits == 1) act_block(buf->q + i * QK8, buf->d + i, buf->nsum + i, x, n);
+            else
+                q8_act_block16(buf->q + i * QK8, buf->d + i, buf->nsum + i, buf->q + (i + nb) * QK8, buf->d + i + nb,
+                               buf->nsum + i + nb, x, n);
         }
-    *A = (Q8Act){buf->q, buf->d, buf->nsum, nb, T};
+    *A = (Q8Act){buf->q, buf->d, buf->nsum, nb, D * T, digits};
     return CT_OK;
+}
+
+int q8_act_quantize(Q8Act *A, Q8ActBuf *buf, const float *X, size_t T, size_t cols) {
+    return q8_act_quantize_digits(A, buf, X, T, cols, 1);
+}
+
+float *q8_actbuf_out(Q8ActBuf *b, size_t n) {
+    if (n <= b->cap_out) return b->out;
+    float *o = NULL;
+    if (posix_memalign((void **)&o, 64, n * sizeof *o) != 0) {
+        ct_error("q8: out of memory for %zu product outputs", n);
+        return NULL;
+    }
+    free(b->out);
+    b->out = o;
+    b->cap_out = n;
+    return o;
+}
+
+void q8_combine_digits(float *Y, size_t ldy, const float *Y2, size_t ld2, size_t T, size_t r0, size_t r1) {
+    for (size_t t = 0; t < T; t++) {
+        const float *hi = Y2 + 2 * t * ld2, *lo = hi + ld2;
+        float *y = Y + t * ldy;
+        for (size_t r = r0; r < r1; r++) y[r] = hi[r] + lo[r];
+    }
 }
 
 int q8_act_quantize_t(Q8Act *A, Q8ActBuf *buf, const float *G, size_t T, const Q8PanelsT *Wt) {
@@ -213,12 +278,12 @@ int q8_act_quantize_t(Q8Act *A, Q8ActBuf *buf, const float *G, size_t T, const Q
                 act_block(buf->q + i * QK8, buf->d + i, buf->nsum + i, v, n);
             }
         }
-    *A = (Q8Act){buf->q, buf->d, buf->nsum, ng, T * nb};
+    *A = (Q8Act){buf->q, buf->d, buf->nsum, ng, T * nb, 1};
     return CT_OK;
 }
 
 // ---- one canonical output -------------------------------------------------------------------
-float q8_panels_row_dot(const Q8Panels *W, size_t r, const Q8Act *X, size_t t) {
+static float row_dot1(const Q8Panels *W, size_t r, const Q8Act *X, size_t t) {
     size_t p = r / Q8_PANEL_ROWS, i = r % Q8_PANEL_ROWS;
     float acc = 0.0f;
     for (size_t b = 0; b < W->nb; b++) {
@@ -232,6 +297,11 @@ float q8_panels_row_dot(const Q8Panels *W, size_t r, const Q8Act *X, size_t t) {
         acc = fmaf((float)s, dw * X->d[t * X->nb + b], acc);   // simd.h: product rounded, then fused
     }
     return acc;
+}
+
+float q8_panels_row_dot(const Q8Panels *W, size_t r, const Q8Act *X, size_t t) {
+    if (X->digits == 2) return row_dot1(W, r, X, 2 * t) + row_dot1(W, r, X, 2 * t + 1);
+    return row_dot1(W, r, X, t);
 }
 
 // ---- panels ----------------------------------------------------------------------------------
@@ -355,12 +425,18 @@ void q8_panels_t_free(Q8PanelsT *t) {
 }
 
 // ---- one-call products -----------------------------------------------------------------------
-int q8_matmul(float *Y, const Q8Panels *W, const float *X, size_t T, Q8ActBuf *buf) {
+int q8_matmul(float *Y, const Q8Panels *W, const float *X, size_t T, int digits, Q8ActBuf *buf) {
     Q8Act A;
-    if (q8_act_quantize(&A, buf, X, T, W->cols) != CT_OK) return CT_ERR;
+    if (q8_act_quantize_digits(&A, buf, X, T, W->cols, digits) != CT_OK) return CT_ERR;
     const SimdKernels *K = simd_kernels();
-    if (T == 1) K->matvec_q8(Y, W, &A, 0, W->np);
-    else K->matmul_q8(Y, W->rows, W, &A, T, 0, W->np);
+    if (T == 1) (digits == 2 ? K->matvec_q8x2 : K->matvec_q8)(Y, W, &A, 0, W->np);
+    else if (digits == 1) K->matmul_q8(Y, W->rows, W, &A, T, 0, W->np);
+    else {
+        float *Y2 = q8_actbuf_out(buf, 2 * T * W->rows);
+        if (!Y2) return CT_ERR;
+        K->matmul_q8(Y2, W->rows, W, &A, 2 * T, 0, W->np);
+        q8_combine_digits(Y, W->rows, Y2, W->rows, T, 0, W->rows);
+    }
     return CT_OK;
 }
 

@@ -247,6 +247,8 @@ typedef struct Q8Tile {
     size_t ldy, nout;
     float *pre;
     const float *bias, *theta;
+    int stream;                      // decode: prefetch the panel stream ahead
+    int sum2;                        // TT == 2 tile of digit rows: store row 0 + row 1 as token 0
 } Q8Tile;
 
 // 16 output lanes at o: vector store when all are valid, else lane by lane; the encoder
@@ -285,7 +287,7 @@ AI void tile_q8_neon(const int TT, const Q8Tile *a, size_t p, size_t t0)
 #pragma GCC unroll 2
     for (int t = 0; t < TT; t++) xr[t] = (a->xrow0 + (t0 + t) * a->xstep) * x->nb;
     for (size_t b = 0; b < a->nblk; b++, wp += a->bstride) {
-        if (TT == 1) __builtin_prefetch(wp + 16 * a->bstride);   // decode: stream ahead
+        if (a->stream) __builtin_prefetch(wp + 16 * a->bstride);   // decode: stream ahead
         int32x4_t ia[2][4];
 #pragma GCC unroll 2
         for (int t = 0; t < TT; t++)
@@ -316,6 +318,13 @@ AI void tile_q8_neon(const int TT, const Q8Tile *a, size_t p, size_t t0)
                 acc[t][h] = vfmaq_f32(acc[t][h], vcvtq_f32_s32(ia[t][h]), sc);
             }
         }
+    }
+    if (TT == 2 && a->sum2) {   // matvec_q8x2: the two digit rows' canonical values, summed
+        float32x4_t s[4];
+#pragma GCC unroll 4
+        for (int h = 0; h < 4; h++) s[h] = vaddq_f32(acc[0][h], acc[1][h]);
+        q8_store16(a, t0, p * 16, s);
+        return;
     }
 #pragma GCC unroll 2
     for (int t = 0; t < TT; t++) q8_store16(a, t0 + t, p * 16, acc[t]);
@@ -353,7 +362,16 @@ static void matmul_q8_neon(float *Y, size_t ldy, const Q8Panels *W, const Q8Act 
 static void matvec_q8_neon(float *y, const Q8Panels *W, const Q8Act *x, size_t p0, size_t p1)
 {
     Q8Tile a = tile_fwd(W, x, y, 0);
+    a.stream = 1;
     panels_q8_neon(&a, 1, p0, p1, 0);
+}
+
+// ref: scalar.c matvec_q8x2_scalar.  The two digit rows as one 2-token tile per panel.
+static void matvec_q8x2_neon(float *y, const Q8Panels *W, const Q8Act *x, size_t p0, size_t p1)
+{
+    Q8Tile a = tile_fwd(W, x, y, 0);
+    a.stream = a.sum2 = 1;
+    for (size_t p = p0; p < p1; p++) tile_q8_neon(2, &a, p, 0);
 }
 
 // ref: scalar.c matmul_q8t_scalar.
@@ -520,6 +538,7 @@ void simd_fill_neon(SimdKernels *k)
     k->scale_f32 = scale_f32_neon;
 #if defined(__ARM_FEATURE_DOTPROD)
     k->matvec_q8 = matvec_q8_neon;
+    k->matvec_q8x2 = matvec_q8x2_neon;
     k->matmul_q8 = matmul_q8_neon;
     k->matmul_q8t = matmul_q8t_neon;
     k->encode_q8 = encode_q8_neon;

@@ -86,6 +86,12 @@ typedef struct SimdKernels {
     // Streams the panels once, sequentially (the DRAM-bound product of every decode step).
     void (*matvec_q8)(float *y, const Q8Panels *W, const Q8Act *x, size_t p0, size_t p1);
 
+    // Decode with 16-bit activations (two int8 digit rows, quant/q8.h; x->T == 2):
+    //     y[r] = canonical(r, row 0) + canonical(r, row 1)          (one fp32 rounding)
+    // for the rows of panels [p0, p1), both rows against one pass over the panels (the same
+    // DRAM stream as matvec_q8).  Equal to q8_combine_digits of matmul_q8's two rows.
+    void (*matvec_q8x2)(float *y, const Q8Panels *W, const Q8Act *x, size_t p0, size_t p1);
+
     // Batches (prefill, CLT encoding, attribution batches): Y[t*ldy + r] = canonical(r, t) for
     // t < T and the rows of panels [p0, p1).  Bit-identical to matvec_q8 of
     // each row t, so prefill and decode agree.

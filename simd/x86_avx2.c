@@ -267,6 +267,8 @@ typedef struct Q8Tile {
     size_t ldy, nout;
     float *pre;
     const float *bias, *theta;
+    int stream;                      // decode: prefetch the panel stream ahead
+    int sum2;                        // TT == 2 tile of digit rows: store row 0 + row 1 as token 0
 } Q8Tile;
 
 // 8 output lanes at o (masked at the end), with the encoder epilogue when bias is set.
@@ -297,7 +299,7 @@ AI void tile_q8_avx2(const int TT, const Q8Tile *a, size_t p, size_t t0)
 #pragma GCC unroll 2
     for (int t = 0; t < TT; t++) xr[t] = (a->xrow0 + (t0 + t) * a->xstep) * x->nb;
     for (size_t b = 0; b < a->nblk; b++, wp += a->bstride) {
-        if (TT == 1) _mm_prefetch((const char *)(wp + 16 * a->bstride), _MM_HINT_T1);   // decode: one line per block, ~9 KB ahead, into L2
+        if (a->stream) _mm_prefetch((const char *)(wp + 16 * a->bstride), _MM_HINT_T1);   // decode: one line per block, ~9 KB ahead, into L2
         __m256i ia[2][2];
 #pragma GCC unroll 2
         for (int t = 0; t < TT; t++) ia[0][t] = ia[1][t] = _mm256_setzero_si256();
@@ -327,6 +329,11 @@ AI void tile_q8_avx2(const int TT, const Q8Tile *a, size_t p, size_t t0)
                 acc[h][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ia[h][t]), s, acc[h][t]);
             }
         }
+    }
+    if (TT == 2 && a->sum2) {   // matvec_q8x2: the two digit rows' canonical values, summed
+        q8_store8(a, t0, p * 16, _mm256_add_ps(acc[0][0], acc[0][1]));
+        if (p * 16 + 8 < a->nout) q8_store8(a, t0, p * 16 + 8, _mm256_add_ps(acc[1][0], acc[1][1]));
+        return;
     }
 #pragma GCC unroll 2
     for (int t = 0; t < TT; t++) {
@@ -367,7 +374,16 @@ static void matmul_q8_avx2(float *Y, size_t ldy, const Q8Panels *W, const Q8Act 
 static void matvec_q8_avx2(float *y, const Q8Panels *W, const Q8Act *x, size_t p0, size_t p1)
 {
     Q8Tile a = tile_fwd(W, x, y, 0);
+    a.stream = 1;
     panels_q8_avx2(&a, 1, p0, p1, 0);
+}
+
+// ref: scalar.c matvec_q8x2_scalar.  The two digit rows as one 2-token tile per panel.
+static void matvec_q8x2_avx2(float *y, const Q8Panels *W, const Q8Act *x, size_t p0, size_t p1)
+{
+    Q8Tile a = tile_fwd(W, x, y, 0);
+    a.stream = a.sum2 = 1;
+    for (size_t p = p0; p < p1; p++) tile_q8_avx2(2, &a, p, 0);
 }
 
 // ref: scalar.c matmul_q8t_scalar.
@@ -548,6 +564,7 @@ void simd_fill_avx2(SimdKernels *k)
     k->axpy_f32 = axpy_f32_avx2;
     k->scale_f32 = scale_f32_avx2;
     k->matvec_q8 = matvec_q8_avx2;
+    k->matvec_q8x2 = matvec_q8x2_avx2;
     k->matmul_q8 = matmul_q8_avx2;
     k->matmul_q8t = matmul_q8t_avx2;
     k->encode_q8 = encode_q8_avx2;

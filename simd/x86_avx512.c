@@ -439,43 +439,88 @@ static void matmul_q8_avx512(float *Y, size_t ldy, const Q8Panels *W, const Q8Ac
     panels_q8_avx512(&a, T, p0, p1);
 }
 
-// One 16-row x 32-column block of a panel against activation block b: acc + fma(float(isum),
-// dw * dx).  Two int32 chains (even / odd column quads, summed exactly) halve the latency.
-AI __m512 mv_block(const uint8_t *blk, const Q8Act *x, size_t b, __m512 acc)
+// One 16-row x 32-column block of a panel against block b of activation rows 0 .. DG-1 (DG
+// digit rows, 1 or 2): acc[g] + fma(float(isum_g), dw * dx_g).  Two int32 chains per row (even
+// / odd column quads, summed exactly) halve the latency; each weight vector is loaded once
+// and feeds every row.
+AI void mv_block(const int DG, const uint8_t *blk, const Q8Act *x, size_t b, __m512 *acc)
 {
-    __m512i i0 = _mm512_set1_epi32(x->nsum[b]), i1 = _mm512_setzero_si512();
-    int32_t x4[8];
-    memcpy(x4, x->q + b * 32, 32);
+    __m512i i0[2], i1[2];
+    int32_t x4[2][8];
+#pragma GCC unroll 2
+    for (int g = 0; g < DG; g++) {
+        size_t xb = (size_t)g * x->nb + b;
+        i0[g] = _mm512_set1_epi32(x->nsum[xb]);
+        i1[g] = _mm512_setzero_si512();
+        memcpy(x4[g], x->q + xb * 32, 32);
+    }
 #pragma GCC unroll 4
     for (int j = 0; j < 8; j += 2) {
-        i0 = _mm512_dpbusd_epi32(i0, _mm512_loadu_si512((const void *)(blk + 64 + 64 * j)), _mm512_set1_epi32(x4[j]));
-        i1 = _mm512_dpbusd_epi32(i1, _mm512_loadu_si512((const void *)(blk + 128 + 64 * j)), _mm512_set1_epi32(x4[j + 1]));
+        __m512i w0 = _mm512_loadu_si512((const void *)(blk + 64 + 64 * j));
+        __m512i w1 = _mm512_loadu_si512((const void *)(blk + 128 + 64 * j));
+#pragma GCC unroll 2
+        for (int g = 0; g < DG; g++) {
+            i0[g] = _mm512_dpbusd_epi32(i0[g], w0, _mm512_set1_epi32(x4[g][j]));
+            i1[g] = _mm512_dpbusd_epi32(i1[g], w1, _mm512_set1_epi32(x4[g][j + 1]));
+        }
     }
-    __m512 s = _mm512_mul_ps(_mm512_loadu_ps((const float *)blk), _mm512_set1_ps(x->d[b]));
-    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(i0, i1)), s, acc);
+    __m512 sw = _mm512_loadu_ps((const float *)blk);
+#pragma GCC unroll 2
+    for (int g = 0; g < DG; g++) {
+        __m512 s = _mm512_mul_ps(sw, _mm512_set1_ps(x->d[(size_t)g * x->nb + b]));
+        acc[g] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(i0[g], i1[g])), s, acc[g]);
+    }
 }
 
-// ref: scalar.c matvec_q8_scalar.  One panel at a time, blocks in order: the whole product is
-// one sequential stream of 576-byte blocks (the hardware prefetcher's best case), plus one
-// software prefetch per block into L2 16 blocks (9 KB) ahead; two blocks per iteration give
-// the out-of-order core more independent work.  The float accumulation stays block by block.
-static void matvec_q8_avx512(float *y, const Q8Panels *W, const Q8Act *x, size_t p0, size_t p1)
+// Panel p's output: the digit rows' canonical values, summed for DG = 2 (simd.h matvec_q8x2).
+AI void mv_store(const int DG, const Q8Tile *a, size_t p, const __m512 *acc)
+{
+    q8_store(a, 0, p * 16, DG == 2 ? _mm512_add_ps(acc[0], acc[1]) : acc[0]);
+}
+
+// ref: scalar.c matvec_q8_scalar / matvec_q8x2_scalar.  Decode streams the packed weights from
+// DRAM once, and one sequential stream per core does not reach the core's read bandwidth on
+// Zen 5 (~0.75 of the streaming-read probe): the panels [p0, p1) are split into two halves
+// read side by side (two sequential streams, the hardware prefetcher tracks both), two blocks
+// of each per step.  Each panel's blocks stay in order, so the float accumulation is the
+// canonical one.  An odd panel count leaves one panel for the end.
+AI void matvec_q8_dg(const int DG, float *y, const Q8Panels *W, const Q8Act *x, size_t p0, size_t p1)
 {
     Q8Tile a = tile_fwd(W, x, y, 0);
-    const size_t nb = W->nb, B = Q8_PANEL_BLOCK_BYTES;
-    for (size_t p = p0; p < p1; p++) {
-        const uint8_t *blk = W->data + p * nb * B;
-        __m512 acc = _mm512_setzero_ps();
+    const size_t nb = W->nb, B = Q8_PANEL_BLOCK_BYTES, half = (p1 - p0) / 2;
+    for (size_t p = p0; p < p0 + half; p++) {
+        const uint8_t *u = W->data + p * nb * B, *v = W->data + (p + half) * nb * B;
+        __m512 au[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()}, av[2] = {au[0], au[0]};
         size_t b = 0;
-        for (; b + 2 <= nb; b += 2, blk += 2 * B) {
-            _mm_prefetch((const char *)(blk + 16 * B), _MM_HINT_T1);
-            _mm_prefetch((const char *)(blk + 17 * B), _MM_HINT_T1);
-            acc = mv_block(blk, x, b, acc);
-            acc = mv_block(blk + B, x, b + 1, acc);
+        for (; b + 2 <= nb; b += 2, u += 2 * B, v += 2 * B) {
+            mv_block(DG, u, x, b, au);
+            mv_block(DG, v, x, b, av);
+            mv_block(DG, u + B, x, b + 1, au);
+            mv_block(DG, v + B, x, b + 1, av);
         }
-        if (b < nb) acc = mv_block(blk, x, b, acc);
-        q8_store(&a, 0, p * 16, acc);
+        if (b < nb) {
+            mv_block(DG, u, x, b, au);
+            mv_block(DG, v, x, b, av);
+        }
+        mv_store(DG, &a, p, au);
+        mv_store(DG, &a, p + half, av);
     }
+    if ((p1 - p0) & 1) {
+        const uint8_t *u = W->data + (p1 - 1) * nb * B;
+        __m512 au[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
+        for (size_t b = 0; b < nb; b++, u += B) mv_block(DG, u, x, b, au);
+        mv_store(DG, &a, p1 - 1, au);
+    }
+}
+
+static void matvec_q8_avx512(float *y, const Q8Panels *W, const Q8Act *x, size_t p0, size_t p1)
+{
+    matvec_q8_dg(1, y, W, x, p0, p1);
+}
+
+static void matvec_q8x2_avx512(float *y, const Q8Panels *W, const Q8Act *x, size_t p0, size_t p1)
+{
+    matvec_q8_dg(2, y, W, x, p0, p1);
 }
 
 // ref: scalar.c matmul_q8t_scalar.  The same tiles over the transposed layout: no lane scales,
@@ -821,6 +866,7 @@ void simd_fill_avx512(SimdKernels *k)
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512vnni")) {
         k->matvec_q8 = matvec_q8_avx512;
+        k->matvec_q8x2 = matvec_q8x2_avx512;
         k->matmul_q8 = matmul_q8_avx512;
         k->matmul_q8t = matmul_q8t_avx512;
         k->encode_q8 = encode_q8_avx512;

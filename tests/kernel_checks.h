@@ -576,7 +576,7 @@ static inline void kc_act_init(KcAct *k, size_t T, size_t cols, size_t off, uint
         for (int j = 0; j < 32; j++) sum += b.qs[j];
         k->ns[i] = -128 * sum;
     }
-    k->a = (Q8Act){q, k->d, k->ns, nb, T};
+    k->a = (Q8Act){q, k->d, k->ns, nb, T, 1};
 }
 static inline void kc_act_free(KcAct *k)
 {
@@ -671,6 +671,74 @@ static inline void kc_check_q8_format(KcStats *st, const SimdKernels *K)
         ok = ok && isnan(b.d);
     }
     kc_case(st, ok, K->name, "q8 quantizers: zero / tiny / NaN / Inf blocks");
+
+    // 16-bit activations (q8_act_block16): s = amax / 32258, v = round(x / s) in [-32258, 32258],
+    // v = 254 hi + lo with hi, lo in [-127, 127]; |x - s v| <= s/2; amax maps to +-32258; the
+    // digit scales are 254 s and s; nsum = -128 * sum of each digit row; tails zero.
+    for (size_t ni = 0; ni < 4; ni++)
+        for (int rep = 0; rep < 200; rep++) {
+            size_t n = ns[ni];
+            float x[32];
+            float scale = rep % 4 == 0 ? 1e-3f : rep % 4 == 1 ? 1e3f : 1.0f;
+            kc_fill(x, n, &seed, -scale, scale);
+            if (rep % 7 == 0) x[kc_rand(&seed) % n] = -scale * 1.5f;
+            if (rep % 13 == 0) x[kc_rand(&seed) % n] = 127.5f * scale / 32258.0f;   // a digit boundary
+            int8_t qh[32], ql[32];
+            float dh, dl;
+            int32_t nh, nl;
+            memset(qh, 0x7f, 32), memset(ql, 0x7f, 32);
+            q8_act_block16(qh, &dh, &nh, ql, &dl, &nl, x, n);
+            float amax = 0;
+            for (size_t k = 0; k < n; k++) amax = fabsf(x[k]) > amax ? fabsf(x[k]) : amax;
+            int ok16 = dl == amax / 32258.0f && dh == dl * 254.0f, hit = 0;
+            int32_t sh = 0, sl = 0;
+            for (size_t k = 0; k < 32; k++) {
+                int v = 254 * qh[k] + ql[k];
+                sh += qh[k], sl += ql[k];
+                ok16 = ok16 && qh[k] != -128 && ql[k] != -128 && v >= -32258 && v <= 32258;
+                if (k >= n) ok16 = ok16 && qh[k] == 0 && ql[k] == 0;
+                else {
+                    // half a step, plus the roundings of 32258 / amax and of x * that (~2 ulp of amax)
+                    ok16 = ok16 && fabs((double)x[k] - (double)dl * v) <= 0.5 * dl + 3e-7 * amax + 1e-30;
+                    // the two digit rows as the kernels see them: dh * hi + dl * lo
+                    ok16 = ok16 && fabs((double)x[k] - ((double)dh * qh[k] + (double)dl * ql[k])) <= 0.5 * dl * 1.01 + 4e-7 * amax;
+                    hit |= fabsf(x[k]) == amax && (v == 32258 || v == -32258);
+                }
+            }
+            ok16 = ok16 && nh == -128 * sh && nl == -128 * sl;
+            kc_case(st, ok16 && hit, K->name, "q8_act_block16 n=%zu rep=%d: bad digits/scales/rounding (dl=%g amax=%g)", n,
+                    rep, dl, amax);
+        }
+    {
+        int8_t qh[32], ql[32];
+        float dh, dl;
+        int32_t nh, nl;
+        int ok16 = 1;
+        const float *cases[4] = {z, tiny, bad, inf};
+        for (int c = 0; c < 4; c++) {
+            memset(qh, 1, 32), memset(ql, 1, 32);
+            q8_act_block16(qh, &dh, &nh, ql, &dl, &nl, cases[c], 32);
+            ok16 = ok16 && (c < 2 ? dh == 0.0f && dl == 0.0f : isnan(dh) && isnan(dl)) && nh == 0 && nl == 0;
+            for (int k = 0; k < 32; k++) ok16 = ok16 && qh[k] == 0 && ql[k] == 0;
+        }
+        kc_case(st, ok16, K->name, "q8_act_block16: zero / tiny / NaN / Inf blocks");
+        // Row layout of q8_act_quantize_digits: token t's hi row at 2t, lo row at 2t+1.
+        float X[3 * 40];
+        kc_fill(X, 3 * 40, &seed, -3, 3);
+        Q8ActBuf buf = {0};
+        Q8Act A;
+        int okl = q8_act_quantize_digits(&A, &buf, X, 3, 40, 2) == 0 && A.T == 6 && A.digits == 2 && A.nb == 2;
+        for (size_t t = 0; okl && t < 3; t++)
+            for (size_t b = 0; b < 2; b++) {
+                q8_act_block16(qh, &dh, &nh, ql, &dl, &nl, X + t * 40 + b * 32, b ? 8 : 32);
+                size_t ih = (2 * t) * 2 + b, il = (2 * t + 1) * 2 + b;
+                okl = okl && !memcmp(A.q + ih * 32, qh, 32) && !memcmp(A.q + il * 32, ql, 32) && A.d[ih] == dh &&
+                      A.d[il] == dl && A.nsum[ih] == nh && A.nsum[il] == nl;
+            }
+        okl = okl && q8_act_quantize_digits(&A, &buf, X, 3, 40, 3) != 0;   // only 1 or 2 digits
+        q8_actbuf_free(&buf);
+        kc_case(st, okl, K->name, "q8_act_quantize_digits: rows (hi, lo) per token, or digits outside {1, 2} accepted");
+    }
 
     // Dequantize: one product per value; a partial row's tail is not written.
     {
@@ -767,6 +835,25 @@ static inline void kc_q8_case(KcStats *st, const SimdKernels *K, size_t T, size_
         K->matvec_q8(y + off, &P, &one, 0, np);
         ok_mv = kc_guards_ok(y, off, rows) && memcmp(y + off, Y + off + t * ldy, rows * sizeof(float)) == 0;
     }
+    // matvec_q8x2 over rows (t, t+1) taken as the two digit rows == the sum of those matmul_q8 rows.
+    int ok_x2 = 1;
+    Q8Act two = X.a;
+    two.T = 2;
+    two.digits = 2;
+    for (size_t t = 0; t + 1 < T && ok_x2; t++) {
+        two.q = X.a.q + t * nb * 32;
+        two.d = X.a.d + t * nb;
+        two.nsum = X.a.nsum + t * nb;
+        for (size_t i = 0; i < rows; i++) y[off + i] = kc_canary;
+        size_t mid2 = np - np / 3;   // split in two calls, as threads do
+        K->matvec_q8x2(y + off, &P, &two, mid2, np);
+        K->matvec_q8x2(y + off, &P, &two, 0, mid2);
+        ok_x2 = kc_guards_ok(y, off, rows);
+        for (size_t r = 0; r < rows && ok_x2; r++)
+            ok_x2 = kc_same(y[off + r], Y[off + t * ldy + r] + Y[off + (t + 1) * ldy + r]);
+    }
+    kc_case(st, ok_x2, K->name, "matvec_q8x2 rows=%zu cols=%zu off=%zu: differs from the sum of two matmul_q8 rows "
+            "(or wrote outside y)", rows, cols, off);
     kc_case(st, ok, K->name, "matmul_q8 T=%zu rows=%zu cols=%zu off=%zu: (t=%zu, r=%zu) got=%.9g canonical=%.9g "
             "exact=%.9g tol=%.3g (or wrote outside Y)", T, rows, cols, off, bt, br, got, want, exact, tol);
     kc_case(st, ok_mv, K->name, "matvec_q8 rows=%zu cols=%zu off=%zu: differs from matmul_q8 rows (or wrote outside y)",
@@ -787,6 +874,64 @@ static inline void kc_check_matmul_q8(KcStats *st, const SimdKernels *K)
             for (size_t ci = 0; ci < sizeof colss / sizeof colss[0]; ci++)
                 kc_q8_case(st, K, Ts[ti], rowss[ri], colss[ci], (ti + ri + ci) & 1, &seed);
     kc_q8_case(st, K, 64, 96, 768, 1, &seed);   // a prefill-sized tile set
+    // Real activations, 8-bit and 16-bit (two digit rows): within the quantization bound of the
+    // double-precision product of the int8 weights, sum_b (d_b / 2) sum_k |w_k|, plus float
+    // rounding; decode (matvec_q8x2) == the batch (matmul_q8 + q8_combine_digits) bit for bit;
+    // and 16-bit activations are >= 50x closer than 8-bit ones on these rows.
+    {
+        static const size_t shapes[][3] = {{5, 33, 100}, {3, 17, 1001}, {1, 40, 64}};
+        for (size_t si = 0; si < 3; si++) {
+            size_t T = shapes[si][0], rows = shapes[si][1], cols = shapes[si][2], nb = q8_nblocks(cols);
+            BlockQ8 *W = kc_q8_matrix(rows, cols, &seed);
+            uint8_t *base;
+            Q8Panels P = kc_pack(W, rows, cols, 1, &base);
+            float *X = kc_in(0, T * cols), *Y2 = kc_out(0, 2 * T * rows), *Y = kc_out(0, T * rows), *y = kc_out(0, rows);
+            kc_fill(X, T * cols, &seed, -2, 2);
+            Q8ActBuf buf = {0};
+            Q8Act A;
+            double err[2] = {0, 0};
+            int ok = 1;
+            for (int dg = 1; dg <= 2; dg++) {
+                ok = ok && q8_act_quantize_digits(&A, &buf, X, T, cols, dg) == 0;
+                if (dg == 1) K->matmul_q8(Y, rows, &P, &A, T, 0, P.np);
+                else {
+                    K->matmul_q8(Y2, rows, &P, &A, 2 * T, 0, P.np);
+                    q8_combine_digits(Y, rows, Y2, rows, T, 0, rows);
+                }
+                for (size_t t = 0; t < T; t++) {
+                    if (dg == 2) {   // decode of token t alone
+                        Q8Act one = A;
+                        one.q = A.q + 2 * t * nb * 32, one.d = A.d + 2 * t * nb, one.nsum = A.nsum + 2 * t * nb, one.T = 2;
+                        K->matvec_q8x2(y, &P, &one, 0, P.np);
+                        ok = ok && !memcmp(y, Y + t * rows, rows * sizeof(float));
+                    }
+                    for (size_t r = 0; r < rows; r++) {
+                        double e = 0, mag = 0, bound = 0;
+                        for (size_t b = 0; b < nb; b++) {
+                            float amax = 0;
+                            double wabs = 0;
+                            for (size_t k = 0; k < 32 && b * 32 + k < cols; k++) {
+                                double w = (double)W[r * nb + b].d * W[r * nb + b].qs[k];
+                                float xv = X[t * cols + b * 32 + k];
+                                e += w * xv, mag += fabs(w * xv), wabs += fabs(w);
+                                amax = fabsf(xv) > amax ? fabsf(xv) : amax;
+                            }
+                            bound += 0.5 * (dg == 1 ? amax / 127.0 : amax / 32258.0) * wabs * 1.001;
+                        }
+                        double d = fabs((double)Y[t * rows + r] - e);
+                        err[dg - 1] += d;
+                        ok = ok && d <= bound + kc_q8_tol(2 * nb, mag + bound) + 1e-6 * mag;
+                    }
+                }
+            }
+            ok = ok && err[1] * 50 < err[0];
+            kc_case(st, ok, K->name, "q8 products of real activations T=%zu rows=%zu cols=%zu: outside the quantization "
+                    "bound, decode != batch, or 16-bit not >= 50x closer (sum |err| 8-bit %.3g, 16-bit %.3g)", T, rows,
+                    cols, err[0], err[1]);
+            q8_actbuf_free(&buf);
+            free(W); free(base); free(X); free(Y2); free(Y); free(y);
+        }
+    }
     // NaN in an activation block's scale (a NaN input) reaches exactly the outputs reading it.
     {
         size_t rows = 20, cols = 70, nb = q8_nblocks(cols);

@@ -39,8 +39,10 @@ int main(void)
     FILE *pf = fopen(probe, "r");
     if (pf) {
         fclose(pf);
-        QcGolden g = qc_golden_q8(sh);
-        kc_case(&st, qc_ok(&g), simd_kernels()->name, "q8 golden accuracy: %s", g.err[0] ? g.err : "below the acceptance");
+        QcGolden g = qc_golden_q8(sh, CT_DTYPE_Q8);
+        kc_case(&st, qc_ok(&g, 0.99), simd_kernels()->name, "q8 golden accuracy: %s", g.err[0] ? g.err : "below the acceptance");
+        g = qc_golden_q8(sh, CT_DTYPE_Q8A8);
+        kc_case(&st, qc_ok(&g, 0.98), simd_kernels()->name, "q8a8 golden accuracy: %s", g.err[0] ? g.err : "below the acceptance");
     } else {
         fprintf(stderr, "q8 golden accuracy: skipped (%s not found)\n", probe);
     }

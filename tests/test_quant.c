@@ -1,7 +1,8 @@
 // test_quant.c — int8 weights end to end (engine/quantize.h, engine/numa.h):
-//   - accuracy: stories260K q8 vs the reference program's fp32 logits and vs this engine's
-//     own fp32 forward over every golden position: mean KL(p_f32 || p_q8) <= 1e-3, top-1
-//     agreement >= 98% (the issue asks 99%: measured 98.73%, see q8_vs_own_f32_forward);
+//   - accuracy: stories260K --dtype q8 (16-bit activations as two int8 digits) vs the
+//     reference program's fp32 logits and vs this engine's own fp32 forward over every golden
+//     position: mean KL(p_f32 || p_q8) <= 1e-3, top-1 agreement >= 99% (the issue's targets);
+//     --dtype q8a8 (8-bit activations) against what it measures (>= 98%, see quant_checks.h);
 //   - the quantized checkpoint: save -> load gives --dtype q8's logits bit for bit, the
 //     header is validated (bad version, truncation, block size) with clear messages;
 //   - q8 forward: decode == prefill bits, any thread count, every --numa mode the same bits;
@@ -48,31 +49,33 @@ static float *logits_of(const Model *m, const int *ids, int n, ThreadPool *pool)
 }
 
 // ---- accuracy over the shared golden positions (checks in tests/quant_checks.h) -------------
-Test(quant, stories260k_q8_vs_f32_goldens) {
+static void golden_case(CtDtype dt, double min_top1) {
     const char *sh = getenv("SHARED") && *getenv("SHARED") ? getenv("SHARED") : "../shared";
-    QcGolden r = qc_golden_q8(sh);
+    QcGolden r = qc_golden_q8(sh, dt);
     cr_assert_eq(r.err[0], 0, "%s", r.err);
     cr_expect_gt(r.positions, 200);
     cr_expect_leq(r.kl_mean, 1e-3, "mean KL %.3g > 1e-3", r.kl_mean);
     cr_expect_eq(r.decisive_agree, r.decisive, "%zu of %zu decisive positions (f32 gap >= 0.5) changed their top-1",
                  r.decisive - r.decisive_agree, r.decisive);
-    cr_expect_geq((double)r.agree / (double)r.positions, 0.98, "top-1 agreement %zu/%zu < 0.98", r.agree, r.positions);
-    cr_expect(qc_ok(&r));
+    cr_expect_geq((double)r.agree / (double)r.positions, min_top1, "%s: top-1 agreement %zu/%zu < %g", ct_dtype_name(dt),
+                  r.agree, r.positions, min_top1);
+    cr_expect(qc_ok(&r, min_top1));
 }
+Test(quant, stories260k_q8_vs_f32_goldens) { golden_case(CT_DTYPE_Q8, 0.99); }
+Test(quant, stories260k_q8a8_vs_f32_goldens) { golden_case(CT_DTYPE_Q8A8, 0.98); }
 
 // The same acceptance against the engine's own fp32 forward (not the reference files): every
-// golden sequence teacher-forced through --dtype f32 and --dtype q8 of the same Model.
-// Measured on stories260K (every kernel table gives the same int8 bits): top-1 234/237 =
-// 98.73%, mean KL 5.1e-4.  The three flips sit at f32 top-2 gaps 0.059, 0.037 (against the
-// q8 winner) and 0.073, where the q8 noise on a top-2 gap is 0.08 rms; 2 of the 237 positions
-// have gaps below 0.02 (0.0003 and 0.016) and are coin flips for any quantizer, and the
-// expected number of flips for that noise over these gaps is 2.9.  Reaching 99% (at most 2
-// flips) reliably would need the gap noise near 0.04 rms (about 1.5 more bits): W8A8 with
-// 32-wide blocks cannot (finer activation blocks, per-row scales, amax weights, least-squares
-// activation scales, a Hadamard rotation of each block, an fp32 classifier or embedding were
-// all measured, in an emulation of the forward, at no better than 0.073 rms and 2-6 flips).  So: KL <= 1e-3, top-1 >= 98%, and no flip
-// where the f32 gap is >= 0.1.
-Test(quant, q8_vs_own_f32_forward) {
+// golden sequence teacher-forced through --dtype f32 and --dtype q8 / q8a8 of the same Model.
+// Measured on stories260K (every kernel table gives the same int8 bits):
+//   q8   (16-bit activations): top-1 235/237 = 99.16%, mean KL 2.2e-4; the two flips sit at
+//        f32 top-2 gaps 0.016 and 0.073 — what int8 weights alone give (an fp32 forward on the
+//        dequantized weights flips the same two positions with the same KL);
+//   q8a8 (8-bit activations): 234/237 = 98.73%, mean KL 5.2e-4, flips at gaps 0.059, 0.037,
+//        0.073 (the 8-bit activations add as much noise as the weights: finer blocks, per-row
+//        scales, Hadamard rotations, an fp32 classifier did not get it to 99%).
+// So: KL <= 1e-3 for both, top-1 >= 99% (q8) / >= 98% (q8a8), and no flip where the f32 gap is
+// >= 0.1.  q8 must also be strictly closer than q8a8 (KL), or the 16-bit digits do nothing.
+static void own_forward_case(CtDtype dt, double min_top1, double *kl_out) {
     const char *sh = getenv("SHARED") && *getenv("SHARED") ? getenv("SHARED") : "../shared";
     char path[1024];
     snprintf(path, sizeof path, "%s/models/stories260K/golden/goldens.json", sh);
@@ -91,7 +94,8 @@ Test(quant, q8_vs_own_f32_forward) {
         for (int i = 0; i < rows; i++) ids[i] = (int)json_integer_value(json_array_get(all, (size_t)i));
         model_dequantize(&m);
         float *a = logits_of(&m, ids, rows, NULL);
-        ASSERT_OK(model_quantize(&m, NULL));
+        ASSERT_OK(model_set_dtype(&m, dt, NULL));
+        cr_assert_eq(model_dtype(&m), dt);
         float *b = logits_of(&m, ids, rows, NULL);
         for (int p = 0; p < rows; p++) {
             const float *x = a + (size_t)p * V, *y = b + (size_t)p * V;
@@ -103,15 +107,23 @@ Test(quant, q8_vs_own_f32_forward) {
         }
         free(a), free(b), free(ids);
     }
-    printf("stories260K q8 vs this engine's f32 forward [%s]: %zu positions, top-1 %zu/%zu = %.4f, mean KL %.3g, "
-           "largest f32 gap at a flip %.3f\n", simd_kernels()->name, n, agree, n, (double)agree / (double)n, kl / (double)n,
-           worst_gap);
+    printf("stories260K %s vs this engine's f32 forward [%s]: %zu positions, top-1 %zu/%zu = %.4f, mean KL %.3g, "
+           "largest f32 gap at a flip %.3f\n", ct_dtype_name(dt), simd_kernels()->name, n, agree, n,
+           (double)agree / (double)n, kl / (double)n, worst_gap);
     cr_expect_gt(n, 200);
     cr_expect_leq(kl / (double)n, 1e-3, "mean KL %.3g", kl / (double)n);
-    cr_expect_geq((double)agree / (double)n, 0.98, "top-1 %zu/%zu", agree, n);
+    cr_expect_geq((double)agree / (double)n, min_top1, "%s: top-1 %zu/%zu", ct_dtype_name(dt), agree, n);
     cr_expect_lt(worst_gap, 0.1, "a flip where fp32 was decided by %.3f", worst_gap);
+    *kl_out = kl / (double)n;
     json_decref(root);
     model_free(&m);
+}
+
+Test(quant, q8_vs_own_f32_forward) {
+    double kl16, kl8;
+    own_forward_case(CT_DTYPE_Q8, 0.99, &kl16);
+    own_forward_case(CT_DTYPE_Q8A8, 0.98, &kl8);
+    cr_expect_lt(kl16, 0.7 * kl8, "16-bit activations (KL %.3g) not clearly closer than 8-bit (%.3g)", kl16, kl8);
 }
 
 // ---- quantized checkpoint -----------------------------------------------------------------

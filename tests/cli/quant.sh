@@ -1,8 +1,10 @@
-# int8 from the command line: `ctrace quantize`, --dtype f32|q8, --clt-dtype f32|q8, --numa MODE.
+# int8 from the command line: `ctrace quantize`, --dtype f32|q8|q8a8, --clt-dtype f32|q8|q8a8,
+# --numa MODE.
 #   - the quantized file is ~1/3.5 of the fp32 one, loads as q8 (info), and gives exactly the
 #     logits / greedy text of --dtype q8 on the fp32 checkpoint, for any thread count and any
 #     --numa mode;
-#   - --dtype f32 on the quantized file runs fp32 on the dequantized weights;
+#   - --dtype f32 on the quantized file runs fp32 on the dequantized weights; --dtype q8a8
+#     (8-bit activations) on it equals --dtype q8a8 on the fp32 checkpoint, and differs from q8;
 #   - every command that loads a model or a transcoder takes them: sample and train-clt with
 #     --dtype q8 give the bits of the q8 file (a resume under another dtype is refused);
 #     attribute, clt-eval, intervene, steer and validate run the int8 model and transcoder;
@@ -33,6 +35,14 @@ $CTRACE logits "$M" --tokens $T -o "$TMP/f.f32" || fail "logits f32"
 cmp -s "$TMP/q.f32" "$TMP/f.f32" && fail "q8 logits identical to fp32: int8 path not taken"
 $CTRACE logits "$Q" --tokens $T --dtype f32 -o "$TMP/x.f32" || fail "logits --dtype f32 on q8 file"
 cmp -s "$TMP/x.f32" "$TMP/q.f32" && fail "--dtype f32 on the q8 file still ran int8"
+# q8a8: the same int8 weights with 8-bit activations; the q8 file runs it too, bit for bit
+$CTRACE info "$M" --dtype q8a8 | grep -q '^dtype        q8a8' || fail "info --dtype q8a8"
+$CTRACE logits "$M" --tokens $T --dtype q8a8 -o "$TMP/a8.f32" || fail "logits --dtype q8a8"
+$CTRACE logits "$Q" --tokens $T --dtype q8a8 --threads 2 -o "$TMP/a8q.f32" || fail "logits q8 file --dtype q8a8"
+cmp "$TMP/a8.f32" "$TMP/a8q.f32" || fail "q8a8: the q8 file and the fp32 checkpoint differ"
+cmp -s "$TMP/a8.f32" "$TMP/q.f32" && fail "q8a8 logits identical to q8: activation digits not taken"
+$CTRACE logits "$Q" --tokens $T --dtype q8 -o "$TMP/q2.f32" || fail "logits q8 file --dtype q8"
+cmp "$TMP/q2.f32" "$TMP/q.f32" || fail "q8 file: --dtype q8 differs from its default"
 
 $CTRACE generate "$Q" -z "$Z" -t 0 -n 48 -p "Once upon a time" >"$TMP/g1" 2>/dev/null || fail "generate q8 file"
 $CTRACE generate "$M" -z "$Z" -t 0 -n 48 -p "Once upon a time" --dtype q8 --numa local --threads 2 >"$TMP/g2" 2>/dev/null || fail "generate --dtype q8"
@@ -60,7 +70,18 @@ C="--clt $TMP/clt -p"
 $CTRACE attribute "$M" -z "$Z" $C "$P" -o "$TMP/gq.json" --raw "$TMP/gq.ctg" --dtype q8 --clt-dtype q8 >"$TMP/aq" || fail "attribute q8"
 grep -q "model q8, transcoder q8" "$TMP/aq" || fail "attribute: dtypes not reported: $(cat "$TMP/aq")"
 $CTRACE attribute "$Q" -z "$Z" $C "$P" -o "$TMP/gq2.json" --clt-dtype q8 --threads 1 >"$TMP/aq2" || fail "attribute q8 file"
-$CTRACE attribute "$M" -z "$Z" $C "$P" -o "$TMP/gf.json" >"$TMP/af" || fail "attribute f32"
+$CTRACE attribute "$M" -z "$Z" $C "$P" -o "$TMP/gf.json" --raw "$TMP/gf.ctg" >"$TMP/af" || fail "attribute f32"
+# graph-diff: the q8 graph against the f32 one (the issue's measures; engine/graph_diff.h)
+$CTRACE graph-diff "$TMP/gf.ctg" "$TMP/gq.ctg" >"$TMP/gd" || fail "graph-diff"
+grep -q "^top 20 by influence: [0-9]* shared" "$TMP/gd" || fail "graph-diff output: $(cat "$TMP/gd")"
+awk '/^pruned/ { p = 1; next } p && /Pearson/ { ok = ($2 >= 0.9); exit } END { exit !ok }' "$TMP/gd" ||
+    fail "graph-diff: pruned Pearson missing or < 0.9: $(cat "$TMP/gd")"
+$CTRACE graph-diff "$TMP/gf.ctg" "$TMP/gf.ctg" | grep -q "Pearson 1.00000 over the union" || fail "graph-diff of a graph with itself"
+$CTRACE attribute "$M" -z "$Z" $C "Once upon a time" -o "$TMP/go.json" --raw "$TMP/go.ctg" >/dev/null || fail "attribute other prompt"
+expect_fail "graph-diff of two prompts" "different prompts" $CTRACE graph-diff "$TMP/gf.ctg" "$TMP/go.ctg"
+expect_fail "graph-diff one graph" "expected two graphs" $CTRACE graph-diff "$TMP/gf.ctg"
+$CTRACE attribute "$M" -z "$Z" $C "$P" -o "$TMP/ga8.json" --dtype q8a8 --clt-dtype q8a8 >"$TMP/aa8" || fail "attribute q8a8"
+grep -q "model q8a8, transcoder q8a8" "$TMP/aa8" || fail "attribute: q8a8 dtypes not reported: $(cat "$TMP/aa8")"
 [ "$(head -3 "$TMP/aq")" = "$(head -3 "$TMP/aq2")" ] || fail "attribute: --dtype q8 vs the q8 file: $(head -3 "$TMP/aq" "$TMP/aq2")"
 [ "$(head -3 "$TMP/aq")" != "$(head -3 "$TMP/af")" ] || fail "attribute q8: the same graph as fp32"
 $CTRACE validate "$TMP/gq.ctg" "$M" -z "$Z" --clt "$TMP/clt" --top 3 --dtype q8 --clt-dtype q8 >"$TMP/vq" 2>/dev/null || fail "validate q8"
@@ -80,11 +101,11 @@ grep -q "^steered:" "$TMP/sq" || fail "steer q8 output"
 for c in attribute clt-eval intervene steer validate; do
     $CTRACE $c --help | grep -q -- "--clt-dtype f32|q8" || fail "$c --help lacks --clt-dtype"
 done
-expect_fail "--clt-dtype bad" "expected f32|q8, got 'int4'" $CTRACE attribute "$M" -z "$Z" $C "$P" -o "$TMP/x.json" --clt-dtype int4
+expect_fail "--clt-dtype bad" "expected f32|q8|q8a8, got 'int4'" $CTRACE attribute "$M" -z "$Z" $C "$P" -o "$TMP/x.json" --clt-dtype int4
 expect_fail "train-clt --clt-dtype" "stays fp32" $CTRACE train-clt "$M" $TR --clt-dtype q8 -o "$TMP/clt5"
 expect_fail "sample --clt-dtype" "loads no transcoder" $CTRACE sample "$M" -z "$Z" -n 10 --seed 1 -o "$TMP/x.txt" --clt-dtype q8
 
-expect_fail "--dtype bad" "expected f32|q8|bf16|bf16dot, got 'int4'" $CTRACE logits "$M" --tokens 1,2 --dtype int4
+expect_fail "--dtype bad" "expected f32|q8|q8a8|bf16|bf16dot, got 'int4'" $CTRACE logits "$M" --tokens 1,2 --dtype int4
 expect_fail "--numa bad" "expected off|local|interleave|replicate, got 'all'" $CTRACE generate "$M" -z "$Z" --numa all
 expect_fail "--clt-dtype without transcoder" "loads no transcoder" $CTRACE logits "$M" --tokens 1,2 --clt-dtype q8
 expect_fail "quantize usage" "expected IN and OUT" $CTRACE quantize "$M"
