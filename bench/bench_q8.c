@@ -8,10 +8,15 @@
 // Rows (1 core unless stated):
 //   probes      DRAM streaming read (GB/s), fp32 FMA peak, int8 VNNI peak (bench/probes.h)
 //   matvec_q8   (65536 x 8192) packed int8, 604 MB: far beyond any cache -> GB/s and the
-//               fraction of the DRAM probe (target >= 0.90); also 2 threads
+//               fraction of the DRAM probe (target >= 0.90); also 2 threads.  matvec_q8 takes
+//               8-bit activations (--dtype q8a8), matvec_q8x2 the two digit rows of 16-bit
+//               ones (--dtype q8, the default decode): the same weight stream, twice the
+//               multiply-adds
 //   sgemv       OpenBLAS on the same shape in fp32 (2.1 GB) -> GB/s, fraction of DRAM
 //   matmul_q8   64 rows x (768 x 768) and (2048 x 768) -> GOP/s, fraction of VNNI peak
-//               (target >= 0.70); OpenBLAS sgemm on the same shapes vs the FMA peak
+//               (target >= 0.70); OpenBLAS sgemm on the same shapes vs the FMA peak.  A q8
+//               (16-bit activation) batch of 64 tokens is matmul_q8 over 128 digit rows plus
+//               q8_combine_digits: its row gives the int8 work done and the products per second
 //   matmul_q8t, decode_rows_q8: the backward-sweep product and sparse decoder reads
 //
 //   --quick   smaller matrices and fewer repetitions (smoke test; figures are rough)
@@ -81,7 +86,7 @@ typedef struct Job {
     const Q8Panels *W;
     const Q8PanelsT *Wt;
     const Q8Act *X;
-    float *Y;
+    float *Y, *Y2;
     size_t T;
     // sparse decode
     const BlockQ8 *dec;
@@ -99,8 +104,19 @@ static void mv_task(void *c, int i, int n) {
     size_t p0 = pool_split(j->W->np, i, n), p1 = pool_split(j->W->np, i + 1, n);
     j->K->matvec_q8(j->Y, j->W, j->X, p0, p1);
 }
-static void run_mv(void *c) { Job *j = c; pool_run(j->pool, mv_task, j, j->nt); }
+static void mv2_task(void *c, int i, int n) {
+    Job *j = c;
+    size_t p0 = pool_split(j->W->np, i, n), p1 = pool_split(j->W->np, i + 1, n);
+    j->K->matvec_q8x2(j->Y, j->W, j->X, p0, p1);
+}
+static void run_mv(void *c) { Job *j = c; pool_run(j->pool, j->X->digits == 2 ? mv2_task : mv_task, j, j->nt); }
 static void run_mm(void *c) { Job *j = c; j->K->matmul_q8(j->Y, j->W->rows, j->W, j->X, j->T, 0, j->W->np); }
+// A q8 batch: both digit rows of T tokens (X holds 2T rows), then their sums into Y.
+static void run_mm2(void *c) {
+    Job *j = c;
+    j->K->matmul_q8(j->Y2, j->W->rows, j->W, j->X, 2 * j->T, 0, j->W->np);
+    q8_combine_digits(j->Y, j->W->rows, j->Y2, j->W->rows, j->T, 0, j->W->rows);
+}
 static void run_mmt(void *c) { Job *j = c; j->K->matmul_q8t(j->Y, j->Wt->cols, j->Wt, j->X, j->T, 0, j->Wt->np); }
 static void run_dec(void *c) { Job *j = c; j->K->decode_rows_q8(j->Y, j->dec, j->stride, j->idx, j->val, j->nact, j->D); }
 #ifdef CT_HAVE_OPENBLAS
@@ -150,13 +166,14 @@ static int verify(void) {
     q8_pack_panels_t(pt, sc, B, rows, cols, 0, q8_npanels(cols));
     Q8Panels P = q8_panels_view(pk, rows, cols);
     Q8PanelsT Pt = {pt, sc, rows, cols, nb, ng, q8_npanels(cols)};
-    Q8ActBuf ab = {0}, ab2 = {0};
-    Q8Act A, V;
+    Q8ActBuf ab = {0}, ab2 = {0}, ab3 = {0};
+    Q8Act A, V, A2;
     q8_act_quantize(&A, &ab, X, T, cols);
     q8_act_quantize_t(&V, &ab2, G, T, &Pt);
+    q8_act_quantize_digits(&A2, &ab3, X, 1, cols, 2);   // one token, 16-bit: matvec_q8x2
     int idx[5] = {3, 70, 3, 12, 0};
     float val[5] = {0.5f, -1.25f, 2.0f, 0.1f, -0.7f};
-    size_t nres = T * rows + T * cols + cols;
+    size_t nres = T * rows + T * cols + cols + rows;
     float *ref = calloc(nres, sizeof(float)), *got = calloc(nres, sizeof(float));
     int fails = 0;
     for (int k = 0; k < SIMD_NISA; k++) {
@@ -167,6 +184,7 @@ static int verify(void) {
         K->matmul_q8(o, rows, &P, &A, T, 0, P.np);
         K->matmul_q8t(o + T * rows, cols, &Pt, &V, T, 0, Pt.np);
         K->decode_rows_q8(o + T * rows + T * cols, B, nb, idx, val, 5, cols);
+        K->matvec_q8x2(o + T * rows + T * cols + cols, &P, &A2, 0, P.np);
         if (k > 0 && memcmp(ref, got, nres * sizeof(float)) != 0) {
             fprintf(stderr, "bench_q8: %s int8 kernels differ from scalar; not timing\n", K->name);
             fails++;
@@ -190,6 +208,7 @@ static int verify(void) {
     free(W); free(X); free(G); free(B); free(pk); free(pt); free(sc); free(ref); free(got); free(Wd);
     q8_actbuf_free(&ab);
     q8_actbuf_free(&ab2);
+    q8_actbuf_free(&ab3);
     return fails;
 }
 
@@ -254,18 +273,22 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_q8: %s\n", ct_errmsg());
         return 1;
     }
-    Q8ActBuf gab = {0};
-    Q8Act Xa;
+    Q8ActBuf gab = {0}, ab16 = {0}, gab16 = {0};
+    Q8Act Xa, xa16, Xa16;
     q8_act_quantize(&xa, &ab, x, 1, MC);
     q8_act_quantize(&Xa, &gab, Xg, T, GC);
+    q8_act_quantize_digits(&xa16, &ab16, x, 1, MC, 2);
+    q8_act_quantize_digits(&Xa16, &gab16, Xg, T, GC, 2);
+    float *Y2 = malloc(2 * T * 2048 * sizeof(float));
     double bytes = (double)q8_panels_bytes(MR, MC);
 
     for (int k = 0; k < SIMD_NISA; k++) {
         const SimdKernels *K = simd_kernels_for((SimdIsa)k);
         if (!K || (only && strcmp(only, K->name)) || (!only && k == SIMD_SCALAR)) continue;
         const char *isa = K->name;
-        for (int th = 1; th <= 2; th++) {
-            Job j = {.K = K, .pool = th == 2 ? tp2 : NULL, .nt = th, .W = &Pbig, .X = &xa, .Y = y};
+        for (int mv = 0; mv < 4; mv++) {
+            int th = 1 + (mv & 1), dg = 1 + (mv >> 1);
+            Job j = {.K = K, .pool = th == 2 ? tp2 : NULL, .nt = th, .W = &Pbig, .X = dg == 2 ? &xa16 : &xa, .Y = y};
             double s = INFINITY;
             if (th == 1) {
                 // One DRAM probe pass, one matvec pass, alternately: both see the same machine
@@ -281,14 +304,15 @@ int main(int argc, char **argv) {
                     if (r > 200) break;
                 }
                 snprintf(fig, sizeof fig, "%.1f GB/s", dram);
-                row(probe_read_isa(), 1, "probe: DRAM streaming read (interleaved with matvec_q8 passes)", probe_sz, fig, "-");
+                row(probe_read_isa(), 1, dg == 2 ? "probe: DRAM streaming read (interleaved with matvec_q8x2 passes)"
+                                                 : "probe: DRAM streaming read (interleaved with matvec_q8 passes)", probe_sz, fig, "-");
             } else {
                 s = best_time(run_mv, &j);
             }
             snprintf(sz, sizeof sz, "%zux%zu (%.0f MB packed)", MR, MC, bytes / 1e6);
-            snprintf(fig, sizeof fig, "%.1f GB/s, %.1f GOP/s", bytes / s / 1e9, 2.0 * MR * MC / s / 1e9);
+            snprintf(fig, sizeof fig, "%.1f GB/s, %.1f GOP/s", bytes / s / 1e9, 2.0 * dg * MR * MC / s / 1e9);
             snprintf(rt, sizeof rt, "%.2f of 1-core DRAM read", bytes / s / 1e9 / dram);
-            row(isa, th, "matvec_q8", sz, fig, rt);
+            row(isa, th, dg == 2 ? "matvec_q8x2 (q8: 16-bit activations)" : "matvec_q8 (q8a8: 8-bit activations)", sz, fig, rt);
         }
         for (int sh = 0; sh < 2; sh++) {
             Job j = {.K = K, .W = &Pg[sh], .X = &Xa, .Y = Yg, .T = T};
@@ -306,7 +330,25 @@ int main(int argc, char **argv) {
             snprintf(fig, sizeof fig, "%.1f GOP/s", gops);
             if (vnni > 0) snprintf(rt, sizeof rt, "%.2f of VNNI peak", gops / vnni);
             else snprintf(rt, sizeof rt, "%.2f of fp32 FMA peak", gops / fma);
-            row(isa, 1, "matmul_q8", sz, fig, rt);
+            row(isa, 1, "matmul_q8 (q8a8: 8-bit activations)", sz, fig, rt);
+        }
+        for (int sh = 0; sh < 2; sh++) {   // q8: 16-bit activations, 2T digit rows + their sums
+            Job j = {.K = K, .W = &Pg[sh], .X = &Xa16, .Y = Yg, .Y2 = Y2, .T = T};
+            double s = INFINITY;
+            for (int r = 0; r < (quick ? 2 : 6); r++) {
+                if (vnni > 0) {
+                    double v = probe_vnni_gops(8, pmin, &visa);
+                    if (v > vnni) vnni = v;
+                }
+                double t1 = best_time(run_mm2, &j);
+                if (t1 < s) s = t1;
+            }
+            double gops = 2.0 * 2 * T * GR[sh] * GC / s / 1e9;   // int8 work: two digit rows per token
+            snprintf(sz, sizeof sz, "T=%zu tokens (%zu digit rows), %zux%zu", T, 2 * T, GR[sh], GC);
+            snprintf(fig, sizeof fig, "%.1f GOP/s int8 (%.1f GOP/s of products)", gops, gops / 2);
+            if (vnni > 0) snprintf(rt, sizeof rt, "%.2f of VNNI peak", gops / vnni);
+            else snprintf(rt, sizeof rt, "%.2f of fp32 FMA peak", gops / fma);
+            row(isa, 1, "matmul_q8 x2 + combine (q8: 16-bit activations)", sz, fig, rt);
         }
         if (vnni > 0) {
             snprintf(fig, sizeof fig, "%.1f GOP/s", vnni);
@@ -391,7 +433,9 @@ int main(int argc, char **argv) {
     pool_destroy(tp2);
     q8_actbuf_free(&ab);
     q8_actbuf_free(&gab);
-    free(x); free(y); free(Xg); free(Yg);
+    q8_actbuf_free(&ab16);
+    q8_actbuf_free(&gab16);
+    free(x); free(y); free(Xg); free(Yg); free(Y2);
     mem_pool_free(&pool);
     return 0;
 }
