@@ -89,15 +89,18 @@ if [ -s "$MODEL" ] && [ -x "$B/bench/bench_q8" ]; then
 fi
 BEST=2
 [ -n "$QUICK" ] && BEST=1
-# q8_rows CTRACE BUILD: decode q8 vs f32 on the best int8 table, 1 and 2 threads.
+# q8_rows CTRACE BUILD: decode f32 vs q8 (16-bit activations) vs q8a8 (8-bit activations, the
+# same int8 file) on the best int8 table, 1 and 2 threads.
 q8_rows() {
     ct=$1; build=$2
     isa=$("$B/bench/bench_kernels" --list-isas | tail -1)
     for t in 1 2; do
-        for m in "$MODEL" "$Q8MODEL"; do
+        for run in "$MODEL f32" "$Q8MODEL q8" "$Q8MODEL q8a8"; do
+            m=${run% *}
+            d=${run##* }
             # shellcheck disable=SC2086
-            "$ct" bench-forward "$m" --threads "$t" --isa "$isa" --best $BEST $DRAMOPT $FWDOPT $header \
-                | sed "s/^| \(mk100m[^|]*\)|/| \1($build) |/" || { echo "bench/run.sh: bench-forward $m ($build) failed" >&2; exit 1; }
+            "$ct" bench-forward "$m" --dtype "$d" --threads "$t" --isa "$isa" --best $BEST $DRAMOPT $FWDOPT $header \
+                | sed "s/^| \(mk100m[^|]*\)|/| \1($build) |/" || { echo "bench/run.sh: bench-forward $m --dtype $d ($build) failed" >&2; exit 1; }
             header=""
         done
     done
@@ -106,7 +109,7 @@ if [ -s "$Q8MODEL" ]; then
     echo "### int8 kernels ($(${CC:-gcc} --version | head -1))"
     echo
     "$B/bench/bench_q8" $QUICK | sed '1,2d' || { echo "bench/run.sh: bench_q8 failed" >&2; exit 1; }
-    echo "### Decode, q8 vs f32 (mk100m; best of $BEST passes; decode GB/s = weight bytes per token x tok/s)"
+    echo "### Decode, q8 / q8a8 vs f32 (mk100m; best of $BEST passes; decode GB/s = weight bytes per token x tok/s)"
     echo
     header=--header
     q8_rows "$CT" "${CC:-gcc}"
