@@ -232,20 +232,37 @@ static void matjob_task(void *ctx, int t, int nt) {
     }
 }
 
+// The input an int8 product quantized last on this thread, so the next product of the same X
+// (wk and wv after wq, w3 after w1) reuses its quantization instead of redoing it.
+typedef struct {
+    const float *X;
+    size_t n, cols;
+    int digits;
+    uint64_t gen;   // the scratch's generation after that quantization (nothing wrote it since)
+    Q8Act A;
+} LastAct;
+static _Thread_local LastAct g_last_act;
+
+// same_x: X is the previous product's input, unchanged since (the caller's promise; the
+// quantization is reused only when X, n, cols and the digits also match).
 static void matmul(ThreadPool *pool, const Model *m, float *Y, const float *W, const Q8Panels *Q,
-                   const uint16_t *B, const float *X, size_t n, size_t rows, size_t cols) {
+                   const uint16_t *B, const float *X, size_t n, size_t rows, size_t cols, int same_x) {
     MatJob j = {Y, W, X, n, rows, cols, 1, NULL, NULL, NULL, NULL, B, B && m->bf16->dot};
     // Below ~64K multiply-adds a thread hand-off costs more than it saves.
     int nt = (rows * cols * n < (1u << 16)) ? 1 : pool_size(pool);
-    Q8Act A;
     if (Q && !B) {
         // Scratch is grow-only per thread; if even that fails, the fp32 weights (always
         // present) give a correct, slower answer.
         Q8ActBuf *buf = q8_tls_actbuf();
         int dg = m->q8->act_digits;
-        if (buf && q8_act_quantize_digits(&A, buf, X, n, cols, dg) == CT_OK &&
+        LastAct *la = &g_last_act;
+        int reuse = buf && same_x && la->X == X && la->n == n && la->cols == cols && la->digits == dg &&
+                    la->gen == buf->gen;
+        if (!reuse) la->X = NULL;
+        if (buf && (reuse || q8_act_quantize_digits(&la->A, buf, X, n, cols, dg) == CT_OK) &&
             (dg == 1 || n == 1 || (j.Y2 = q8_actbuf_out(buf, 2 * n * rows)))) {
-            j.Q = Q, j.A = &A, j.q8 = m->q8;
+            *la = (LastAct){X, n, cols, dg, buf->gen, la->A};
+            j.Q = Q, j.A = &la->A, j.q8 = m->q8;
             if ((size_t)nt > Q->np) nt = (int)Q->np;
         }
     }
@@ -424,9 +441,9 @@ static void forward_chunk(const Model *m, RunState *s, const int *tok, int pos0,
         }
         float *kdst = s->key_cache + ((size_t)l * T + (size_t)pos0) * Dkv;
         float *vdst = s->value_cache + ((size_t)l * T + (size_t)pos0) * Dkv;
-        matmul(pool, m, s->q, FW(w->wq, (size_t)l * Dq * D), QW(Q8M_WQ), BW(Q8M_WQ), xb, (size_t)n, Dq, D);
-        matmul(pool, m, kdst, FW(w->wk, (size_t)l * Dkv * D), QW(Q8M_WK), BW(Q8M_WK), xb, (size_t)n, Dkv, D);
-        matmul(pool, m, vdst, FW(w->wv, (size_t)l * Dkv * D), QW(Q8M_WV), BW(Q8M_WV), xb, (size_t)n, Dkv, D);
+        matmul(pool, m, s->q, FW(w->wq, (size_t)l * Dq * D), QW(Q8M_WQ), BW(Q8M_WQ), xb, (size_t)n, Dq, D, 0);
+        matmul(pool, m, kdst, FW(w->wk, (size_t)l * Dkv * D), QW(Q8M_WK), BW(Q8M_WK), xb, (size_t)n, Dkv, D, 1);
+        matmul(pool, m, vdst, FW(w->wv, (size_t)l * Dkv * D), QW(Q8M_WV), BW(Q8M_WV), xb, (size_t)n, Dkv, D, 1);
         if (w->bq) {
             add_bias(s->q, w->bq + (size_t)l * Dq, (size_t)n, Dq);
             add_bias(kdst, w->bk + (size_t)l * Dkv, (size_t)n, Dkv);
@@ -477,7 +494,7 @@ static void forward_chunk(const Model *m, RunState *s, const int *tok, int pos0,
             pool_run(pool, attn_task, &aj, ntask);
         else
             for (int t = 0; t < ntask; t++) attn_task(&aj, t, ntask);
-        matmul(pool, m, xb2, FW(w->wo, (size_t)l * D * Dq), QW(Q8M_WO), BW(Q8M_WO), xb, (size_t)n, D, Dq);
+        matmul(pool, m, xb2, FW(w->wo, (size_t)l * D * Dq), QW(Q8M_WO), BW(Q8M_WO), xb, (size_t)n, D, Dq, 0);
         if (w->bo) add_bias(xb2, w->bo + (size_t)l * D, (size_t)n, D);
         for (int i = 0; i < n; i++) {
             if (capt && (cap->flags & CAP_ATTN_OUT)) cap_put(cap->attn_out, L, (int)D, pos0 + i, l, xb2 + i * D);
@@ -520,19 +537,19 @@ static void forward_chunk(const Model *m, RunState *s, const int *tok, int pos0,
                     cap->inv_post_ffn[r] = fz->inv_post_ffn[r];
             }
         } else {
-            matmul(pool, m, hb, FW(w->w1, (size_t)l * Hd * D), QW(Q8M_W1), BW(Q8M_W1), xb, (size_t)n, Hd, D);
+            matmul(pool, m, hb, FW(w->w1, (size_t)l * Hd * D), QW(Q8M_W1), BW(Q8M_W1), xb, (size_t)n, Hd, D, 0);
             if (w->b1) add_bias(hb, w->b1 + (size_t)l * Hd, (size_t)n, Hd);
             if (c->mlp_kind == MLP_GELU_TANH) {   // GPT-2: ungated
                 for (size_t e = 0; e < (size_t)n * Hd; e++) hb[e] = gelu_tanh(hb[e]);
             } else {
-                matmul(pool, m, hb2, FW(w->w3, (size_t)l * Hd * D), QW(Q8M_W3), BW(Q8M_W3), xb, (size_t)n, Hd, D);
+                matmul(pool, m, hb2, FW(w->w3, (size_t)l * Hd * D), QW(Q8M_W3), BW(Q8M_W3), xb, (size_t)n, Hd, D, 1);
                 if (w->b3) add_bias(hb2, w->b3 + (size_t)l * Hd, (size_t)n, Hd);
                 if (c->mlp_kind == MLP_SWIGLU)
                     for (int i = 0; i < n; i++) K->swiglu_f32(hb + i * Hd, hb2 + i * Hd, Hd);
                 else   // Gemma-2 GeGLU
                     for (size_t e = 0; e < (size_t)n * Hd; e++) hb[e] = gelu_tanh(hb[e]) * hb2[e];
             }
-            matmul(pool, m, xb, FW(w->w2, (size_t)l * D * Hd), QW(Q8M_W2), BW(Q8M_W2), hb, (size_t)n, D, Hd);
+            matmul(pool, m, xb, FW(w->w2, (size_t)l * D * Hd), QW(Q8M_W2), BW(Q8M_W2), hb, (size_t)n, D, Hd, 0);
             if (w->b2) add_bias(xb, w->b2 + (size_t)l * D, (size_t)n, D);
             if (post)   // Gemma-2: post-MLP norm
                 for (int i = 0; i < n; i++) {
@@ -559,8 +576,8 @@ static void forward_chunk(const Model *m, RunState *s, const int *tok, int pos0,
     }
     size_t V = (size_t)c->vocab_size;
     size_t nl = want_all ? (size_t)n : 1;
-    if (want_all) matmul(pool, m, s->logits, w->wcls, qcls, bf ? bf->cls : NULL, x, (size_t)n, V, D);
-    else matmul(pool, m, s->logits, w->wcls, qcls, bf ? bf->cls : NULL, x + (size_t)(n - 1) * D, 1, V, D);
+    if (want_all) matmul(pool, m, s->logits, w->wcls, qcls, bf ? bf->cls : NULL, x, (size_t)n, V, D, 0);
+    else matmul(pool, m, s->logits, w->wcls, qcls, bf ? bf->cls : NULL, x + (size_t)(n - 1) * D, 1, V, D, 0);
     if (c->final_softcap != 0.0f) {   // Gemma-2: logits = cap * tanh(logits / cap)
         float fc = c->final_softcap;
         for (size_t e = 0; e < nl * V; e++) s->logits[e] = fc * tanhf(s->logits[e] / fc);

@@ -32,18 +32,15 @@ static float block_amax(const float *x, size_t n, int *bad) {
     return amax;
 }
 
-// q = round_even(x * id) clamped to [-127, 127]; returns sum x q and sum q^2 (double).
-static void round_block(int8_t *q, const float *x, size_t n, float id, double *sxq, double *sqq) {
-    double a = 0, b = 0;
-    for (size_t k = 0; k < n; k++) {
-        float v = round_even(x[k] * id);
-        v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;   // never -128
-        q[k] = (int8_t)v;
-        a += (double)x[k] * v;
-        b += (double)v * v;
+// q = round_even(x * id) clamped to [-127, 127] over a zero-padded 32-value block (fixed trip
+// count, float only: the compiler vectorises it; activations are quantized in every product).
+static void round_amax32(int8_t *q, const float *x, float id) {
+    float v[QK8];
+    for (int k = 0; k < QK8; k++) {
+        float t = round_even(x[k] * id);
+        v[k] = t > 127.0f ? 127.0f : t < -127.0f ? -127.0f : t;   // never -128
     }
-    *sxq = a;
-    *sqq = b;
+    for (int k = 0; k < QK8; k++) q[k] = (int8_t)v[k];
 }
 
 void q8_quantize_block_amax(BlockQ8 *b, const float *x, size_t n) {
@@ -58,9 +55,10 @@ void q8_quantize_block_amax(BlockQ8 *b, const float *x, size_t n) {
         b->d = 0.0f;
         return;
     }
-    double sxq, sqq;
+    float xb[QK8] = {0};
+    memcpy(xb, x, n * sizeof(float));
     b->d = amax / 127.0f;
-    round_block(b->qs, x, n, 127.0f / amax, &sxq, &sqq);
+    round_amax32(b->qs, xb, 127.0f / amax);
 }
 
 // Rounding with inverse scale id over a zero-padded 32-value block: q into *q, and the sums
@@ -197,27 +195,37 @@ void q8_act_block16(int8_t *qhi, float *dhi, int32_t *nhi, int8_t *qlo, float *d
                     const float *x, size_t n) {
     int bad;
     float amax = block_amax(x, n, &bad);
-    memset(qhi, 0, QK8);
-    memset(qlo, 0, QK8);
-    *nhi = *nlo = 0;
     if (bad || !(amax >= Q8_TINY)) {   // honest NaN, or an all-zero block
+        memset(qhi, 0, QK8);
+        memset(qlo, 0, QK8);
+        *nhi = *nlo = 0;
         *dhi = *dlo = bad ? NAN : 0.0f;
         return;
     }
-    const float vmax = (float)Q8_VMAX16, id = vmax / amax;
-    for (size_t k = 0; k < n; k++) {
-        float v = round_even(x[k] * id);
+    // Fixed trip counts over a zero-padded copy, float arithmetic only: the compiler
+    // vectorises it (a prefill quantizes every input row of every product).
+    float xb[QK8] = {0}, h[QK8], l[QK8];
+    memcpy(xb, x, n * sizeof(float));
+    const float vmax = (float)Q8_VMAX16, id = vmax / amax, dg = (float)Q8_DIGIT;
+    for (int k = 0; k < QK8; k++) {
+        float v = round_even(xb[k] * id);
         v = v > vmax ? vmax : v < -vmax ? -vmax : v;
-        int iv = (int)v;
-        int hi = (iv >= 0 ? iv + Q8_DIGIT / 2 : iv - Q8_DIGIT / 2) / Q8_DIGIT;   // C division truncates
-        qhi[k] = (int8_t)hi;
-        qlo[k] = (int8_t)(iv - Q8_DIGIT * hi);
+        float hk = round_even(v / dg);   // v / 254 is exact at the halves (k + 0.5): ties to even
+        h[k] = hk;
+        l[k] = v - dg * hk;              // exact: small integers
+    }
+    int32_t sh = 0, sl = 0;
+    for (int k = 0; k < QK8; k++) {
+        qhi[k] = (int8_t)h[k];
+        qlo[k] = (int8_t)l[k];
+        sh += qhi[k];
+        sl += qlo[k];
     }
     float sc = amax / vmax;
     *dlo = sc;
-    *dhi = sc * (float)Q8_DIGIT;
-    *nhi = nsum_of(qhi);
-    *nlo = nsum_of(qlo);
+    *dhi = sc * dg;
+    *nhi = -128 * sh;
+    *nlo = -128 * sl;
 }
 
 int q8_act_quantize_digits(Q8Act *A, Q8ActBuf *buf, const float *X, size_t T, size_t cols, int digits) {
@@ -235,6 +243,7 @@ int q8_act_quantize_digits(Q8Act *A, Q8ActBuf *buf, const float *X, size_t T, si
                                buf->nsum + i + nb, x, n);
         }
     *A = (Q8Act){buf->q, buf->d, buf->nsum, nb, D * T, digits};
+    buf->gen++;
     return CT_OK;
 }
 
@@ -279,6 +288,7 @@ int q8_act_quantize_t(Q8Act *A, Q8ActBuf *buf, const float *G, size_t T, const Q
             }
         }
     *A = (Q8Act){buf->q, buf->d, buf->nsum, ng, T * nb, 1};
+    buf->gen++;
     return CT_OK;
 }
 

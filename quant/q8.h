@@ -30,8 +30,8 @@
 //   - 8-bit (digits = 1, `--dtype q8a8`): one row per token, the BlockQ8 rule (d = amax/127);
 //   - 16-bit as two int8 digits (digits = 2, `--dtype q8`, the default): per block the scale
 //     s = amax / 32258 and the integer v = round_half_even(x / s) in [-32258, 32258]
-//     (32258 = 127 * 254), split as v = 254 * hi + lo with hi = v / 254 rounded half away from
-//     zero, so hi and lo are both in [-127, 127] (never -128).  Token t becomes two rows:
+//     (32258 = 127 * 254), split as v = 254 * hi + lo with hi = v / 254 rounded to nearest
+//     (ties to even), so hi and lo are both in [-127, 127] (never -128).  Token t becomes two rows:
 //     row 2t holds hi with scale 254 s (rounded to fp32), row 2t+1 holds lo with scale s.
 //     Every int8 kernel multiplies both rows against the same weights; a token's output is
 //         y = canonical(row 2t) + canonical(row 2t+1)        (one fp32 rounding; simd.h)
@@ -115,6 +115,7 @@ typedef struct Q8ActBuf {
     size_t cap_blocks;    // capacity in blocks (T * nb)
     float *out;           // q8_actbuf_out: outputs per digit row before q8_combine_digits
     size_t cap_out;       // in floats
+    uint64_t gen;         // +1 each time a quantization writes the storage
 } Q8ActBuf;
 // Make room for nblocks blocks; returns 0, or -1 on out of memory (message set).
 int q8_actbuf_reserve(Q8ActBuf *b, size_t nblocks);
