@@ -85,9 +85,10 @@ grep -q "model q8a8, transcoder q8a8" "$TMP/aa8" || fail "attribute: q8a8 dtypes
 [ "$(head -3 "$TMP/aq")" = "$(head -3 "$TMP/aq2")" ] || fail "attribute: --dtype q8 vs the q8 file: $(head -3 "$TMP/aq" "$TMP/aq2")"
 [ "$(head -3 "$TMP/aq")" != "$(head -3 "$TMP/af")" ] || fail "attribute q8: the same graph as fp32"
 $CTRACE validate "$TMP/gq.ctg" "$M" -z "$Z" --clt "$TMP/clt" --top 3 --dtype q8 --clt-dtype q8 >"$TMP/vq" 2>/dev/null || fail "validate q8"
-# constrained mode under int8: each frozen run quantizes its activations, so ~0.99, not 1
+# constrained mode under int8: each frozen run quantizes its activations again; with 16-bit
+# activations that moves the correlation by < 1e-5 (8-bit activations gave ~0.99)
 awk '/^overall/ { f = 1 } /^logits only/ { f = 0 }
-     f { for (i = 1; i < NF; i++) if ($i == "constrained") { n++; if ($(i + 2) < 0.95) bad = 1 } }
+     f { for (i = 1; i < NF; i++) if ($i == "constrained") { n++; if ($(i + 2) < 0.999) bad = 1 } }
      END { exit bad || n != 2 }' "$TMP/vq" ||
     fail "validate q8: constrained correlation: $(cat "$TMP/vq")"
 expect_fail "q8 graph, f32 transcoder" "is this the transcoder" $CTRACE validate "$TMP/gq.ctg" "$M" -z "$Z" --clt "$TMP/clt" --dtype q8
