@@ -11,6 +11,13 @@
 #include "engine/common.h"
 #include "simd/simd.h"
 
+// Four-lane vectors (GCC/clang vector extensions: SSE2 on x86-64, NEON on aarch64).
+typedef float v4f __attribute__((vector_size(16)));
+typedef int32_t v4i __attribute__((vector_size(16)));
+static inline v4f v4f_set(float a) { return (v4f){a, a, a, a}; }
+// m ? a : b lane by lane (m: a comparison's all-ones / zero lanes).
+static inline v4f v4f_sel(v4i m, v4f a, v4f b) { return (v4f)(((v4i)a & m) | ((v4i)b & ~m)); }
+
 // Round to nearest, ties to even, for |v| <= 2^22: adding and removing 1.5 * 2^23 leaves the
 // rounded integer (IEEE addition rounds to nearest even).  -ffp-contract=off and no fast-math
 // keep the compiler from folding it.  Same bits as rintf in the default rounding mode.
@@ -202,25 +209,30 @@ void q8_act_block16(int8_t *qhi, float *dhi, int32_t *nhi, int8_t *qlo, float *d
         *dhi = *dlo = bad ? NAN : 0.0f;
         return;
     }
-    // Fixed trip counts over a zero-padded copy, float arithmetic only: the compiler
-    // vectorises it (a prefill quantizes every input row of every product).
-    float xb[QK8] = {0}, h[QK8], l[QK8];
+    // Four lanes at a time in GCC vector extensions (SSE2 / NEON, no ISA file): a prefill
+    // quantizes every input row of every product, and gcc does not vectorise the scalar form.
+    // Same arithmetic as one lane would do, so the bits do not depend on the ISA.
+    float xb[QK8] = {0};
     memcpy(xb, x, n * sizeof(float));
-    const float vmax = (float)Q8_VMAX16, id = vmax / amax, dg = (float)Q8_DIGIT;
-    for (int k = 0; k < QK8; k++) {
-        float v = round_even(xb[k] * id);
-        v = v > vmax ? vmax : v < -vmax ? -vmax : v;
-        float hk = round_even(v / dg);   // v / 254 is exact at the halves (k + 0.5): ties to even
-        h[k] = hk;
-        l[k] = v - dg * hk;              // exact: small integers
+    const float vmax = (float)Q8_VMAX16, id = vmax / amax, dg = (float)Q8_DIGIT, idg = 1.0f / dg;
+    const v4f magic = v4f_set(12582912.0f), vid = v4f_set(id), vm = v4f_set(vmax), vdg = v4f_set(dg),
+              vidg = v4f_set(idg), one = v4f_set(1.0f), lim = v4f_set(127.0f);
+    v4i sh4 = {0, 0, 0, 0}, sl4 = {0, 0, 0, 0};
+    for (int k = 0; k < QK8; k += 4) {
+        v4f xv;
+        memcpy(&xv, xb + k, sizeof xv);
+        v4f v = (xv * vid + magic) - magic;               // round half even (as round_even)
+        v = v4f_sel(v > vm, vm, v);                       // clamp to [-vmax, vmax]
+        v = v4f_sel(v < -vm, -vm, v);
+        v4f hk = (v * vidg + magic) - magic;              // the nearest digit or its neighbour
+        v4f lk = v - vdg * hk;                            // exact (small integers) ...
+        v4f up = (v4f)((v4i)one & (lk > lim));           // ... brought into [-127, 127]
+        v4f dn = (v4f)((v4i)one & (lk < -lim));
+        v4i hi = __builtin_convertvector(hk + up - dn, v4i), lo = __builtin_convertvector(lk - vdg * up + vdg * dn, v4i);
+        sh4 += hi, sl4 += lo;
+        for (int j = 0; j < 4; j++) qhi[k + j] = (int8_t)hi[j], qlo[k + j] = (int8_t)lo[j];
     }
-    int32_t sh = 0, sl = 0;
-    for (int k = 0; k < QK8; k++) {
-        qhi[k] = (int8_t)h[k];
-        qlo[k] = (int8_t)l[k];
-        sh += qhi[k];
-        sl += qlo[k];
-    }
+    int32_t sh = sh4[0] + sh4[1] + sh4[2] + sh4[3], sl = sl4[0] + sl4[1] + sl4[2] + sl4[3];
     float sc = amax / vmax;
     *dlo = sc;
     *dhi = sc * dg;

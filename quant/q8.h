@@ -30,8 +30,9 @@
 //   - 8-bit (digits = 1, `--dtype q8a8`): one row per token, the BlockQ8 rule (d = amax/127);
 //   - 16-bit as two int8 digits (digits = 2, `--dtype q8`, the default): per block the scale
 //     s = amax / 32258 and the integer v = round_half_even(x / s) in [-32258, 32258]
-//     (32258 = 127 * 254), split as v = 254 * hi + lo with hi = v / 254 rounded to nearest
-//     (ties to even), so hi and lo are both in [-127, 127] (never -128).  Token t becomes two rows:
+//     (32258 = 127 * 254), split as v = 254 * hi + lo with hi = round_half_even(v * fl(1/254))
+//     and lo = v - 254 * hi, moved by one digit when |lo| > 127 (v / 254 within half a step of
+//     a half), so hi and lo are both in [-127, 127] (never -128).  Token t becomes two rows:
 //     row 2t holds hi with scale 254 s (rounded to fp32), row 2t+1 holds lo with scale s.
 //     Every int8 kernel multiplies both rows against the same weights; a token's output is
 //         y = canonical(row 2t) + canonical(row 2t+1)        (one fp32 rounding; simd.h)
