@@ -616,6 +616,16 @@ static inline Q8Panels kc_pack(const BlockQ8 *W, size_t rows, size_t cols, size_
 }
 
 // ---- quantizer and repacking (table independent; run once, on the scalar table) -------------
+// n random values of a quantizer case: scale 1e-3, 1e3 or 1 by rep, a negative extreme (-1.5
+// scale) every 7th rep.  Returns the scale.
+static inline float kc_q8_block_input(float *x, size_t n, int rep, uint64_t *seed)
+{
+    float scale = rep % 4 == 0 ? 1e-3f : rep % 4 == 1 ? 1e3f : 1.0f;
+    kc_fill(x, n, seed, -scale, scale);
+    if (rep % 7 == 0) x[kc_rand(seed) % n] = -scale * 1.5f;
+    return scale;
+}
+
 static inline void kc_check_q8_format(KcStats *st, const SimdKernels *K)
 {
     uint64_t seed = 21;
@@ -628,9 +638,7 @@ static inline void kc_check_q8_format(KcStats *st, const SimdKernels *K)
         for (int rep = 0; rep < 200; rep++) {
             size_t n = ns[ni];
             float x[32];
-            float scale = rep % 4 == 0 ? 1e-3f : rep % 4 == 1 ? 1e3f : 1.0f;
-            kc_fill(x, n, &seed, -scale, scale);
-            if (rep % 7 == 0) x[kc_rand(&seed) % n] = -scale * 1.5f;   // a negative extreme
+            float scale = kc_q8_block_input(x, n, rep, &seed);
             if (rep % 11 == 0) x[kc_rand(&seed) % n] = scale * 8.0f;   // an outlier (clipping pays)
             BlockQ8 b, w;
             q8_quantize_block_amax(&b, x, n);
@@ -679,9 +687,7 @@ static inline void kc_check_q8_format(KcStats *st, const SimdKernels *K)
         for (int rep = 0; rep < 200; rep++) {
             size_t n = ns[ni];
             float x[32];
-            float scale = rep % 4 == 0 ? 1e-3f : rep % 4 == 1 ? 1e3f : 1.0f;
-            kc_fill(x, n, &seed, -scale, scale);
-            if (rep % 7 == 0) x[kc_rand(&seed) % n] = -scale * 1.5f;
+            float scale = kc_q8_block_input(x, n, rep, &seed);
             if (rep % 13 == 0) x[kc_rand(&seed) % n] = 127.5f * scale / 32258.0f;   // a digit boundary
             int8_t qh[32], ql[32];
             float dh, dl;
