@@ -40,6 +40,13 @@ static int opts_digits(const QuantOpts *o, int *dg) {
     return CT_OK;
 }
 
+// o (or the defaults) with the activation digits of the int8 dtype d.
+static QuantOpts opts_for_dtype(const QuantOpts *o, CtDtype d) {
+    QuantOpts q = o ? *o : quant_opts_default();
+    q.act_digits = ct_dtype_digits(d);
+    return q;
+}
+
 // ---- thread-local activation scratch ---------------------------------------------------------
 static pthread_key_t g_act_key;
 static pthread_once_t g_act_once = PTHREAD_ONCE_INIT;
@@ -298,8 +305,7 @@ int model_quantize(Model *m, const QuantOpts *opts) {
 int model_set_dtype(Model *m, CtDtype d, const QuantOpts *o) {
     if (d == CT_DTYPE_BF16 || d == CT_DTYPE_BF16DOT) return model_to_bf16(m, d == CT_DTYPE_BF16DOT, o);
     if (ct_dtype_is_q8(d)) {
-        QuantOpts q = o ? *o : quant_opts_default();
-        q.act_digits = ct_dtype_digits(d);
+        QuantOpts q = opts_for_dtype(o, d);
         return model_quantize(m, &q);
     }
     if (d != CT_DTYPE_F32) return ct_error("dtype: unknown value %d", (int)d);
@@ -773,8 +779,7 @@ int clt_set_dtype(Clt *c, CtDtype d, const QuantOpts *o) {
     if (d != CT_DTYPE_F32 && !ct_dtype_is_q8(d))
         return ct_error("transcoder dtype %s: transcoders run f32, q8 or q8a8", ct_dtype_name(d));
     if (ct_dtype_is_q8(d)) {
-        QuantOpts q = o ? *o : quant_opts_default();
-        q.act_digits = ct_dtype_digits(d);
+        QuantOpts q = opts_for_dtype(o, d);
         return clt_quantize(c, &q);
     }
     clt_dequantize(c);
