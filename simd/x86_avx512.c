@@ -285,6 +285,15 @@ static void scale_f32_avx512(float *y, float a, const float *x, size_t n)
 #define DPBUSD_BCST(acc, w, p) \
     __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(w), "m"(*(const int32_t *)(const void *)(p)))
 
+// The 4 bytes at p in every 32-bit lane, as an asm load: the compiler cannot hoist it out of the
+// block loop (clang would hoist all 8 x TT of them into registers and spill).
+AI __m512i BCAST32(const void *p)
+{
+    __m512i v;
+    __asm__("vpbroadcastd %1, %0" : "=v"(v) : "m"(*(const int32_t *)p));
+    return v;
+}
+
 // What a tile reads and writes.  "rows" of the output are lanes: W rows (y = W x), or W
 // columns for the transposed layout (y = W^T g).
 typedef struct Q8Tile {
@@ -350,13 +359,15 @@ AI void tile_q8_avx512(const int R, const int TT, const int LS, const Q8Tile *a,
         }
 #pragma GCC unroll 8
         for (int j = 0; j < 8; j++) {
-            __m512i w[2];
+            __m512i w[2], xb[6];
 #pragma GCC unroll 2
             for (int r = 0; r < R; r++) w[r] = _mm512_loadu_si512((const void *)(wp + r * pstride + qoff + 64 * j));
 #pragma GCC unroll 6
+            for (int t = 0; t < TT; t++) xb[t] = BCAST32(xp[t] + 4 * j);   // 4 activation bytes to every row lane
+#pragma GCC unroll 6
             for (int t = 0; t < TT; t++)
 #pragma GCC unroll 2
-                for (int r = 0; r < R; r++) DPBUSD_BCST(ia[r][t], w[r], xp[t] + 4 * j);   // 4 activation bytes to every row lane
+                for (int r = 0; r < R; r++) ia[r][t] = _mm512_dpbusd_epi32(ia[r][t], w[r], xb[t]);
         }
 #pragma GCC unroll 2
         for (int r = 0; r < R; r++) {
