@@ -280,8 +280,7 @@ static void scale_f32_avx512(float *y, float a, const float *x, size_t n)
 // order, lanes = rows: bit-identical to the reference.
 
 // acc += vpdpbusd(w, broadcast of the 4 bytes at p): the broadcast stays an embedded memory
-// operand ({1to16}).  As an intrinsic, clang hoists all 8 x TT broadcasts of a block into
-// registers and spills them and the accumulators (0.3 of peak instead of 0.7).
+// operand ({1to16}); the decode matvec uses it (each activation word feeds one product there).
 #define DPBUSD_BCST(acc, w, p) \
     __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(w), "m"(*(const int32_t *)(const void *)(p)))
 
@@ -389,9 +388,9 @@ AI void tile_q8_avx512(const int R, const int TT, const int LS, const Q8Tile *a,
 // Tokens [0, T) for panels p .. p+R-1: full Q8_TT-token tiles, then the rest.  LS: lane scales
 // (1 for W x, 0 for the transposed layout) as a compile-time constant, so no branch sits in
 // the block loop (clang then keeps every accumulator in a register).
-// Tokens per tile: 2 x 6 tiles need 24 accumulators + 2 weights in the 32 zmm registers.
-// gcc 12 allocates them all (~0.7 of the VNNI peak); clang 14 spills the float accumulators
-// to the stack (~0.45), and smaller tiles were slower still with clang.
+// Tokens per tile: 2 x 6 tiles need 24 accumulators + 2 weights + 6 broadcast activation
+// words: all 32 zmm registers.  gcc 12 allocates them all (~0.75 of the VNNI peak); clang 14
+// spills the float accumulators to the stack (~0.5), and smaller tiles were slower with clang.
 #define Q8_TT 6
 AI void tokens_q8_avx512(const int R, const int LS, const Q8Tile *a, size_t p, size_t T)
 {
