@@ -1303,7 +1303,7 @@ static void act_topk(const float *h, float *a, int F, int k) {
     memset(a, 0, (size_t)F * sizeof *a);
     for (int i = 0; i < n; i++) {
         float v = heap[i].v;
-        a[heap[i].i] = (v > 0 || v != v) ? v : 0.0f;  // ReLU after selection; NaN stays visible
+        a[heap[i].i] = simd_jump_act(v, 0.0f);  // ReLU after selection
     }
     if (heap != stack) free(heap);
 }
@@ -1312,11 +1312,11 @@ void clt_activate(const Clt *c, int l, const float *h, float *a) {
     int F = c->F;
     if (c->act.kind == CLT_ACT_JUMPRELU) {
         const float *th = c->layers[l].threshold;
-        for (int f = 0; f < F; f++) a[f] = (h[f] > th[f] || h[f] != h[f]) ? h[f] : 0.0f;
+        for (int f = 0; f < F; f++) a[f] = simd_jump_act(h[f], th[f]);
     } else if (c->act.kind == CLT_ACT_TOPK) {
         act_topk(h, a, F, c->act.k);
     } else {
-        for (int f = 0; f < F; f++) a[f] = (h[f] > 0 || h[f] != h[f]) ? h[f] : 0.0f;
+        for (int f = 0; f < F; f++) a[f] = simd_jump_act(h[f], 0.0f);
     }
 }
 

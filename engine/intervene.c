@@ -189,7 +189,7 @@ float iv_feature_act(const Clt *c, int l, int f, const float *x, float *scratch)
     }
     float h = iv_feature_pre(c, l, f, x);
     float th = c->act.kind == CLT_ACT_JUMPRELU ? c->layers[l].threshold[f] : 0.0f;
-    return (h > th || h != h) ? h : 0.0f;   // clt_activate's rule, NaN passes through
+    return simd_jump_act(h, th);   // clt_activate's rule
 }
 
 // ---- the hook -------------------------------------------------------------------------------------

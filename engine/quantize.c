@@ -819,7 +819,7 @@ void clt_q8_encode(const Clt *c, int l, const float *X, int T, float *pre, float
             for (size_t f = 0; f < F; f++) {
                 float h = (hi[f] + lo[f]) + ly->b_enc[f], th = theta ? theta[f] : 0.0f;
                 if (pre) pre[t * F + f] = h;
-                act[t * F + f] = (h > th || h != h) ? h : 0.0f;
+                act[t * F + f] = simd_jump_act(h, th);
             }
         }
     }

@@ -263,7 +263,7 @@ AI void q8_store16(const Q8Tile *a, size_t t, size_t o, const float32x4_t v[4])
         for (size_t i = 0; i < n; i++) {
             float h = tmp[i] + a->bias[o + i], th = a->theta ? a->theta[o + i] : 0.0f;
             if (a->pre) a->pre[t * a->ldy + o + i] = h;
-            y[i] = (h > th || h != h) ? h : 0.0f;
+            y[i] = simd_jump_act(h, th);
         }
     } else if (n == 16) {
         for (int h = 0; h < 4; h++) vst1q_f32(y + 4 * h, v[h]);

@@ -172,7 +172,7 @@ static void encode_q8_scalar(float *pre, float *act, size_t ld, const Q8Panels *
             for (size_t t = 0; t < T; t++) {
                 float h = out_q8_scalar(W, X, p, i, t) + bias[r];
                 if (pre) pre[t * ld + r] = h;
-                act[t * ld + r] = (h > th || h != h) ? h : 0.0f;
+                act[t * ld + r] = simd_jump_act(h, th);
             }
         }
 }

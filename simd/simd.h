@@ -36,6 +36,11 @@
 
 #include "quant/q8.h"
 
+// The JumpReLU rule of every transcoder path (clt_activate, interventions, encode_q8 and its
+// vector forms): h passes when above the threshold th (th = 0: ReLU), and NaN passes too so a
+// bad input stays visible downstream instead of reading as an inactive feature.
+static inline float simd_jump_act(float h, float th) { return (h > th || h != h) ? h : 0.0f; }
+
 typedef struct SimdKernels {
     const char *name;   // "scalar", "avx2", "avx512", "neon"
 
@@ -104,8 +109,8 @@ typedef struct SimdKernels {
     void (*matmul_q8t)(float *Y, size_t ldy, const Q8PanelsT *Wt, const Q8Act *V, size_t T, size_t p0, size_t p1);
 
     // Transcoder encoder: h = canonical(r, t) + bias[r] (one rounding), then
-    //     act[t*ld + r] = (h > theta[r] || h != h) ? h : 0     (theta == NULL: threshold 0, ReLU)
-    // and pre[t*ld + r] = h when pre != NULL.  NaN stays visible, as in clt_activate.
+    //     act[t*ld + r] = simd_jump_act(h, theta[r])     (theta == NULL: threshold 0, ReLU)
+    // and pre[t*ld + r] = h when pre != NULL.
     void (*encode_q8)(float *pre, float *act, size_t ld, const Q8Panels *W, const Q8Act *X, size_t T,
                       size_t p0, size_t p1, const float *bias, const float *theta);
 
