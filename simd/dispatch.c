@@ -165,3 +165,14 @@ int simd_force(SimdIsa isa)
     atomic_store(&active_isa, isa);
     return 0;
 }
+
+static atomic_int matvec_streams;
+
+int simd_q8_matvec_streams(int n)
+{
+    if (n != 0 && n != 1 && n != 2 && n != 4) return -1;
+    atomic_store(&matvec_streams, n);
+    return 0;
+}
+
+int simd_q8_matvec_streams_forced(void) { return atomic_load_explicit(&matvec_streams, memory_order_relaxed); }

@@ -170,6 +170,12 @@ const SimdKernels *simd_kernels_for(SimdIsa isa);
 // Force a table for the rest of the process (tests, benchmarks); returns 0 or -1 if unsupported
 // (then the active table is unchanged).  Not meant to race with kernels running on other threads.
 int simd_force(SimdIsa isa);
+// The AVX-512 decode matvec (matvec_q8, matvec_q8x2) reads 1, 2 or 4 runs of panels side by
+// side, chosen per thread at run time by measured speed (x86_avx512.c); every count gives the
+// same bits.  n = 1, 2 or 4 forces a count for the rest of the process (tests, benchmarks), 0
+// restores the choice; returns 0, or -1 (and changes nothing) for any other n.
+int simd_q8_matvec_streams(int n);
+int simd_q8_matvec_streams_forced(void);   // 0 or the forced count
 
 // Per-ISA fill functions: each overwrites the entries its file implements.
 void simd_fill_scalar(SimdKernels *k);

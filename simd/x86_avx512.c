@@ -488,8 +488,8 @@ AI void mv_store(const int DG, const Q8Tile *a, size_t p, const __m512 *acc)
     q8_store(a, 0, p * 16, DG == 2 ? _mm512_add_ps(acc[0], acc[1]) : acc[0]);
 }
 
-// Software prefetch distance of the decode matvec, in blocks of each stream (6 x 576 B).
-#define MV_PF_BLOCKS 6
+// Software prefetch distance of the decode matvec, in blocks of each run (4 x 576 B).
+#define MV_PF_BLOCKS 4
 
 // Every line of the two blocks at p + MV_PF_BLOCKS blocks into L1.
 AI void mv_prefetch(const uint8_t *p)
@@ -498,43 +498,99 @@ AI void mv_prefetch(const uint8_t *p)
     for (int c = 0; c < 18; c++) _mm_prefetch((const char *)(p + MV_PF_BLOCKS * Q8_PANEL_BLOCK_BYTES + 64 * c), _MM_HINT_T0);
 }
 
-// ref: scalar.c matvec_q8_scalar / matvec_q8x2_scalar.  Decode streams the packed weights from
-// DRAM once, and one sequential stream does not reach a core's read bandwidth on Zen 5 (~0.7
-// of the streaming-read probe; bench/probes.h reads with one and two streams): the panels
-// [p0, p1) are split into two halves read side by side (two sequential streams), two blocks of
-// each per step, every line prefetched into L1 MV_PF_BLOCKS blocks ahead (measured best of 3-12
-// and of fewer lines; ~+15% over the hardware prefetcher alone).  Each panel's blocks stay in
-// order, so the float accumulation is the canonical one.  An odd panel count leaves one panel
-// for the end; the prefetches past p1 touch at most 2 x 6 blocks beyond the slice (inside the
-// packed matrix or harmlessly past it: prefetches never fault).
-AI void matvec_q8_dg(const int DG, float *y, const Q8Panels *W, const Q8Act *x, size_t p0, size_t p1)
+// Panels [p0, p1) read as NS runs of equal length side by side (NS sequential streams), two
+// blocks of each per step, every line prefetched into L1 MV_PF_BLOCKS blocks ahead.  Each
+// panel's blocks stay in order, so the float accumulation is the canonical one whatever NS
+// is.  The 0 .. NS-1 panels left over run one at a time at the end; the prefetches past a
+// run's end touch at most MV_PF_BLOCKS blocks beyond it (inside the packed matrix or
+// harmlessly past it: prefetches never fault).
+AI void matvec_q8_runs(const int DG, const int NS, float *y, const Q8Panels *W, const Q8Act *x, size_t p0,
+                       size_t p1)
 {
     Q8Tile a = tile_fwd(W, x, y, 0);
-    const size_t nb = W->nb, B = Q8_PANEL_BLOCK_BYTES, half = (p1 - p0) / 2;
-    for (size_t p = p0; p < p0 + half; p++) {
-        const uint8_t *u = W->data + p * nb * B, *v = W->data + (p + half) * nb * B;
-        __m512 au[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()}, av[2] = {au[0], au[0]};
+    const size_t nb = W->nb, B = Q8_PANEL_BLOCK_BYTES, run = (p1 - p0) / NS;
+    for (size_t p = p0; p < p0 + run; p++) {
+        const uint8_t *u[4];
+        __m512 acc[4][2];
+#pragma GCC unroll 4
+        for (int s = 0; s < NS; s++) {
+            u[s] = W->data + (p + s * run) * nb * B;
+            acc[s][0] = acc[s][1] = _mm512_setzero_ps();
+        }
         size_t b = 0;
-        for (; b + 2 <= nb; b += 2, u += 2 * B, v += 2 * B) {
-            mv_prefetch(u);
-            mv_prefetch(v);
-            mv_block(DG, u, x, b, au);
-            mv_block(DG, v, x, b, av);
-            mv_block(DG, u + B, x, b + 1, au);
-            mv_block(DG, v + B, x, b + 1, av);
+        for (; b + 2 <= nb; b += 2) {
+#pragma GCC unroll 4
+            for (int s = 0; s < NS; s++) mv_prefetch(u[s]);
+#pragma GCC unroll 4
+            for (int s = 0; s < NS; s++) mv_block(DG, u[s], x, b, acc[s]);
+#pragma GCC unroll 4
+            for (int s = 0; s < NS; s++) {
+                mv_block(DG, u[s] + B, x, b + 1, acc[s]);
+                u[s] += 2 * B;
+            }
         }
         if (b < nb) {
-            mv_block(DG, u, x, b, au);
-            mv_block(DG, v, x, b, av);
+#pragma GCC unroll 4
+            for (int s = 0; s < NS; s++) mv_block(DG, u[s], x, b, acc[s]);
         }
-        mv_store(DG, &a, p, au);
-        mv_store(DG, &a, p + half, av);
+#pragma GCC unroll 4
+        for (int s = 0; s < NS; s++) mv_store(DG, &a, p + s * run, acc[s]);
     }
-    if ((p1 - p0) & 1) {
-        const uint8_t *u = W->data + (p1 - 1) * nb * B;
-        __m512 au[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
-        for (size_t b = 0; b < nb; b++, u += B) mv_block(DG, u, x, b, au);
-        mv_store(DG, &a, p1 - 1, au);
+    for (size_t p = p0 + NS * run; p < p1; p++) {
+        const uint8_t *u = W->data + p * nb * B;
+        __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
+        for (size_t b = 0; b < nb; b++, u += B) mv_block(DG, u, x, b, acc);
+        mv_store(DG, &a, p, acc);
+    }
+}
+
+// How many runs to read side by side.  The count changes no bit of the result but changes the
+// read bandwidth of a DRAM-bound matvec, and which count is fastest changes with the state of
+// the machine: on the shared VM this was written on, paired runs against the two-stream read
+// probe (bench/probes.h) gave 4 runs 0.88-1.03 and 1 run 0.78-0.80 in some minutes, 1 run
+// 0.85-0.91 and 4 runs 0.66-0.78 in others (2 runs between the two).  So each thread times its
+// large matvecs (rdtsc), keeps a running average of bytes per tick for each count, reads with
+// the best, and tries the next count on every MV_EXPLORE-th large call; a count never timed
+// yet is tried first.  Calls under MV_TUNE_BYTES (caches hold most of them) read with 2 runs
+// untimed.  simd_q8_matvec_streams (simd.h) forces a count.
+#define MV_TUNE_BYTES ((size_t)8 << 20)
+#define MV_EXPLORE 8
+static const int mv_counts[3] = {1, 2, 4};
+typedef struct {
+    double rate[3];    // bytes per tick, running average (0: not timed yet)
+    unsigned calls;    // large calls so far
+} MvTune;
+static _Thread_local MvTune mv_tune;
+
+static int mv_pick(void)
+{
+    MvTune *t = &mv_tune;
+    int best = 0;
+    for (int k = 0; k < 3; k++) {
+        if (t->rate[k] == 0) return k;
+        if (t->rate[k] > t->rate[best]) best = k;
+    }
+    if (++t->calls % MV_EXPLORE == 0) return (best + 1 + (int)(t->calls / MV_EXPLORE) % 2) % 3;
+    return best;
+}
+
+AI void matvec_q8_dg(const int DG, float *y, const Q8Panels *W, const Q8Act *x, size_t p0, size_t p1)
+{
+    int ns = simd_q8_matvec_streams_forced();
+    size_t bytes = (p1 - p0) * W->nb * Q8_PANEL_BLOCK_BYTES;
+    int k = -1;
+    if (!ns) {
+        if (bytes < MV_TUNE_BYTES) ns = 2;
+        else ns = mv_counts[k = mv_pick()];
+    }
+    uint64_t t0 = k >= 0 ? __rdtsc() : 0;
+    if (ns == 1) matvec_q8_runs(DG, 1, y, W, x, p0, p1);
+    else if (ns == 2) matvec_q8_runs(DG, 2, y, W, x, p0, p1);
+    else matvec_q8_runs(DG, 4, y, W, x, p0, p1);
+    if (k >= 0) {
+        uint64_t dt = __rdtsc() - t0;
+        double r = (double)bytes / (double)(dt ? dt : 1), *m = &mv_tune.rate[k];
+        *m = *m == 0 ? r : 0.5 * (*m + r);
     }
 }
 

@@ -880,6 +880,16 @@ static inline void kc_check_matmul_q8(KcStats *st, const SimdKernels *K)
             for (size_t ci = 0; ci < sizeof colss / sizeof colss[0]; ci++)
                 kc_q8_case(st, K, Ts[ti], rowss[ri], colss[ci], (ti + ri + ci) & 1, &seed);
     kc_q8_case(st, K, 64, 96, 768, 1, &seed);   // a prefill-sized tile set
+    // Enough panels for the decode matvec's side-by-side streams (AVX-512: 4 runs of 2-3 panels)
+    // with 0, 1, 2 and 3 panels left over, in one call and split in two.
+    // Each count forced (simd_q8_matvec_streams; small calls read with 2 runs otherwise).
+    static const size_t mvrows[] = {128, 200, 226, 250};
+    static const int counts[] = {1, 2, 4};
+    for (size_t c = 0; c < 3; c++) {
+        simd_q8_matvec_streams(counts[c]);
+        for (size_t i = 0; i < sizeof mvrows / sizeof mvrows[0]; i++) kc_q8_case(st, K, 3, mvrows[i], 65, i & 1, &seed);
+    }
+    simd_q8_matvec_streams(0);
     // Real activations, 8-bit and 16-bit (two digit rows): within the quantization bound of the
     // double-precision product of the int8 weights, sum_b (d_b / 2) sum_k |w_k|, plus float
     // rounding; decode (matvec_q8x2) == the batch (matmul_q8 + q8_combine_digits) bit for bit;
@@ -958,6 +968,48 @@ static inline void kc_check_matmul_q8(KcStats *st, const SimdKernels *K)
         kc_case(st, ok, K->name, "matmul_q8: a NaN activation scale must give NaN in token 0 only");
         free(W); free(base); kc_act_free(&X); free(Y);
     }
+}
+
+// The AVX-512 decode matvec reads 1, 2 or 4 runs of panels side by side, chosen per thread by
+// timing calls of 8 MB and more (x86_avx512.c): a matrix above that size, multiplied often
+// enough to time every count and to explore again, and with each count forced, gives
+// matmul_q8's rows bit for bit (matvec_q8 and matvec_q8x2; every table, the others have one
+// count).  Checks that simd_q8_matvec_streams refuses other counts.
+static inline void kc_check_matvec_q8_streams(KcStats *st, const SimdKernels *K)
+{
+    const size_t rows = 4100, cols = 2080, np = q8_npanels(rows);   // 257 panels, 9.9 MB packed
+    uint64_t seed = 91;
+    BlockQ8 *W = kc_q8_matrix(rows, cols, &seed);
+    uint8_t *base;
+    Q8Panels P = kc_pack(W, rows, cols, 1, &base);
+    KcAct X;
+    kc_act_init(&X, 2, cols, 1, &seed);
+    float *ref = kc_out(0, 2 * rows), *y = kc_out(1, rows);
+    K->matmul_q8(ref, rows, &P, &X.a, 2, 0, np);
+    Q8Act one = X.a, two = X.a;
+    one.T = 1;
+    two.digits = 2;
+    static const int forced[] = {0, 1, 2, 4};
+    for (size_t f = 0; f < 4; f++) {
+        kc_case(st, simd_q8_matvec_streams(forced[f]) == 0 && simd_q8_matvec_streams_forced() == forced[f],
+                K->name, "simd_q8_matvec_streams(%d) refused", forced[f]);
+        int ok = 1, ok2 = 1;
+        for (int call = 0; call < (forced[f] ? 1 : 20); call++) {   // 3 first timings + 2 explorations
+            for (size_t i = 0; i < rows; i++) y[1 + i] = kc_canary;
+            K->matvec_q8(y + 1, &P, &one, 0, np);
+            ok = ok && kc_guards_ok(y, 1, rows) && memcmp(y + 1, ref, rows * sizeof(float)) == 0;
+            K->matvec_q8x2(y + 1, &P, &two, 0, np);
+            for (size_t r = 0; r < rows && ok2; r++) ok2 = kc_same(y[1 + r], ref[r] + ref[rows + r]);
+        }
+        kc_case(st, ok, K->name, "matvec_q8 %zux%zu, streams %d: differs from matmul_q8 (or wrote outside y)", rows,
+                cols, forced[f]);
+        kc_case(st, ok2, K->name, "matvec_q8x2 %zux%zu, streams %d: differs from the sum of two matmul_q8 rows", rows,
+                cols, forced[f]);
+    }
+    kc_case(st, simd_q8_matvec_streams(3) == -1 && simd_q8_matvec_streams(-1) == -1 && simd_q8_matvec_streams_forced() == 4,
+            K->name, "simd_q8_matvec_streams accepted a count other than 0, 1, 2, 4");
+    simd_q8_matvec_streams(0);
+    free(W); free(base); kc_act_free(&X); free(ref); free(y);
 }
 
 // ---- matmul_q8t: y = W^T g --------------------------------------------------------------------

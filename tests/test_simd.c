@@ -46,6 +46,7 @@ Test(simd, rope_pairs) { for_each_table(check_rope, "rope_pairs_f32"); }
 Test(simd, axpy_scale) { for_each_table(check_axpy_scale, "axpy/scale"); }
 
 Test(simd, matmul_q8_matvec_q8_encode_q8) { for_each_table(kc_check_matmul_q8, "matmul_q8/matvec_q8/encode_q8"); }
+Test(simd, matvec_q8_stream_counts) { for_each_table(kc_check_matvec_q8_streams, "matvec_q8 stream counts"); }
 Test(simd, matmul_q8t) { for_each_table(kc_check_matmul_q8t, "matmul_q8t"); }
 Test(simd, decode_rows_q8) { for_each_table(kc_check_decode_q8, "decode_rows_q8"); }
 
