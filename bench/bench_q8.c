@@ -292,8 +292,8 @@ int main(int argc, char **argv) {
             Job j = {.K = K, .pool = th == 2 ? tp2 : NULL, .nt = th, .W = &Pbig, .X = dg == 2 ? &xa16 : &xa, .Y = y};
             double s = INFINITY, sf[3] = {INFINITY, INFINITY, INFINITY};
             // The AVX-512 matvec picks how many runs of panels it reads side by side (simd.h
-            // simd_q8_matvec_streams); its 8-bit row also times each count forced.
-            int forced = dg == 1 && k == SIMD_AVX512;
+            // simd_q8_matvec_streams); its rows also time each count forced.
+            int forced = k == SIMD_AVX512;
             if (th == 1) {
                 // One DRAM probe pass, one matvec pass, alternately: both see the same machine
                 // (this one is shared), and the ratio compares the best of each.
@@ -334,7 +334,8 @@ int main(int argc, char **argv) {
                          bytes / sf[2] / 1e9);
                 snprintf(rt, sizeof rt, "%.2f / %.2f / %.2f of 1-core DRAM read", bytes / sf[0] / 1e9 / dram,
                          bytes / sf[1] / 1e9 / dram, bytes / sf[2] / 1e9 / dram);
-                row(isa, th, "matvec_q8 (q8a8), 1 / 2 / 4 runs side by side forced", sz, fig, rt);
+                row(isa, th, dg == 2 ? "matvec_q8x2 (q8), 1 / 2 / 4 runs side by side forced"
+                                     : "matvec_q8 (q8a8), 1 / 2 / 4 runs side by side forced", sz, fig, rt);
             }
         }
         for (int sh = 0; sh < 2; sh++) {
