@@ -999,11 +999,12 @@ static inline void kc_check_matvec_q8_streams(KcStats *st, const SimdKernels *K)
             K->matvec_q8(y + 1, &P, &one, 0, np);
             ok = ok && kc_guards_ok(y, 1, rows) && memcmp(y + 1, ref, rows * sizeof(float)) == 0;
             K->matvec_q8x2(y + 1, &P, &two, 0, np);
+            ok2 = ok2 && kc_guards_ok(y, 1, rows);
             for (size_t r = 0; r < rows && ok2; r++) ok2 = kc_same(y[1 + r], ref[r] + ref[rows + r]);
         }
         kc_case(st, ok, K->name, "matvec_q8 %zux%zu, streams %d: differs from matmul_q8 (or wrote outside y)", rows,
                 cols, forced[f]);
-        kc_case(st, ok2, K->name, "matvec_q8x2 %zux%zu, streams %d: differs from the sum of two matmul_q8 rows", rows,
+        kc_case(st, ok2, K->name, "matvec_q8x2 %zux%zu, streams %d: differs from the sum of two matmul_q8 rows (or wrote outside y)", rows,
                 cols, forced[f]);
     }
     kc_case(st, simd_q8_matvec_streams(3) == -1 && simd_q8_matvec_streams(-1) == -1 && simd_q8_matvec_streams_forced() == 4,
