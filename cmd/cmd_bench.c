@@ -54,7 +54,7 @@ int cmd_bench_forward(int argc, char **argv) {
         if (!found) return cli_usage(cmd, "--isa: expected scalar|avx2|avx512|neon, got '%s'", isa);
     }
     Model m;
-    if (model_open(&m, path) != CT_OK) return cli_fail(cmd);
+    if (model_open_flags(&m, path, MODEL_OPEN_INT8_ONLY) != CT_OK) return cli_fail(cmd);
     if (P + G > m.c.seq_len) {
         ct_error("--prompt %ld + --gen %ld exceeds the model's seq_len %d", P, G, m.c.seq_len);   // before model_free clears m
         model_free(&m);

@@ -49,7 +49,7 @@ int cmd_generate(int argc, char **argv) {
 
     Model m;
     Tokenizer tok;
-    if (model_open(&m, model_path) != CT_OK) return cli_fail(cmd);
+    if (model_open_flags(&m, model_path, MODEL_OPEN_INT8_ONLY) != CT_OK) return cli_fail(cmd);
     if (tokenizer_open(&tok, tok_path, model_path, m.c.vocab_size) != CT_OK) {
         model_free(&m);
         return cli_fail(cmd);

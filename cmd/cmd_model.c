@@ -103,7 +103,7 @@ int cmd_logits(int argc, char **argv) {
     if (!toks) return cli_usage(cmd, "missing --tokens");
     if (wopt.clt_dtype) return cli_usage(cmd, "--clt-dtype: logits loads no transcoder");
     Model m;
-    if (model_open(&m, path) != CT_OK) return cli_fail(cmd);
+    if (model_open_flags(&m, path, MODEL_OPEN_INT8_ONLY) != CT_OK) return cli_fail(cmd);
     int T = m.c.seq_len, n = 0, rc = 1;
     size_t V = (size_t)m.c.vocab_size;
     int *ids = malloc(sizeof(int) * ((size_t)T + 1));

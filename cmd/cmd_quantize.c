@@ -52,7 +52,9 @@ int cli_apply_model_opts(const char *cmd, const CliWeightOpts *o, Model *m, Thre
     int q8 = ct_dtype_is_q8(d);
     if (q8) q.act_digits = ct_dtype_digits(d);
     int repack = q8 && (!model_is_q8(m) || nm != NUMA_OFF || o->f32_views);
-    if (d == CT_DTYPE_F32) model_set_dtype(m, CT_DTYPE_F32, NULL);
+    if (d == CT_DTYPE_F32) {
+        if (model_set_dtype(m, CT_DTYPE_F32, NULL) != CT_OK) return cli_fail(cmd);
+    }
     else if (q8) {
         if (repack && model_quantize(m, &q) != CT_OK) return cli_fail(cmd);
         m->q8->act_digits = q.act_digits;   // a quantized checkpoint keeps its packing: only the activations change

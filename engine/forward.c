@@ -35,6 +35,7 @@
 // bf16dot); everything else stays fp32.  The llama2.c path takes exactly the branches it
 // always took (bit-identical to run.c's loops).
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -251,8 +252,8 @@ static void matmul(ThreadPool *pool, const Model *m, float *Y, const float *W, c
     // Below ~64K multiply-adds a thread hand-off costs more than it saves.
     int nt = (rows * cols * n < (1u << 16)) ? 1 : pool_size(pool);
     if (Q && !B) {
-        // Scratch is grow-only per thread; if even that fails, the fp32 weights (always
-        // present) give a correct, slower answer.
+        // Scratch is grow-only per thread; if even that fails, the fp32 weights give a
+        // correct, slower answer (a model opened int8-only has none: abort below).
         Q8ActBuf *buf = q8_tls_actbuf();
         int dg = m->q8->act_digits;
         LastAct *la = &g_last_act;
@@ -265,6 +266,10 @@ static void matmul(ThreadPool *pool, const Model *m, float *Y, const float *W, c
             j.Q = Q, j.A = &la->A, j.q8 = m->q8;
             if ((size_t)nt > Q->np) nt = (int)Q->np;
         }
+    }
+    if (Q && !B && !j.Q && !W) {   // int8-only model (MODEL_OPEN_INT8_ONLY): nothing to fall back on
+        fprintf(stderr, "ctrace: out of memory for int8 activation scratch (%zu x %zu)\n", n, cols);
+        abort();
     }
     if (!j.Q && n > 1 && (size_t)nt > n) nt = (int)n;
     if (nt <= 1) matjob_task(&j, 0, 1);

@@ -176,11 +176,11 @@ static int map_weights(Model *m, const uint8_t *data, size_t size, const char *n
     return CT_OK;
 }
 
-int model_load_llama2c(Model *m, const char *path) {
+static int load_llama2c(Model *m, const char *path, int flags) {
     memset(m, 0, sizeof *m);
     if (ct_map_file(&m->file, path) != CT_OK) return CT_ERR;
     if (model_file_is_q8(m->file.data, m->file.size)) {   // `ctrace quantize` output
-        if (model_load_q8_mapped(m, path) != CT_OK) {
+        if (model_load_q8_mapped(m, path, !(flags & MODEL_OPEN_INT8_ONLY)) != CT_OK) {
             ct_unmap_file(&m->file);
             return CT_ERR;
         }
@@ -197,6 +197,8 @@ int model_load_llama2c(Model *m, const char *path) {
     return CT_OK;
 }
 
+int model_load_llama2c(Model *m, const char *path) { return load_llama2c(m, path, 0); }
+
 int model_path_is_hf(const char *path) {
     struct stat st;
     if (!path) return 0;
@@ -206,11 +208,13 @@ int model_path_is_hf(const char *path) {
     return strcmp(base, "config.json") == 0;
 }
 
-int model_open(Model *m, const char *path) {
+int model_open_flags(Model *m, const char *path, int flags) {
     if (!path) return ct_error("model: path: expected a file or directory name, got NULL");
     if (model_path_is_hf(path)) return hf_model_load(m, path);
-    return model_load_llama2c(m, path);
+    return load_llama2c(m, path, flags);
 }
+
+int model_open(Model *m, const char *path) { return model_open_flags(m, path, 0); }
 
 int model_from_llama2c_bytes(Model *m, const void *bytes, size_t n, const char *name) {
     memset(m, 0, sizeof *m);

@@ -106,6 +106,13 @@ int model_load_llama2c(Model *m, const char *path);
 // Open any model a user may pass: a Hugging Face model directory or its config.json
 // (engine/hf_model.h), else a llama2.c / q8 checkpoint file. What every subcommand calls.
 int model_open(Model *m, const char *path);
+// model_open with flags.  MODEL_OPEN_INT8_ONLY: a quantized checkpoint keeps only its int8
+// matrices (no fp32 copies: a quarter of the memory, faster load) until something asks for
+// fp32 (model_set_dtype f32 / bf16, model_quantize with dequant_f32; engine/quantize.h
+// model_q8_file_f32).  For commands that only run the forward (generate, logits,
+// bench-forward); code reading m->w's matrices directly must not get such a model.
+enum { MODEL_OPEN_INT8_ONLY = 1 };
+int model_open_flags(Model *m, const char *path, int flags);
 // 1 when path names a Hugging Face model (a directory, or a file named config.json).
 int model_path_is_hf(const char *path);
 // Build a model around owned memory laid out exactly as a llama2.c file (header included).

@@ -140,6 +140,7 @@ static void q8_free(Model *m) {
     if (!m->q8) return;
     free_copies(m->q8);
     restore_f32(m);
+    free(m->q8->file_f32);
     free(m->q8);
     m->q8 = NULL;
 }
@@ -153,6 +154,9 @@ void model_q8_free(Model *m) {
 
 void model_dequantize(Model *m) {
     if (!m->q8) return;
+    // A quantized checkpoint loaded without its fp32 matrices keeps running int8 if they
+    // cannot be made (out of memory; message set).
+    if (model_q8_file_f32(m) != CT_OK) return;
     free_copies(m->q8);
     if (!m->q8->src[0]) q8_free(m);   // nothing left to keep (fp32 checkpoint)
 }
@@ -226,15 +230,16 @@ int model_quantize(Model *m, const QuantOpts *opts) {
     int digits;
     if (opts_digits(&o, &digits) != CT_OK) return CT_ERR;
     model_from_bf16(m);   // int8 is packed from the fp32 weights
-    if (!m->w.w3)   // GPT-2's ungated MLP: the packed layout holds w1, w2 and w3 per layer
+    if (!m->w.w3 && !(m->q8 && m->q8->src[0]))   // GPT-2's ungated MLP: the packed layout holds w1, w2, w3 per layer
         return ct_error("q8: int8 weights need a gated MLP (gate/up/down); this %s model's MLP is ungated: "
                         "use --dtype f32", model_arch_name(c->arch));
     if (!m->q8) {
         if (!(m->q8 = calloc(1, sizeof *m->q8))) return ct_error("q8: out of memory");
     }
     ModelQ8 *q = m->q8;
-    free_copies(q);
     int from_file = q->src[0] != NULL;
+    if (from_file && o.dequant_f32 == 1 && model_q8_file_f32(m) != CT_OK) return CT_ERR;
+    free_copies(q);
     if (!from_file) restore_f32(m);
     size_t L = (size_t)c->n_layers, D = (size_t)c->dim, V = (size_t)c->vocab_size;
     q->L = c->n_layers;
@@ -309,6 +314,7 @@ int model_set_dtype(Model *m, CtDtype d, const QuantOpts *o) {
         return model_quantize(m, &q);
     }
     if (d != CT_DTYPE_F32) return ct_error("dtype: unknown value %d", (int)d);
+    if (model_q8_file_f32(m) != CT_OK) return CT_ERR;
     model_from_bf16(m);
     model_dequantize(m);
     return CT_OK;
@@ -339,7 +345,43 @@ static size_t q8_body_bytes(const Config *c) {
     return n;
 }
 
-int model_load_q8_mapped(Model *m, const char *name) {
+int model_q8_file_f32(Model *m) {
+    ModelQ8 *q = m->q8;
+    if (!q || !q->src[0] || q->file_f32 || m->w.wq) return CT_OK;
+    const Config *c = &m->c;
+    size_t L = (size_t)c->n_layers, V = (size_t)c->vocab_size, D = (size_t)c->dim;
+    size_t nf = c->shared_classifier ? 0 : V * D;
+    for (int k = 0; k < Q8M_PER_LAYER; k++) {
+        size_t r, cc;
+        mat_shape(c, k, &r, &cc);
+        nf += L * r * cc;
+    }
+    float *o = malloc(nf * sizeof(float));
+    if (!o) return ct_error("q8: out of memory for %zu dequantized fp32 weights (%.1f GB)", nf, nf * 4e-9);
+    q->file_f32 = o;
+    for (int k = 0; k < Q8M_PER_LAYER; k++) {
+        size_t r, cc;
+        mat_shape(c, k, &r, &cc);
+        q8_dequantize_matrix(o, q->src[k], L * r, cc);
+        *w_slot(&m->w, k) = o;
+        o += L * r * cc;
+    }
+    if (!c->shared_classifier) {
+        q8_dequantize_matrix(o, q->src_cls, V, D);
+        m->w.wcls = o;
+    }
+    return CT_OK;
+}
+
+// Index of the first block whose scale could make a dequantized weight non-finite (|q| <= 128),
+// or n.
+static size_t bad_scale(const BlockQ8 *b, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(b[i].d * 128.0f)) return i;
+    return n;
+}
+
+int model_load_q8_mapped(Model *m, const char *name, int f32) {
     const uint8_t *d = m->file.data;
     size_t size = m->file.size;
     if (size < Q8_HEADER)
@@ -375,13 +417,8 @@ int model_load_q8_mapped(Model *m, const char *name) {
     if (!q) return ct_error("q8: out of memory");
     memcpy(&q->src_fingerprint, d + 48, 8);
     size_t D = (size_t)c->dim, L = (size_t)c->n_layers, V = (size_t)c->vocab_size, nbD = q8_nblocks(D);
-    // fp32 weights (owned): norms copied, everything else dequantized once.
-    size_t nf = 2 * L * D + D + V * D + (c->shared_classifier ? 0 : V * D);
-    for (int k = 0; k < Q8M_PER_LAYER; k++) {
-        size_t r, cc;
-        mat_shape(c, k, &r, &cc);
-        nf += L * r * cc;
-    }
+    // fp32 (owned): norms and the embedding table; the matrices below (now, or on first need).
+    size_t nf = 2 * L * D + D + V * D;
     float *f = malloc(nf * sizeof(float));
     if (!f) {
         free(q);
@@ -405,30 +442,44 @@ int model_load_q8_mapped(Model *m, const char *name) {
         p += V * nbD * sizeof(BlockQ8);
     }
 #undef TAKE_F32
+    // A scale that is NaN/Inf (or so large that 128 x it is) would poison every product.
+    const char *bad_what = NULL;
+    size_t bad_at = 0;
+#define CHECK_SCALES(what, blocks, n) \
+    if (!bad_what && (bad_at = bad_scale((blocks), (n))) < (n)) bad_what = (what)
+    if (q->src_emb) CHECK_SCALES("token embedding", q->src_emb, V * nbD);
     for (int k = 0; k < Q8M_PER_LAYER; k++) {
         size_t r, cc;
         mat_shape(c, k, &r, &cc);
         q->src[k] = (const BlockQ8 *)p;
-        q8_dequantize_matrix(o, q->src[k], L * r, cc);
-        *w_slot(w, k) = o;
-        o += L * r * cc;
+        CHECK_SCALES(k_mat_names[k], q->src[k], L * r * q8_nblocks(cc));
         p += L * r * q8_nblocks(cc) * sizeof(BlockQ8);
     }
     if (!c->shared_classifier) {
         q->src_cls = (const BlockQ8 *)p;
-        q8_dequantize_matrix(o, q->src_cls, V, D);
-        w->wcls = o;
+        CHECK_SCALES("classifier", q->src_cls, V * nbD);
     }
-    // A scale that is NaN/Inf would poison every product: reject it.
+#undef CHECK_SCALES
     m->owned = f;
     m->q8 = q;
-    for (size_t i = 0; i < nf; i++)
-        if (!isfinite(f[i])) {
-            q8_free(m);
-            free(f);
-            m->owned = NULL;
-            return ct_error("%s: non-finite weight at fp32 index %zu after dequantization (corrupt file?)", name, i);
-        }
+    size_t bad_f32 = 0;
+    while (bad_f32 < nf && isfinite(f[bad_f32])) bad_f32++;
+    if (bad_what || bad_f32 < nf) {
+        q8_free(m);
+        free(f);
+        m->owned = NULL;
+        if (bad_what)
+            return ct_error("%s: %s: the scale of block %zu is not finite, or so large that its weights are not "
+                            "(corrupt file?)", name, bad_what, bad_at);
+        return ct_error("%s: non-finite fp32 weight at index %zu of the norms and embedding (corrupt file?)", name,
+                        bad_f32);
+    }
+    if (f32 && model_q8_file_f32(m) != CT_OK) {
+        q8_free(m);
+        free(f);
+        m->owned = NULL;
+        return CT_ERR;
+    }
     m->fingerprint = ct_hash64(d, size);
     if (model_quantize(m, NULL) != CT_OK) {
         q8_free(m);
@@ -603,6 +654,7 @@ int model_to_bf16(Model *m, int dot, const QuantOpts *opts) {
         m->bf16->dot = dot;
         return CT_OK;
     }
+    if (model_q8_file_f32(m) != CT_OK) return CT_ERR;
     model_from_bf16(m);
     model_dequantize(m);   // back to the fp32 weights (a quantized checkpoint keeps its dequantized ones)
     if (m->q8 && m->q8->redirected) q8_free(m);

@@ -85,6 +85,9 @@ typedef struct ModelQ8 {
     const BlockQ8 *src[Q8M_PER_LAYER]; // (L * rows, cols) each
     const BlockQ8 *src_cls;            // (V, D) untied only
     uint64_t src_fingerprint;          // of the fp32 checkpoint it came from
+    // Quantized checkpoint: the fp32 matrices (wq .. w3, the untied classifier) dequantized
+    // from src on first need (model_q8_file_f32); NULL until then.
+    float *file_f32;
     // fp32 views this module owns: dequantized embedding (tied) or every weight (dequant_f32)
     float *f32_owned;
     size_t f32_owned_n;
@@ -115,8 +118,16 @@ int model_save_q8(const Model *m, const char *path);
 // 1 if data starts with the quantized checkpoint magic.
 int model_file_is_q8(const uint8_t *data, size_t size);
 // Load a quantized checkpoint already mapped in m->file (model_load_llama2c calls this when
-// the magic matches; name is for messages).  m->c, m->w (dequantized fp32, owned), m->q8.
-int model_load_q8_mapped(Model *m, const char *name);
+// the magic matches; name is for messages).  m->c, m->q8, and m->w: norms and the embedding
+// table in fp32 (owned; a tied table dequantized), the matrices dequantized to fp32 now when
+// f32 is 1, else left NULL until model_q8_file_f32 (the int8 forward never reads them: a
+// 110M-parameter checkpoint then holds ~0.2 GB instead of ~0.7 GB).  Every block scale is
+// checked finite either way.
+int model_load_q8_mapped(Model *m, const char *name, int f32);
+// The fp32 matrices of a quantized checkpoint loaded without them: dequantized now (once).
+// CT_OK at once for any other model.  model_set_dtype (f32, bf16), model_to_bf16 and
+// model_quantize with dequant_f32 call it.
+int model_q8_file_f32(Model *m);
 
 // The copy of packed bytes p (inside copy[0]) that the calling thread should read: its
 // node's replica under --numa replicate, else p itself.

@@ -189,6 +189,81 @@ Test(quant, checkpoint_roundtrip_bit_identical) {
     free(qp); free(qp2); free(dir);
 }
 
+// MODEL_OPEN_INT8_ONLY: a quantized checkpoint without fp32 matrices runs the same bits, and
+// whatever asks for fp32 later (f32, bf16, fp32 views) gets exactly the eager load's values.
+static void int8_only_case(const char *qp, const int *ids, int n, ThreadPool *pool) {
+    Model e, z;
+    ASSERT_OK(model_open(&e, qp));
+    ASSERT_OK(model_open_flags(&z, qp, MODEL_OPEN_INT8_ONLY));
+    cr_assert(model_is_q8(&z));
+    cr_expect(z.w.wq == NULL && z.w.wk == NULL && z.w.wv == NULL && z.w.wo == NULL && z.w.w1 == NULL &&
+                  z.w.w2 == NULL && z.w.w3 == NULL,
+              "int8-only open kept fp32 matrices");
+    cr_expect(z.c.shared_classifier ? z.w.wcls == z.w.token_embedding : z.w.wcls == NULL);
+    cr_assert_not_null(z.w.token_embedding);
+    size_t V = (size_t)e.c.vocab_size, D = (size_t)e.c.dim;
+    cr_expect_eq(memcmp(z.w.token_embedding, e.w.token_embedding, V * D * sizeof(float)), 0);
+    float *a = logits_of(&e, ids, n, pool), *b = logits_of(&z, ids, n, pool);
+    cr_expect_eq(memcmp(a, b, sizeof(float) * (size_t)n * V), 0, "%s: int8-only logits differ", qp);
+    // fp32 views on demand: the eager load's matrices, bit for bit.
+    QuantOpts o = quant_opts_default();
+    o.dequant_f32 = 1;
+    ASSERT_OK(model_quantize(&z, &o));
+    const size_t L = (size_t)e.c.n_layers, Dq = (size_t)e.c.n_heads * (size_t)e.c.head_dim,
+                 Dkv = (size_t)e.c.n_kv_heads * (size_t)e.c.head_dim, Hd = (size_t)e.c.hidden_dim;
+    const float *ez[8][2] = {{e.w.wq, z.w.wq}, {e.w.wk, z.w.wk}, {e.w.wv, z.w.wv}, {e.w.wo, z.w.wo},
+                             {e.w.w1, z.w.w1}, {e.w.w2, z.w.w2}, {e.w.w3, z.w.w3}, {e.w.wcls, z.w.wcls}};
+    size_t nn[8] = {L * Dq * D, L * Dkv * D, L * Dkv * D, L * D * Dq, L * Hd * D, L * D * Hd, L * Hd * D, V * D};
+    for (int k = 0; k < 8; k++) {
+        cr_assert_not_null(ez[k][1], "matrix %d still NULL after fp32 views", k);
+        cr_expect_eq(memcmp(ez[k][0], ez[k][1], nn[k] * sizeof(float)), 0, "matrix %d differs from the eager load", k);
+    }
+    float *c = logits_of(&z, ids, n, pool);
+    cr_expect_eq(memcmp(a, c, sizeof(float) * (size_t)n * V), 0);
+    model_free(&z);
+    // --dtype f32 and bf16 from an int8-only open: the eager model's logits in that dtype.
+    CtDtype dts[2] = {CT_DTYPE_F32, CT_DTYPE_BF16};
+    for (int i = 0; i < 2; i++) {
+        ASSERT_OK(model_open_flags(&z, qp, MODEL_OPEN_INT8_ONLY));
+        ASSERT_OK(model_set_dtype(&z, dts[i], NULL));
+        ASSERT_OK(model_set_dtype(&e, dts[i], NULL));
+        float *x = logits_of(&e, ids, n, pool), *y = logits_of(&z, ids, n, pool);
+        cr_expect_eq(memcmp(x, y, sizeof(float) * (size_t)n * V), 0, "%s: %s logits differ after an int8-only open", qp,
+                     ct_dtype_name(dts[i]));
+        cr_expect_neq(memcmp(x, a, sizeof(float) * (size_t)n * V), 0, "%s did not leave the int8 path", ct_dtype_name(dts[i]));
+        free(x), free(y);
+        model_free(&z);
+    }
+    free(a), free(b), free(c);
+    model_free(&e);
+}
+
+Test(quant, int8_only_open) {
+    char *dir = tu_mkdtemp("ct_q8z");
+    cr_assert_not_null(dir);
+    char *qp = tu_join(dir, "m.q8"), *up = tu_join(dir, "u.bin"), *uq = tu_join(dir, "u.q8");
+    Model m;
+    load_260k(&m);
+    ASSERT_OK(model_save_q8(&m, qp));   // tied classifier
+    int ids[24];
+    for (int i = 0; i < 24; i++) ids[i] = (i * 37 + 1) % m.c.vocab_size;
+    model_free(&m);
+    ThreadPool *pool = pool_create(2);
+    int8_only_case(qp, ids, 24, NULL);
+    int8_only_case(qp, ids, 24, pool);
+    Config cu = {.dim = 64, .hidden_dim = 100, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2, .vocab_size = 77,
+                 .seq_len = 32, .shared_classifier = 0};
+    ASSERT_OK(model_write_random(up, &cu, 9));
+    ASSERT_OK(model_load_llama2c(&m, up));
+    ASSERT_OK(model_save_q8(&m, uq));   // untied: fp32 embedding, int8 classifier
+    model_free(&m);
+    for (int i = 0; i < 24; i++) ids[i] %= 77;
+    int8_only_case(uq, ids, 24, pool);
+    pool_destroy(pool);
+    tu_rmtree(dir);
+    free(qp), free(up), free(uq), free(dir);
+}
+
 Test(quant, checkpoint_header_errors) {
     char *dir = tu_mkdtemp("ct_q8h");
     char *qp = tu_join(dir, "m.q8"), *bp = tu_join(dir, "bad.q8");
@@ -224,6 +299,23 @@ Test(quant, checkpoint_header_errors) {
     tu_write_file(bp, g, n);
     cr_expect_eq(model_load_llama2c(&m, bp), CT_ERR);
     cr_expect(strstr(ct_errmsg(), "n_layers"), "%s", ct_errmsg());
+    // a block scale that is NaN (first wq block), or so large that 128 x it is Inf (the tied
+    // embedding's block 3): refused at load, int8-only or not, naming the matrix and block
+    int32_t hdr[7];
+    memcpy(hdr, f + 16, sizeof hdr);
+    size_t L = (size_t)hdr[2], D = (size_t)hdr[0], V = (size_t)abs(hdr[5]), nbD = (D + 31) / 32;
+    size_t emb = 64 + (2 * L * D + D) * sizeof(float), wq = emb + V * nbD * sizeof(BlockQ8);
+    float bad[2] = {NAN, 3e37f};
+    size_t at[2] = {wq, emb + 3 * sizeof(BlockQ8)};
+    const char *what[2] = {"wq: the scale of block 0", "token embedding: the scale of block 3"};
+    for (int i = 0; i < 2; i++)
+        for (int flags = 0; flags < 2; flags++) {
+            memcpy(g, f, n);
+            memcpy(g + at[i], &bad[i], sizeof(float));
+            tu_write_file(bp, g, n);
+            cr_expect_eq(model_open_flags(&m, bp, flags ? MODEL_OPEN_INT8_ONLY : 0), CT_ERR);
+            cr_expect(strstr(ct_errmsg(), what[i]) && strstr(ct_errmsg(), "bad.q8"), "%s", ct_errmsg());
+        }
     free(f); free(g);
     tu_rmtree(dir);
     free(qp); free(bp); free(dir);
