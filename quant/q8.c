@@ -1,6 +1,8 @@
 // q8.c — reference quantize / dequantize, activation quantization and the repacked layouts
-// of q8.h.  Plain C on purpose: every kernel table consumes the same activation bytes, so the
-// int8 products are bit-identical across ISAs by construction.
+// of q8.h.  Plain C on purpose: these are the references.  Activation rows go through the
+// kernel table's q8_act_row (scalar.c calls the block functions here; the vector tables do
+// the same float steps), so every table writes the same activation bytes and the int8
+// products are bit-identical across ISAs.
 #include "quant/q8.h"
 
 #include <float.h>
@@ -14,6 +16,7 @@
 // Four-lane vectors (GCC/clang vector extensions: SSE2 on x86-64, NEON on aarch64).
 typedef float v4f __attribute__((vector_size(16)));
 typedef int32_t v4i __attribute__((vector_size(16)));
+typedef int8_t v4c __attribute__((vector_size(4)));
 static inline v4f v4f_set(float a) { return (v4f){a, a, a, a}; }
 // m ? a : b lane by lane (m: a comparison's all-ones / zero lanes).
 static inline v4f v4f_sel(v4i m, v4f a, v4f b) { return (v4f)(((v4i)a & m) | ((v4i)b & ~m)); }
@@ -182,26 +185,72 @@ void q8_actbuf_free(Q8ActBuf *b) {
     memset(b, 0, sizeof *b);
 }
 
-// -128 * sum of a block's quants: the bias correction of the VNNI kernels (q8.h).
-static int32_t nsum_of(const int8_t *q) {
-    int32_t s = 0;
-    for (int k = 0; k < QK8; k++) s += q[k];
-    return -128 * s;
+// Largest |x| of a 32-value block (zero-padded) on float bits: for non-negative floats the
+// integer order is the float order, and NaN / Inf lie above FLT_MAX's bits, so this is
+// block_amax's value (a maximum does not depend on order) with one compare per lane.
+static float amax32(const float *x, int *bad) {
+    const v4i abs_mask = {0x7fffffff, 0x7fffffff, 0x7fffffff, 0x7fffffff};
+    v4i m = {0, 0, 0, 0};
+    for (int k = 0; k < QK8; k += 4) {
+        v4i v;
+        memcpy(&v, x + k, sizeof v);
+        v &= abs_mask;
+        v4i gt = v > m;
+        m = (v & gt) | (m & ~gt);
+    }
+    int32_t b = m[0];
+    for (int j = 1; j < 4; j++) b = m[j] > b ? m[j] : b;
+    *bad = b > 0x7f7fffff;
+    float a;
+    memcpy(&a, &b, sizeof a);
+    return a;
 }
 
-// One block of activations: the BlockQ8 rule, written into separate q / d / nsum arrays.
-static void act_block(int8_t *q, float *d, int32_t *nsum, const float *x, size_t n) {
-    BlockQ8 b;
-    q8_quantize_block_amax(&b, x, n);
-    memcpy(q, b.qs, QK8);
-    *d = b.d;
-    *nsum = nsum_of(b.qs);
+// The 32 values of a block: x itself when n == 32, else its n values zero-padded in tmp.
+static const float *block32(float *tmp, const float *x, size_t n) {
+    if (n == QK8) return x;
+    memset(tmp, 0, QK8 * sizeof(float));
+    memcpy(tmp, x, n * sizeof(float));
+    return tmp;
+}
+
+// One block of 8-bit activations: q8_quantize_block_amax's rule (the same float operations,
+// four lanes at a time, so the same bits), written into separate q / d / nsum arrays.
+void q8_act_block8(int8_t *q, float *d, int32_t *nsum, const float *x, size_t n) {
+    float tmp[QK8];
+    const float *xb = block32(tmp, x, n);
+    int bad;
+    float amax = amax32(xb, &bad);
+    if (bad || !(amax >= Q8_TINY)) {   // honest NaN, or an all-zero block
+        memset(q, 0, QK8);
+        *d = bad ? NAN : 0.0f;
+        *nsum = 0;
+        return;
+    }
+    const float id = 127.0f / amax;
+    const v4f magic = v4f_set(12582912.0f), vid = v4f_set(id), lim = v4f_set(127.0f);
+    v4i s4 = {0, 0, 0, 0};
+    for (int k = 0; k < QK8; k += 4) {
+        v4f xv;
+        memcpy(&xv, xb + k, sizeof xv);
+        v4f v = (xv * vid + magic) - magic;   // round half even (as round_even)
+        v = v4f_sel(v > lim, lim, v);         // clamp to [-127, 127]
+        v = v4f_sel(v < -lim, -lim, v);
+        v4i qi = __builtin_convertvector(v, v4i);
+        s4 += qi;
+        v4c qc = __builtin_convertvector(qi, v4c);
+        memcpy(q + k, &qc, sizeof qc);
+    }
+    *d = amax / 127.0f;
+    *nsum = -128 * (s4[0] + s4[1] + s4[2] + s4[3]);
 }
 
 void q8_act_block16(int8_t *qhi, float *dhi, int32_t *nhi, int8_t *qlo, float *dlo, int32_t *nlo,
                     const float *x, size_t n) {
+    float tmp[QK8];
+    const float *xb = block32(tmp, x, n);
     int bad;
-    float amax = block_amax(x, n, &bad);
+    float amax = amax32(xb, &bad);
     if (bad || !(amax >= Q8_TINY)) {   // honest NaN, or an all-zero block
         memset(qhi, 0, QK8);
         memset(qlo, 0, QK8);
@@ -212,8 +261,6 @@ void q8_act_block16(int8_t *qhi, float *dhi, int32_t *nhi, int8_t *qlo, float *d
     // Four lanes at a time in GCC vector extensions (SSE2 / NEON, no ISA file): a prefill
     // quantizes every input row of every product, and gcc does not vectorise the scalar form.
     // Same arithmetic as one lane would do, so the bits do not depend on the ISA.
-    float xb[QK8] = {0};
-    memcpy(xb, x, n * sizeof(float));
     const float vmax = (float)Q8_VMAX16, id = vmax / amax, dg = (float)Q8_DIGIT, idg = 1.0f / dg;
     const v4f magic = v4f_set(12582912.0f), vid = v4f_set(id), vm = v4f_set(vmax), vdg = v4f_set(dg),
               vidg = v4f_set(idg), one = v4f_set(1.0f), lim = v4f_set(127.0f);
@@ -230,7 +277,9 @@ void q8_act_block16(int8_t *qhi, float *dhi, int32_t *nhi, int8_t *qlo, float *d
         v4f dn = (v4f)((v4i)one & (lk < -lim));
         v4i hi = __builtin_convertvector(hk + up - dn, v4i), lo = __builtin_convertvector(lk - vdg * up + vdg * dn, v4i);
         sh4 += hi, sl4 += lo;
-        for (int j = 0; j < 4; j++) qhi[k + j] = (int8_t)hi[j], qlo[k + j] = (int8_t)lo[j];
+        v4c ch = __builtin_convertvector(hi, v4c), cl = __builtin_convertvector(lo, v4c);
+        memcpy(qhi + k, &ch, sizeof ch);
+        memcpy(qlo + k, &cl, sizeof cl);
     }
     int32_t sh = sh4[0] + sh4[1] + sh4[2] + sh4[3], sl = sl4[0] + sl4[1] + sl4[2] + sl4[3];
     float sc = amax / vmax;
@@ -241,22 +290,31 @@ void q8_act_block16(int8_t *qhi, float *dhi, int32_t *nhi, int8_t *qlo, float *d
 }
 
 int q8_act_quantize_digits(Q8Act *A, Q8ActBuf *buf, const float *X, size_t T, size_t cols, int digits) {
+    if (q8_act_prepare(A, buf, T, cols, digits) != CT_OK) return CT_ERR;
+    q8_act_fill_rows(A, X, cols, 0, T);
+    return CT_OK;
+}
+
+int q8_act_prepare(Q8Act *A, Q8ActBuf *buf, size_t T, size_t cols, int digits) {
     if (digits != 1 && digits != 2) return ct_error("q8: activation digits must be 1 or 2, got %d", digits);
     size_t nb = q8_nblocks(cols), D = (size_t)digits;
     if (q8_actbuf_reserve(buf, D * T * nb) != CT_OK) return CT_ERR;
-    for (size_t t = 0; t < T; t++)
-        for (size_t b = 0; b < nb; b++) {
-            size_t n = cols - b * QK8 < QK8 ? cols - b * QK8 : QK8;
-            const float *x = X + t * cols + b * QK8;
-            size_t i = D * t * nb + b;   // the hi (or only) row's block; lo is one row (nb blocks) further
-            if (digits == 1) act_block(buf->q + i * QK8, buf->d + i, buf->nsum + i, x, n);
-            else
-                q8_act_block16(buf->q + i * QK8, buf->d + i, buf->nsum + i, buf->q + (i + nb) * QK8, buf->d + i + nb,
-                               buf->nsum + i + nb, x, n);
-        }
     *A = (Q8Act){buf->q, buf->d, buf->nsum, nb, D * T, digits};
     buf->gen++;
     return CT_OK;
+}
+
+void q8_act_fill_rows(const Q8Act *A, const float *X, size_t cols, size_t t0, size_t t1) {
+    const SimdKernels *K = simd_kernels();
+    size_t nb = A->nb, D = (size_t)A->digits;
+    // A's storage is the buffer q8_act_prepare handed out (writable; const for the kernels).
+    int8_t *q = (int8_t *)A->q;
+    float *d = (float *)A->d;
+    int32_t *ns = (int32_t *)A->nsum;
+    for (size_t t = t0; t < t1; t++) {
+        size_t i = D * t * nb;   // the hi (or only) row's first block; lo is one row (nb blocks) further
+        K->q8_act_row(q + i * QK8, d + i, ns + i, nb, X + t * cols, cols, A->digits);
+    }
 }
 
 int q8_act_quantize(Q8Act *A, Q8ActBuf *buf, const float *X, size_t T, size_t cols) {
@@ -296,7 +354,7 @@ int q8_act_quantize_t(Q8Act *A, Q8ActBuf *buf, const float *G, size_t T, const Q
                 size_t r0 = gi * QK8, n = rows - r0 < QK8 ? rows - r0 : QK8;
                 for (size_t k = 0; k < n; k++) v[k] = sc[r0 + k] * g[r0 + k];
                 size_t i = (t * nb + b) * ng + gi;
-                act_block(buf->q + i * QK8, buf->d + i, buf->nsum + i, v, n);
+                q8_act_block8(buf->q + i * QK8, buf->d + i, buf->nsum + i, v, n);
             }
         }
     *A = (Q8Act){buf->q, buf->d, buf->nsum, ng, T * nb, 1};

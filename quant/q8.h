@@ -31,8 +31,9 @@
 //   - 16-bit as two int8 digits (digits = 2, `--dtype q8`, the default): per block the scale
 //     s = amax / 32258 and the integer v = round_half_even(x / s) in [-32258, 32258]
 //     (32258 = 127 * 254), split as v = 254 * hi + lo with hi = round_half_even(v * fl(1/254))
-//     and lo = v - 254 * hi, moved by one digit when |lo| > 127 (v / 254 within half a step of
-//     a half), so hi and lo are both in [-127, 127] (never -128).  Token t becomes two rows:
+//     and lo = v - 254 * hi, moved by one digit when |lo| > 127 (a guard: for every integer
+//     |v| <= 32258, v * fl(1/254) rounds to the nearest digit, checked exhaustively, so it never
+//     fires), so hi and lo are both in [-127, 127] (never -128).  Token t becomes two rows:
 //     row 2t holds hi with scale 254 s (rounded to fp32), row 2t+1 holds lo with scale s.
 //     Every int8 kernel multiplies both rows against the same weights; a token's output is
 //         y = canonical(row 2t) + canonical(row 2t+1)        (one fp32 rounding; simd.h)
@@ -127,6 +128,14 @@ void q8_actbuf_free(Q8ActBuf *b);
 int q8_act_quantize(Q8Act *A, Q8ActBuf *buf, const float *X, size_t T, size_t cols);
 // The same with digits 1 (8-bit) or 2 (16-bit as two int8 rows per token: A->T = 2 T).
 int q8_act_quantize_digits(Q8Act *A, Q8ActBuf *buf, const float *X, size_t T, size_t cols, int digits);
+// The same in two steps, for threads that split the rows: q8_act_prepare sizes buf for T rows
+// and points A at it (0, or -1 on bad digits / memory); q8_act_fill_rows then writes tokens
+// [t0, t1) of X (any split gives the same bytes: rows are independent).
+int q8_act_prepare(Q8Act *A, Q8ActBuf *buf, size_t T, size_t cols, int digits);
+void q8_act_fill_rows(const Q8Act *A, const float *X, size_t cols, size_t t0, size_t t1);
+// One 32-value block (n <= 32 valid, the rest zero) of 8-bit activations: the rule of
+// q8_quantize_block_amax, into q (32), *d and *nsum = -128 * sum(q).
+void q8_act_block8(int8_t *q, float *d, int32_t *nsum, const float *x, size_t n);
 // One 32-value block (n <= 32 valid, the rest zero) of 16-bit activations: hi and lo digits,
 // their scales and nsums.  Zero / tiny blocks give d = 0 and q = 0; NaN or Inf give d = NaN.
 void q8_act_block16(int8_t *qhi, float *dhi, int32_t *nhi, int8_t *qlo, float *dlo, int32_t *nlo,

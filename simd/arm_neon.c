@@ -396,6 +396,100 @@ static void encode_q8_neon(float *pre, float *act, size_t ld, const Q8Panels *W,
 }
 #endif  // __ARM_FEATURE_DOTPROD
 
+// ---- activation quantization (ref: scalar.c q8_act_row_scalar, quant/q8.c) -------------------
+// One block = eight q registers (a short tail is copied zero-padded first).  The largest |x|
+// on float bits (integer order = float order for non-negative floats; NaN / Inf above
+// FLT_MAX's bits), the scale by the same scalar division as q8.c, then q8.c's rounding
+// (x * id + magic - magic as separate multiply and adds, never fused) and clamp (min / max:
+// never NaN here), exact conversions and narrowing moves: the same bytes as scalar.c.
+AI float32x4_t act_round4(float32x4_t x, float32x4_t id)
+{
+    const float32x4_t magic = vdupq_n_f32(12582912.0f);
+    return vsubq_f32(vaddq_f32(vmulq_f32(x, id), magic), magic);
+}
+
+// 32 int32 (eight q registers, each in [-127, 127]) to 32 bytes in order.
+AI void act_store32_neon(int8_t *q, const int32x4_t v[8])
+{
+    for (int k = 0; k < 8; k += 2) vst1_s8(q + 4 * k, vmovn_s16(vcombine_s16(vmovn_s32(v[k]), vmovn_s32(v[k + 1]))));
+}
+
+static void q8_act_row_neon(int8_t *q, float *d, int32_t *nsum, size_t lo, const float *x, size_t cols, int digits)
+{
+    size_t nb = q8_nblocks(cols);
+    const uint32x4_t abs_mask = vdupq_n_u32(0x7fffffffu);
+    for (size_t b = 0; b < nb; b++) {
+        size_t n = cols - b * QK8 < QK8 ? cols - b * QK8 : QK8;
+        float tmp[QK8];
+        const float *xb = x + b * QK8;
+        if (n < QK8) {
+            memset(tmp, 0, sizeof tmp);
+            memcpy(tmp, xb, n * sizeof(float));
+            xb = tmp;
+        }
+        float32x4_t xv[8];
+        uint32x4_t m = vdupq_n_u32(0);
+        for (int k = 0; k < 8; k++) {
+            xv[k] = vld1q_f32(xb + 4 * k);
+            m = vmaxq_u32(m, vandq_u32(vreinterpretq_u32_f32(xv[k]), abs_mask));
+        }
+        uint32_t bits = vmaxvq_u32(m);
+        float amax;
+        memcpy(&amax, &bits, sizeof amax);
+        int bad = bits > 0x7f7fffffu;   // NaN or Inf
+        int8_t *qh = q + b * QK8, *ql = q + (lo + b) * QK8;
+        if (bad || !(amax >= Q8_TINY)) {   // honest NaN, or an all-zero block
+            memset(qh, 0, QK8);
+            d[b] = bad ? NAN : 0.0f;
+            nsum[b] = 0;
+            if (digits == 2) {
+                memset(ql, 0, QK8);
+                d[lo + b] = d[b];
+                nsum[lo + b] = 0;
+            }
+            continue;
+        }
+        int32x4_t hi[8], lw[8], sh = vdupq_n_s32(0), sl = vdupq_n_s32(0);
+        if (digits == 1) {
+            const float32x4_t lim = vdupq_n_f32(127.0f), nlim = vdupq_n_f32(-127.0f), id = vdupq_n_f32(127.0f / amax);
+            for (int k = 0; k < 8; k++) {
+                hi[k] = vcvtq_s32_f32(vmaxq_f32(vminq_f32(act_round4(xv[k], id), lim), nlim));
+                sh = vaddq_s32(sh, hi[k]);
+            }
+            act_store32_neon(qh, hi);
+            d[b] = amax / 127.0f;
+            nsum[b] = -128 * vaddvq_s32(sh);
+            continue;
+        }
+        // 16-bit: v = round(x / s) clamped to +-32258, v = 254 hi + lo (q8_act_block16's steps;
+        // small integers throughout, so the integer moves are exact).
+        const float vmax = (float)Q8_VMAX16, dg = (float)Q8_DIGIT;
+        const float32x4_t vm = vdupq_n_f32(vmax), nvm = vdupq_n_f32(-vmax), id = vdupq_n_f32(vmax / amax),
+                          idg = vdupq_n_f32(1.0f / dg), vdg = vdupq_n_f32(dg), lim = vdupq_n_f32(127.0f),
+                          nlim = vdupq_n_f32(-127.0f);
+        const int32x4_t dgi = vdupq_n_s32(Q8_DIGIT);
+        for (int k = 0; k < 8; k++) {
+            float32x4_t v = vmaxq_f32(vminq_f32(act_round4(xv[k], id), vm), nvm);
+            float32x4_t hk = act_round4(v, idg);
+            float32x4_t lk = vsubq_f32(v, vmulq_f32(vdg, hk));
+            int32x4_t up = vreinterpretq_s32_u32(vcgtq_f32(lk, lim));   // all ones = -1
+            int32x4_t dn = vreinterpretq_s32_u32(vcltq_f32(lk, nlim));
+            int32x4_t h = vaddq_s32(vsubq_s32(vcvtq_s32_f32(hk), up), dn);   // + 1 where up, - 1 where dn
+            int32x4_t l = vaddq_s32(vsubq_s32(vcvtq_s32_f32(lk), vandq_s32(up, dgi)), vandq_s32(dn, dgi));
+            hi[k] = h, lw[k] = l;
+            sh = vaddq_s32(sh, h);
+            sl = vaddq_s32(sl, l);
+        }
+        act_store32_neon(qh, hi);
+        act_store32_neon(ql, lw);
+        float sc = amax / vmax;
+        d[lo + b] = sc;
+        d[b] = sc * dg;
+        nsum[b] = -128 * vaddvq_s32(sh);
+        nsum[lo + b] = -128 * vaddvq_s32(sl);
+    }
+}
+
 // ref: scalar.c decode_rows_q8_scalar.  16 floats per step from 16 quants (widened s8 -> s16
 // -> s32 -> f32); product rounded, then the add (no FMA).  The last <16 one by one, same ops.
 static void decode_rows_q8_neon(float *y, const BlockQ8 *W, size_t stride, const int *idx, const float *val,
@@ -544,6 +638,7 @@ void simd_fill_neon(SimdKernels *k)
     k->encode_q8 = encode_q8_neon;
 #endif
     k->decode_rows_q8 = decode_rows_q8_neon;
+    k->q8_act_row = q8_act_row_neon;
     k->matvec_bf16w = matvec_bf16w_neon;
     k->matmul_bf16w = matmul_bf16w_neon;
 }

@@ -189,6 +189,18 @@ static void decode_rows_q8_scalar(float *y, const BlockQ8 *W, size_t stride, con
     }
 }
 
+// Block by block with quant/q8.c's reference functions.
+static void q8_act_row_scalar(int8_t *q, float *d, int32_t *nsum, size_t lo, const float *x, size_t cols, int digits)
+{
+    size_t nb = q8_nblocks(cols);
+    for (size_t b = 0; b < nb; b++) {
+        size_t n = cols - b * QK8 < QK8 ? cols - b * QK8 : QK8;
+        if (digits == 1) q8_act_block8(q + b * QK8, d + b, nsum + b, x + b * QK8, n);
+        else
+            q8_act_block16(q + b * QK8, d + b, nsum + b, q + (lo + b) * QK8, d + lo + b, nsum + lo + b, x + b * QK8, n);
+    }
+}
+
 // ---- bf16 weights ------------------------------------------------------------------------------
 // bf16 -> fp32: the 16 bits are the upper half of the fp32 (exact).
 static inline float bf16_widen(uint16_t h)
@@ -288,6 +300,7 @@ void simd_fill_scalar(SimdKernels *k)
     k->rope_pairs_f32 = rope_pairs_f32_scalar;
     k->axpy_f32 = axpy_f32_scalar;
     k->scale_f32 = scale_f32_scalar;
+    k->q8_act_row = q8_act_row_scalar;
     k->matvec_q8 = matvec_q8_scalar;
     k->matvec_q8x2 = matvec_q8x2_scalar;
     k->matmul_q8 = matmul_q8_scalar;

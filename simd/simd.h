@@ -87,6 +87,13 @@ typedef struct SimdKernels {
     // Each int8 entry covers whole panels [p0, p1) of 16 rows (so threads split by panels) and
     // writes only rows < rows; the last panel's padding is never written.
 
+    // Activation quantization (quant/q8.h), one row x of cols values into nb = ceil(cols/32)
+    // blocks (the last one zero-padded): digits 1, q8_act_block8 per block into q (nb*32),
+    // d (nb), nsum (nb); digits 2, q8_act_block16 per block, hi digits into q / d / nsum and lo
+    // digits at q + lo*32, d + lo, nsum + lo (lo >= nb: the offset of the lo row, in blocks).
+    // Every table does quant/q8.c's float steps, so every table writes the same bytes.
+    void (*q8_act_row)(int8_t *q, float *d, int32_t *nsum, size_t lo, const float *x, size_t cols, int digits);
+
     // Decode: y[r] = canonical(r, activation row 0) for the rows of panels [p0, p1).
     // Streams the panels once, sequentially (the DRAM-bound product of every decode step).
     void (*matvec_q8)(float *y, const Q8Panels *W, const Q8Act *x, size_t p0, size_t p1);

@@ -414,6 +414,116 @@ AI __m256 dec8(__m256 y, __m256 s, const int8_t *q)
     return _mm256_add_ps(y, _mm256_mul_ps(s, qf));
 }
 
+// ---- activation quantization (ref: scalar.c q8_act_row_scalar, quant/q8.c) -------------------
+// One block = four ymm (a short tail is copied zero-padded first).  The largest |x| on float
+// bits (integer order = float order for non-negative floats; NaN / Inf above FLT_MAX's bits),
+// the scale by the same scalar division as q8.c, then q8.c's rounding (x * id + magic - magic,
+// no FMA) and clamp (min / max: never NaN here), exact conversions, and saturating packs
+// (values within [-127, 127]) put back in order: the same bytes as scalar.c.
+AI __m256 act_round8(__m256 x, __m256 id)
+{
+    const __m256 magic = _mm256_set1_ps(12582912.0f);
+    return _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(x, id), magic), magic);
+}
+
+// 32 int32 (four ymm, each in [-127, 127]) to 32 bytes in order.
+AI void act_store32(int8_t *q, const __m256i v[4])
+{
+    __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(v[0], v[1]), _mm256_packs_epi32(v[2], v[3]));
+    // dwords now hold v0[0:4] v1[0:4] v2[0:4] v3[0:4] | v0[4:8] v1[4:8] v2[4:8] v3[4:8]
+    p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256((__m256i *)q, p);
+}
+
+AI int32_t hsum8i(__m256i v)
+{
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    return _mm_cvtsi128_si32(s);
+}
+
+static void q8_act_row_avx2(int8_t *q, float *d, int32_t *nsum, size_t lo, const float *x, size_t cols, int digits)
+{
+    size_t nb = q8_nblocks(cols);
+    const __m256i abs_mask = _mm256_set1_epi32(0x7fffffff);
+    for (size_t b = 0; b < nb; b++) {
+        size_t n = cols - b * QK8 < QK8 ? cols - b * QK8 : QK8;
+        float tmp[QK8];
+        const float *xb = x + b * QK8;
+        if (n < QK8) {
+            memset(tmp, 0, sizeof tmp);
+            memcpy(tmp, xb, n * sizeof(float));
+            xb = tmp;
+        }
+        __m256 xv[4];
+        __m256i m = _mm256_setzero_si256();
+        for (int k = 0; k < 4; k++) {
+            xv[k] = _mm256_loadu_ps(xb + 8 * k);
+            m = _mm256_max_epi32(m, _mm256_and_si256(_mm256_castps_si256(xv[k]), abs_mask));
+        }
+        __m128i m4 = _mm_max_epi32(_mm256_castsi256_si128(m), _mm256_extracti128_si256(m, 1));
+        m4 = _mm_max_epi32(m4, _mm_shuffle_epi32(m4, 0x4e));
+        m4 = _mm_max_epi32(m4, _mm_shuffle_epi32(m4, 0xb1));
+        int32_t bits = _mm_cvtsi128_si32(m4);
+        float amax;
+        memcpy(&amax, &bits, sizeof amax);
+        int bad = bits > 0x7f7fffff;   // NaN or Inf
+        int8_t *qh = q + b * QK8, *ql = q + (lo + b) * QK8;
+        if (bad || !(amax >= Q8_TINY)) {   // honest NaN, or an all-zero block
+            memset(qh, 0, QK8);
+            d[b] = bad ? NAN : 0.0f;
+            nsum[b] = 0;
+            if (digits == 2) {
+                memset(ql, 0, QK8);
+                d[lo + b] = d[b];
+                nsum[lo + b] = 0;
+            }
+            continue;
+        }
+        __m256i hi[4], lw[4], sh = _mm256_setzero_si256(), sl = _mm256_setzero_si256();
+        if (digits == 1) {
+            const __m256 lim = _mm256_set1_ps(127.0f), nlim = _mm256_set1_ps(-127.0f), id = _mm256_set1_ps(127.0f / amax);
+            for (int k = 0; k < 4; k++) {
+                hi[k] = _mm256_cvttps_epi32(_mm256_max_ps(_mm256_min_ps(act_round8(xv[k], id), lim), nlim));
+                sh = _mm256_add_epi32(sh, hi[k]);
+            }
+            act_store32(qh, hi);
+            d[b] = amax / 127.0f;
+            nsum[b] = -128 * hsum8i(sh);
+            continue;
+        }
+        // 16-bit: v = round(x / s) clamped to +-32258, v = 254 hi + lo (q8_act_block16's steps;
+        // small integers throughout, so the integer moves are exact).
+        const float vmax = (float)Q8_VMAX16, dg = (float)Q8_DIGIT;
+        const __m256 vm = _mm256_set1_ps(vmax), nvm = _mm256_set1_ps(-vmax), id = _mm256_set1_ps(vmax / amax),
+                     idg = _mm256_set1_ps(1.0f / dg), vdg = _mm256_set1_ps(dg), lim = _mm256_set1_ps(127.0f),
+                     nlim = _mm256_set1_ps(-127.0f);
+        const __m256i dgi = _mm256_set1_epi32(Q8_DIGIT);
+        for (int k = 0; k < 4; k++) {
+            __m256 v = _mm256_max_ps(_mm256_min_ps(act_round8(xv[k], id), vm), nvm);
+            __m256 hk = act_round8(v, idg);
+            __m256 lk = _mm256_sub_ps(v, _mm256_mul_ps(vdg, hk));
+            __m256i up = _mm256_castps_si256(_mm256_cmp_ps(lk, lim, _CMP_GT_OQ));   // all ones = -1
+            __m256i dn = _mm256_castps_si256(_mm256_cmp_ps(lk, nlim, _CMP_LT_OQ));
+            __m256i h = _mm256_cvttps_epi32(hk), l = _mm256_cvttps_epi32(lk);
+            h = _mm256_add_epi32(_mm256_sub_epi32(h, up), dn);   // + 1 where up, - 1 where dn
+            l = _mm256_sub_epi32(_mm256_add_epi32(l, _mm256_and_si256(up, _mm256_sub_epi32(_mm256_setzero_si256(), dgi))),
+                                 _mm256_and_si256(dn, _mm256_sub_epi32(_mm256_setzero_si256(), dgi)));
+            hi[k] = h, lw[k] = l;
+            sh = _mm256_add_epi32(sh, h);
+            sl = _mm256_add_epi32(sl, l);
+        }
+        act_store32(qh, hi);
+        act_store32(ql, lw);
+        float sc = amax / vmax;
+        d[lo + b] = sc;
+        d[b] = sc * dg;
+        nsum[b] = -128 * hsum8i(sh);
+        nsum[lo + b] = -128 * hsum8i(sl);
+    }
+}
+
 // ref: scalar.c decode_rows_q8_scalar.  Row by row, 8 floats per step; the last <8 masked.
 static void decode_rows_q8_avx2(float *y, const BlockQ8 *W, size_t stride, const int *idx, const float *val,
                                 size_t n, size_t D)
@@ -569,6 +679,7 @@ void simd_fill_avx2(SimdKernels *k)
     k->matmul_q8t = matmul_q8t_avx2;
     k->encode_q8 = encode_q8_avx2;
     k->decode_rows_q8 = decode_rows_q8_avx2;
+    k->q8_act_row = q8_act_row_avx2;
     k->matvec_bf16w = matvec_bf16w_avx2;
     k->matmul_bf16w = matmul_bf16w_avx2;
 }

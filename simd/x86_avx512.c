@@ -633,6 +633,89 @@ AI __m512 dec16(__m512 y, __m512 s, const int8_t *q)
     return _mm512_add_ps(y, _mm512_mul_ps(s, qf));
 }
 
+// ---- activation quantization (ref: scalar.c q8_act_row_scalar, quant/q8.c) -------------------
+// One block = two zmm (a zero-masked load pads a short tail).  The largest |x| on float bits
+// (integer order = float order for non-negative floats; NaN / Inf above FLT_MAX's bits), the
+// scale by the same scalar division as q8.c, then q8.c's rounding (x * id + magic - magic,
+// no FMA) and clamp (min / max: the values are never NaN here), exact conversions, and
+// vpmovdb for the bytes: the same float steps, so the same bytes as scalar.c.
+AI int act_amax16(__m512 x0, __m512 x1, float *amax)
+{
+    const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff);
+    __m512i m = _mm512_max_epi32(_mm512_and_si512(_mm512_castps_si512(x0), abs_mask),
+                                 _mm512_and_si512(_mm512_castps_si512(x1), abs_mask));
+    int32_t b = _mm512_reduce_max_epi32(m);
+    memcpy(amax, &b, sizeof *amax);
+    return b > 0x7f7fffff;   // NaN or Inf
+}
+
+AI __m512 act_round(__m512 x, __m512 id)
+{
+    const __m512 magic = _mm512_set1_ps(12582912.0f);
+    return _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(x, id), magic), magic);
+}
+
+static void q8_act_row_avx512(int8_t *q, float *d, int32_t *nsum, size_t lo, const float *x, size_t cols, int digits)
+{
+    size_t nb = q8_nblocks(cols);
+    for (size_t b = 0; b < nb; b++) {
+        size_t n = cols - b * QK8 < QK8 ? cols - b * QK8 : QK8;
+        const float *xb = x + b * QK8;
+        __mmask16 m0 = n >= 16 ? 0xffff : tail_mask16(n), m1 = n >= 32 ? 0xffff : n > 16 ? tail_mask16(n - 16) : 0;
+        __m512 x0 = _mm512_maskz_loadu_ps(m0, xb), x1 = _mm512_maskz_loadu_ps(m1, xb + 16);
+        float amax;
+        int bad = act_amax16(x0, x1, &amax);
+        int8_t *qh = q + b * QK8, *ql = q + (lo + b) * QK8;
+        if (bad || !(amax >= Q8_TINY)) {   // honest NaN, or an all-zero block
+            memset(qh, 0, QK8);
+            d[b] = bad ? NAN : 0.0f;
+            nsum[b] = 0;
+            if (digits == 2) {
+                memset(ql, 0, QK8);
+                d[lo + b] = d[b];
+                nsum[lo + b] = 0;
+            }
+            continue;
+        }
+        if (digits == 1) {
+            const __m512 lim = _mm512_set1_ps(127.0f), nlim = _mm512_set1_ps(-127.0f), id = _mm512_set1_ps(127.0f / amax);
+            __m512i q0 = _mm512_cvttps_epi32(_mm512_max_ps(_mm512_min_ps(act_round(x0, id), lim), nlim));
+            __m512i q1 = _mm512_cvttps_epi32(_mm512_max_ps(_mm512_min_ps(act_round(x1, id), lim), nlim));
+            _mm_storeu_si128((__m128i *)qh, _mm512_cvtepi32_epi8(q0));
+            _mm_storeu_si128((__m128i *)(qh + 16), _mm512_cvtepi32_epi8(q1));
+            d[b] = amax / 127.0f;
+            nsum[b] = -128 * _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+            continue;
+        }
+        // 16-bit: v = round(x / s) clamped to +-32258, v = 254 hi + lo (q8_act_block16's steps;
+        // every value below is a small integer, so the integer moves are exact).
+        const float vmax = (float)Q8_VMAX16, dg = (float)Q8_DIGIT;
+        const __m512 vm = _mm512_set1_ps(vmax), nvm = _mm512_set1_ps(-vmax), id = _mm512_set1_ps(vmax / amax),
+                     idg = _mm512_set1_ps(1.0f / dg), vdg = _mm512_set1_ps(dg), lim = _mm512_set1_ps(127.0f),
+                     nlim = _mm512_set1_ps(-127.0f);
+        const __m512i one = _mm512_set1_epi32(1), dgi = _mm512_set1_epi32(Q8_DIGIT);
+        __m512i sh = _mm512_setzero_si512(), sl = _mm512_setzero_si512();
+        for (int h = 0; h < 2; h++) {
+            __m512 v = _mm512_max_ps(_mm512_min_ps(act_round(h ? x1 : x0, id), vm), nvm);
+            __m512 hk = act_round(v, idg);
+            __m512 lk = _mm512_sub_ps(v, _mm512_mul_ps(vdg, hk));
+            __mmask16 up = _mm512_cmp_ps_mask(lk, lim, _CMP_GT_OQ), dn = _mm512_cmp_ps_mask(lk, nlim, _CMP_LT_OQ);
+            __m512i hi = _mm512_cvttps_epi32(hk), lw = _mm512_cvttps_epi32(lk);
+            hi = _mm512_mask_sub_epi32(_mm512_mask_add_epi32(hi, up, hi, one), dn, _mm512_mask_add_epi32(hi, up, hi, one), one);
+            lw = _mm512_mask_add_epi32(_mm512_mask_sub_epi32(lw, up, lw, dgi), dn, _mm512_mask_sub_epi32(lw, up, lw, dgi), dgi);
+            sh = _mm512_add_epi32(sh, hi);
+            sl = _mm512_add_epi32(sl, lw);
+            _mm_storeu_si128((__m128i *)(qh + 16 * h), _mm512_cvtepi32_epi8(hi));
+            _mm_storeu_si128((__m128i *)(ql + 16 * h), _mm512_cvtepi32_epi8(lw));
+        }
+        float sc = amax / vmax;
+        d[lo + b] = sc;
+        d[b] = sc * dg;
+        nsum[b] = -128 * _mm512_reduce_add_epi32(sh);
+        nsum[lo + b] = -128 * _mm512_reduce_add_epi32(sl);
+    }
+}
+
 // ref: scalar.c decode_rows_q8_scalar.  Four rows per pass over y (y stays in L1; each row is
 // read once, sequentially); per element the rows are still added one after another in order.
 static void decode_rows_q8_avx512(float *y, const BlockQ8 *W, size_t stride, const int *idx, const float *val,
@@ -953,6 +1036,7 @@ void simd_fill_avx512(SimdKernels *k)
         k->encode_q8 = encode_q8_avx512;
     }
     k->decode_rows_q8 = decode_rows_q8_avx512;
+    k->q8_act_row = q8_act_row_avx512;
     k->matvec_bf16w = matvec_bf16w_avx512;
     k->matmul_bf16w = matmul_bf16w_avx512;
     // AVX512_BF16 is not part of the table's feature check either: without it the bf16dot

@@ -746,6 +746,18 @@ static inline void kc_check_q8_format(KcStats *st, const SimdKernels *K)
         kc_case(st, okl, K->name, "q8_act_quantize_digits: rows (hi, lo) per token, or digits outside {1, 2} accepted");
     }
 
+    // The digit split never needs its one-digit move: for every integer |v| <= 32258,
+    // round_half_even(v * fl(1/254)) leaves |v - 254 hi| <= 127 (q8.h).
+    {
+        volatile float idg = 1.0f / (float)Q8_DIGIT, magic = 12582912.0f;
+        int moves = 0;
+        for (int v = -Q8_VMAX16; v <= Q8_VMAX16; v++) {
+            float hk = ((float)v * idg + magic) - magic, lk = (float)v - (float)Q8_DIGIT * hk;
+            moves += lk > 127.0f || lk < -127.0f;
+        }
+        kc_case(st, moves == 0, K->name, "q8 digit split: %d values of v need the one-digit move", moves);
+    }
+
     // Dequantize: one product per value; a partial row's tail is not written.
     {
         BlockQ8 row[3];
@@ -1136,6 +1148,66 @@ static inline void kc_check_decode_q8(KcStats *st, const SimdKernels *K)
             }
 }
 
+// ---- q8_act_row: activation quantization ---------------------------------------------------
+// Each table against the scalar table byte for byte (rows of odd lengths, unaligned inputs,
+// the lo row at a gap, zero / tiny / denormal / huge / NaN / Inf / digit-boundary blocks),
+// nothing written outside the blocks, and digits 1 against the BlockQ8 rule
+// (q8_quantize_block_amax, an independent scalar path) block by block.
+static inline void kc_check_q8_act_row(KcStats *st, const SimdKernels *K)
+{
+    const SimdKernels *S = simd_kernels_for(SIMD_SCALAR);
+    static const size_t Cs[] = {1, 5, 16, 17, 31, 32, 33, 47, 64, 100, 768};
+    uint64_t seed = 25;
+    for (size_t ci = 0; ci < sizeof Cs / sizeof Cs[0]; ci++)
+        for (size_t off = 0; off < 4; off++)
+            for (int digits = 1; digits <= 2; digits++)
+                for (int rep = 0; rep < 6; rep++) {
+                    size_t cols = Cs[ci], nb = q8_nblocks(cols), lo = nb + 3, NB = lo + nb + 1;
+                    float *xs = kc_in(off, cols), *x = xs + off;
+                    float scale = rep == 1 ? 1e-36f : rep == 2 ? 1e30f : rep == 3 ? 1e-41f : 2.0f;
+                    kc_fill(x, cols, &seed, -scale, scale);
+                    if (rep == 4) {   // special blocks: zero, NaN, Inf, a digit boundary
+                        for (size_t k = 0; k < cols && k < 32; k++) x[k] = 0.0f;
+                        if (cols > 33) x[33] = NAN;
+                        if (cols > 66) x[64] = 1.0f, x[65] = 635.0f / 32258.0f, x[66] = -889.0f / 32258.0f;   // v = 254 h + 127
+                        if (cols > 96) x[96] = -INFINITY;
+                    }
+                    if (rep == 5 && cols > 3) x[cols / 2] = -1e-30f, x[cols - 1] = 0.0f;
+                    int8_t *q[2];
+                    float *d[2];
+                    int32_t *ns[2];
+                    for (int w = 0; w < 2; w++) {
+                        q[w] = malloc(NB * 32), d[w] = malloc(NB * sizeof(float)), ns[w] = malloc(NB * sizeof(int32_t));
+                        memset(q[w], 0x55, NB * 32), memset(d[w], 0x55, NB * sizeof(float)), memset(ns[w], 0x55, NB * 4);
+                        (w ? K : S)->q8_act_row(q[w], d[w], ns[w], lo, x, cols, digits);
+                    }
+                    int same = !memcmp(q[0], q[1], NB * 32) && !memcmp(d[0], d[1], NB * sizeof(float)) &&
+                               !memcmp(ns[0], ns[1], NB * 4);
+                    int untouched = 1;   // the gap between the rows, and everything past them
+                    for (size_t b = 0; b < NB; b++) {
+                        int used = b < nb || (digits == 2 && b >= lo && b < lo + nb);
+                        if (used) continue;
+                        for (int k = 0; k < 32; k++) untouched = untouched && (uint8_t)q[1][b * 32 + k] == 0x55;
+                        untouched = untouched && ns[1][b] == 0x55555555 && kc_bits(d[1][b]) == 0x55555555u;
+                    }
+                    int rule = 1;
+                    for (size_t b = 0; digits == 1 && b < nb; b++) {
+                        BlockQ8 ref;
+                        size_t n = cols - b * 32 < 32 ? cols - b * 32 : 32;
+                        q8_quantize_block_amax(&ref, x + b * 32, n);
+                        int32_t sum = 0;
+                        for (int k = 0; k < 32; k++) sum += ref.qs[k];
+                        rule = rule && !memcmp(ref.qs, q[1] + b * 32, 32) && kc_bits(ref.d) == kc_bits(d[1][b]) &&
+                               ns[1][b] == -128 * sum;
+                    }
+                    kc_case(st, same && untouched && rule, K->name,
+                            "q8_act_row cols=%zu off=%zu digits=%d rep=%d: bytes differ from scalar (%d), wrote outside "
+                            "the blocks (%d) or broke the BlockQ8 rule (%d)", cols, off, digits, rep, same, untouched, rule);
+                    for (int w = 0; w < 2; w++) free(q[w]), free(d[w]), free(ns[w]);
+                    free(xs);
+                }
+}
+
 // Tables to test: those the host supports.  When CTRACE_ISA is set (e.g. sanitizer runs that
 // must avoid AVX-512), only scalar and that table.
 static inline int kc_isa_enabled(SimdIsa isa)
@@ -1161,6 +1233,7 @@ static inline void kc_check_all(KcStats *st, const SimdKernels *K)
     kc_check_matmul_q8(st, K);
     kc_check_matmul_q8t(st, K);
     kc_check_decode_q8(st, K);
+    kc_check_q8_act_row(st, K);
     if (K == S) {
         kc_check_scalar_fidelity(st, K);
         kc_check_q8_format(st, K);

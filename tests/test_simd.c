@@ -49,6 +49,7 @@ Test(simd, matmul_q8_matvec_q8_encode_q8) { for_each_table(kc_check_matmul_q8, "
 Test(simd, matvec_q8_stream_counts) { for_each_table(kc_check_matvec_q8_streams, "matvec_q8 stream counts"); }
 Test(simd, matmul_q8t) { for_each_table(kc_check_matmul_q8t, "matmul_q8t"); }
 Test(simd, decode_rows_q8) { for_each_table(kc_check_decode_q8, "decode_rows_q8"); }
+Test(simd, q8_act_row) { for_each_table(kc_check_q8_act_row, "q8_act_row"); }
 
 // The int8 format: quantizer rules (never -128, zero/tiny/NaN blocks), exact repack round trips.
 Test(simd, q8_format_and_repack)
@@ -107,7 +108,7 @@ Test(simd, tables_complete)
         }
         cr_assert(K->name && K->dot_f32 && K->matvec_f32 && K->matmul_f32 && K->rmsnorm_f32 &&
                   K->softmax_f32 && K->swiglu_f32 && K->rope_pairs_f32 && K->axpy_f32 && K->scale_f32 &&
-                  K->matvec_q8 && K->matmul_q8 && K->matmul_q8t && K->encode_q8 && K->decode_rows_q8,
+                  K->matvec_q8 && K->matmul_q8 && K->matmul_q8t && K->encode_q8 && K->decode_rows_q8 && K->q8_act_row,
                   "%s table has a NULL entry", simd_isa_name((SimdIsa)i));
     }
     cr_expect(simd_isa_supported(SIMD_SCALAR));
