@@ -16,8 +16,9 @@
 //   sgemv       OpenBLAS on the same shape in fp32 (2.1 GB) -> GB/s, fraction of DRAM
 //   matmul_q8   64 rows x (768 x 768) and (2048 x 768) -> GOP/s, fraction of VNNI peak
 //               (target >= 0.70); OpenBLAS sgemm on the same shapes vs the FMA peak.  A q8
-//               (16-bit activation) batch of 64 tokens is matmul_q8 over 128 digit rows plus
-//               q8_combine_digits: its row gives the int8 work done and the products per second
+//               (16-bit activation) batch of 64 tokens is matmul_q8x2 over 128 digit rows
+//               (each token's two rows summed in the store): its row gives the int8 work done
+//               and the products per second
 //   matmul_q8t, decode_rows_q8: the backward-sweep product and sparse decoder reads
 //
 //   --quick   smaller matrices and fewer repetitions (smoke test; figures are rough)
@@ -87,7 +88,7 @@ typedef struct Job {
     const Q8Panels *W;
     const Q8PanelsT *Wt;
     const Q8Act *X;
-    float *Y, *Y2;
+    float *Y;
     size_t T;
     // sparse decode
     const BlockQ8 *dec;
@@ -112,12 +113,8 @@ static void mv2_task(void *c, int i, int n) {
 }
 static void run_mv(void *c) { Job *j = c; pool_run(j->pool, j->X->digits == 2 ? mv2_task : mv_task, j, j->nt); }
 static void run_mm(void *c) { Job *j = c; j->K->matmul_q8(j->Y, j->W->rows, j->W, j->X, j->T, 0, j->W->np); }
-// A q8 batch: both digit rows of T tokens (X holds 2T rows), then their sums into Y.
-static void run_mm2(void *c) {
-    Job *j = c;
-    j->K->matmul_q8(j->Y2, j->W->rows, j->W, j->X, 2 * j->T, 0, j->W->np);
-    q8_combine_digits(j->Y, j->W->rows, j->Y2, j->W->rows, j->T, 0, j->W->rows);
-}
+// A q8 batch: both digit rows of T tokens (X holds 2T rows), summed per token into Y.
+static void run_mm2(void *c) { Job *j = c; j->K->matmul_q8x2(j->Y, j->W->rows, j->W, j->X, j->T, 0, j->W->np); }
 static void run_mmt(void *c) { Job *j = c; j->K->matmul_q8t(j->Y, j->Wt->cols, j->Wt, j->X, j->T, 0, j->Wt->np); }
 static void run_dec(void *c) { Job *j = c; j->K->decode_rows_q8(j->Y, j->dec, j->stride, j->idx, j->val, j->nact, j->D); }
 #ifdef CT_HAVE_OPENBLAS
@@ -171,10 +168,10 @@ static int verify(void) {
     Q8Act A, V, A2;
     q8_act_quantize(&A, &ab, X, T, cols);
     q8_act_quantize_t(&V, &ab2, G, T, &Pt);
-    q8_act_quantize_digits(&A2, &ab3, X, 1, cols, 2);   // one token, 16-bit: matvec_q8x2
+    q8_act_quantize_digits(&A2, &ab3, X, T, cols, 2);   // 16-bit: matvec_q8x2 (token 0), matmul_q8x2
     int idx[5] = {3, 70, 3, 12, 0};
     float val[5] = {0.5f, -1.25f, 2.0f, 0.1f, -0.7f};
-    size_t nres = T * rows + T * cols + cols + rows;
+    size_t nres = T * rows + T * cols + cols + rows + T * rows;
     float *ref = calloc(nres, sizeof(float)), *got = calloc(nres, sizeof(float));
     int fails = 0;
     for (int k = 0; k < SIMD_NISA; k++) {
@@ -185,7 +182,10 @@ static int verify(void) {
         K->matmul_q8(o, rows, &P, &A, T, 0, P.np);
         K->matmul_q8t(o + T * rows, cols, &Pt, &V, T, 0, Pt.np);
         K->decode_rows_q8(o + T * rows + T * cols, B, nb, idx, val, 5, cols);
-        K->matvec_q8x2(o + T * rows + T * cols + cols, &P, &A2, 0, P.np);
+        Q8Act tok0 = A2;
+        tok0.T = 2;
+        K->matvec_q8x2(o + T * rows + T * cols + cols, &P, &tok0, 0, P.np);
+        K->matmul_q8x2(o + T * rows + T * cols + cols + rows, rows, &P, &A2, T, 0, P.np);
         if (k > 0 && memcmp(ref, got, nres * sizeof(float)) != 0) {
             fprintf(stderr, "bench_q8: %s int8 kernels differ from scalar; not timing\n", K->name);
             fails++;
@@ -280,7 +280,6 @@ int main(int argc, char **argv) {
     q8_act_quantize(&Xa, &gab, Xg, T, GC);
     q8_act_quantize_digits(&xa16, &ab16, x, 1, MC, 2);
     q8_act_quantize_digits(&Xa16, &gab16, Xg, T, GC, 2);
-    float *Y2 = malloc(2 * T * 2048 * sizeof(float));
     double bytes = (double)q8_panels_bytes(MR, MC);
 
     for (int k = 0; k < SIMD_NISA; k++) {
@@ -357,7 +356,7 @@ int main(int argc, char **argv) {
             row(isa, 1, "matmul_q8 (q8a8: 8-bit activations)", sz, fig, rt);
         }
         for (int sh = 0; sh < 2; sh++) {   // q8: 16-bit activations, 2T digit rows + their sums
-            Job j = {.K = K, .W = &Pg[sh], .X = &Xa16, .Y = Yg, .Y2 = Y2, .T = T};
+            Job j = {.K = K, .W = &Pg[sh], .X = &Xa16, .Y = Yg, .T = T};
             double s = INFINITY;
             for (int r = 0; r < (quick ? 2 : 6); r++) {
                 if (vnni > 0) {
@@ -372,7 +371,7 @@ int main(int argc, char **argv) {
             snprintf(fig, sizeof fig, "%.1f GOP/s int8 (%.1f GOP/s of products)", gops, gops / 2);
             if (vnni > 0) snprintf(rt, sizeof rt, "%.2f of VNNI peak", gops / vnni);
             else snprintf(rt, sizeof rt, "%.2f of fp32 FMA peak", gops / fma);
-            row(isa, 1, "matmul_q8 x2 + combine (q8: 16-bit activations)", sz, fig, rt);
+            row(isa, 1, "matmul_q8x2 (q8: 16-bit activations)", sz, fig, rt);
         }
         if (vnni > 0) {
             snprintf(fig, sizeof fig, "%.1f GOP/s", vnni);
@@ -459,7 +458,7 @@ int main(int argc, char **argv) {
     q8_actbuf_free(&gab);
     q8_actbuf_free(&ab16);
     q8_actbuf_free(&gab16);
-    free(x); free(y); free(Xg); free(Yg); free(Y2);
+    free(x); free(y); free(Xg); free(Yg);
     mem_pool_free(&pool);
     return 0;
 }

@@ -189,7 +189,6 @@ typedef struct {
     int ntasks;
     const Q8Panels *Q;     // int8 weights, or NULL
     const Q8Act *A;        // X quantized (A->digits rows per token)
-    float *Y2;             // digits 2, n > 1: the product per digit row (2n, rows) before the sum
     const ModelQ8 *q8;     // for the NUMA replica lookup
     const uint16_t *B;     // bf16 weights (rows, cols), or NULL
     int bdot;              // bf16dot kernels (else bf16w)
@@ -215,12 +214,7 @@ static void matjob_task(void *ctx, int t, int nt) {
         Q8Panels W = *j->Q;
         W.data = model_q8_local(j->q8, W.data);   // this node's copy under --numa replicate
         if (j->n == 1) (j->A->digits == 2 ? K->matvec_q8x2 : K->matvec_q8)(j->Y, &W, j->A, p0, p1);
-        else if (p1 > p0 && j->A->digits == 1) K->matmul_q8(j->Y, j->rows, &W, j->A, j->n, p0, p1);
-        else if (p1 > p0) {   // both digit rows of every token, then their sums for this task's rows
-            K->matmul_q8(j->Y2, j->rows, &W, j->A, 2 * j->n, p0, p1);
-            size_t r1 = 16 * p1 < j->rows ? 16 * p1 : j->rows;
-            q8_combine_digits(j->Y, j->rows, j->Y2, j->rows, j->n, 16 * p0, r1);
-        }
+        else if (p1 > p0) (j->A->digits == 2 ? K->matmul_q8x2 : K->matmul_q8)(j->Y, j->rows, &W, j->A, j->n, p0, p1);
         return;
     }
     if (j->n == 1) {
@@ -248,7 +242,7 @@ static _Thread_local LastAct g_last_act;
 // quantization is reused only when X, n, cols and the digits also match).
 static void matmul(ThreadPool *pool, const Model *m, float *Y, const float *W, const Q8Panels *Q,
                    const uint16_t *B, const float *X, size_t n, size_t rows, size_t cols, int same_x) {
-    MatJob j = {Y, W, X, n, rows, cols, 1, NULL, NULL, NULL, NULL, B, B && m->bf16->dot};
+    MatJob j = {Y, W, X, n, rows, cols, 1, NULL, NULL, NULL, B, B && m->bf16->dot};
     // Below ~64K multiply-adds a thread hand-off costs more than it saves.
     int nt = (rows * cols * n < (1u << 16)) ? 1 : pool_size(pool);
     if (Q && !B) {
@@ -260,8 +254,7 @@ static void matmul(ThreadPool *pool, const Model *m, float *Y, const float *W, c
         int reuse = buf && same_x && la->X == X && la->n == n && la->cols == cols && la->digits == dg &&
                     la->gen == buf->gen;
         if (!reuse) la->X = NULL;
-        if (buf && (reuse || q8_act_quantize_digits(&la->A, buf, X, n, cols, dg) == CT_OK) &&
-            (dg == 1 || n == 1 || (j.Y2 = q8_actbuf_out(buf, 2 * n * rows)))) {
+        if (buf && (reuse || q8_act_quantize_digits(&la->A, buf, X, n, cols, dg) == CT_OK)) {
             *la = (LastAct){X, n, cols, dg, buf->gen, la->A};
             j.Q = Q, j.A = &la->A, j.q8 = m->q8;
             if ((size_t)nt > Q->np) nt = (int)Q->np;

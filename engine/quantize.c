@@ -849,9 +849,7 @@ void clt_q8_encode(const Clt *c, int l, const float *X, int T, float *pre, float
     size_t F = (size_t)c->F;
     Q8Act A;
     Q8ActBuf *buf = q8_tls_actbuf();
-    float *Y2 = NULL;
-    if (!buf || q8_act_quantize_digits(&A, buf, X, (size_t)T, (size_t)c->D, q->act_digits) != CT_OK ||
-        (q->act_digits == 2 && !(Y2 = q8_actbuf_out(buf, 2 * (size_t)T * F)))) {
+    if (!buf || q8_act_quantize_digits(&A, buf, X, (size_t)T, (size_t)c->D, q->act_digits) != CT_OK) {
         // Out of memory for scratch: report through NaN outputs, never silently.
         for (size_t i = 0; i < (size_t)T * F; i++) {
             if (pre) pre[i] = NAN;
@@ -864,16 +862,15 @@ void clt_q8_encode(const Clt *c, int l, const float *X, int T, float *pre, float
     const SimdKernels *K = simd_kernels();
     if (q->act_digits == 1) {
         K->encode_q8(pre, act, F, &q->enc[l], &A, (size_t)T, 0, q->enc[l].np, ly->b_enc, theta);
-    } else {   // both digit rows through the GEMM, then encode_q8's epilogue on their sum (simd.h)
-        K->matmul_q8(Y2, F, &q->enc[l], &A, 2 * (size_t)T, 0, q->enc[l].np);
-        for (size_t t = 0; t < (size_t)T; t++) {
-            const float *hi = Y2 + 2 * t * F, *lo = hi + F;
+    } else {   // both digit rows summed by the GEMM (matmul_q8x2), then encode_q8's epilogue (simd.h)
+        float *h = pre ? pre : act;
+        K->matmul_q8x2(h, F, &q->enc[l], &A, (size_t)T, 0, q->enc[l].np);
+        for (size_t t = 0; t < (size_t)T; t++)
             for (size_t f = 0; f < F; f++) {
-                float h = (hi[f] + lo[f]) + ly->b_enc[f], th = theta ? theta[f] : 0.0f;
-                if (pre) pre[t * F + f] = h;
-                act[t * F + f] = simd_jump_act(h, th);
+                float v = h[t * F + f] + ly->b_enc[f], th = theta ? theta[f] : 0.0f;
+                if (pre) pre[t * F + f] = v;
+                act[t * F + f] = simd_jump_act(v, th);
             }
-        }
     }
     if (c->act.kind == CLT_ACT_TOPK)   // act holds h (ReLU happens after the selection)
         for (int t = 0; t < T; t++) {

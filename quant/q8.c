@@ -181,7 +181,6 @@ void q8_actbuf_free(Q8ActBuf *b) {
     free(b->q);
     free(b->d);
     free(b->nsum);
-    free(b->out);
     memset(b, 0, sizeof *b);
 }
 
@@ -319,19 +318,6 @@ void q8_act_fill_rows(const Q8Act *A, const float *X, size_t cols, size_t t0, si
 
 int q8_act_quantize(Q8Act *A, Q8ActBuf *buf, const float *X, size_t T, size_t cols) {
     return q8_act_quantize_digits(A, buf, X, T, cols, 1);
-}
-
-float *q8_actbuf_out(Q8ActBuf *b, size_t n) {
-    if (n <= b->cap_out) return b->out;
-    float *o = NULL;
-    if (posix_memalign((void **)&o, 64, n * sizeof *o) != 0) {
-        ct_error("q8: out of memory for %zu product outputs", n);
-        return NULL;
-    }
-    free(b->out);
-    b->out = o;
-    b->cap_out = n;
-    return o;
 }
 
 void q8_combine_digits(float *Y, size_t ldy, const float *Y2, size_t ld2, size_t T, size_t r0, size_t r1) {
@@ -510,13 +496,7 @@ int q8_matmul(float *Y, const Q8Panels *W, const float *X, size_t T, int digits,
     if (q8_act_quantize_digits(&A, buf, X, T, W->cols, digits) != CT_OK) return CT_ERR;
     const SimdKernels *K = simd_kernels();
     if (T == 1) (digits == 2 ? K->matvec_q8x2 : K->matvec_q8)(Y, W, &A, 0, W->np);
-    else if (digits == 1) K->matmul_q8(Y, W->rows, W, &A, T, 0, W->np);
-    else {
-        float *Y2 = q8_actbuf_out(buf, 2 * T * W->rows);
-        if (!Y2) return CT_ERR;
-        K->matmul_q8(Y2, W->rows, W, &A, 2 * T, 0, W->np);
-        q8_combine_digits(Y, W->rows, Y2, W->rows, T, 0, W->rows);
-    }
+    else (digits == 2 ? K->matmul_q8x2 : K->matmul_q8)(Y, W->rows, W, &A, T, 0, W->np);
     return CT_OK;
 }
 

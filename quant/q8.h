@@ -37,7 +37,7 @@
 //     row 2t holds hi with scale 254 s (rounded to fp32), row 2t+1 holds lo with scale s.
 //     Every int8 kernel multiplies both rows against the same weights; a token's output is
 //         y = canonical(row 2t) + canonical(row 2t+1)        (one fp32 rounding; simd.h)
-//     (q8_combine_digits, or matvec_q8x2 in one pass for decode).  The activation error is
+//     (matmul_q8x2 / matvec_q8x2 in one pass; q8_combine_digits sums two matmul_q8 rows).  The activation error is
 //     s/2 = amax/64516 per value instead of amax/254: measured on stories260K, 8-bit
 //     activations leave top-1 agreement with fp32 at 98.7% and mean KL 5.2e-4, 16-bit at
 //     99.2% and 2.2e-4 (what remains is the int8 weights).  Decode costs the same (the
@@ -115,8 +115,6 @@ typedef struct Q8ActBuf {
     float *d;
     int32_t *nsum;
     size_t cap_blocks;    // capacity in blocks (T * nb)
-    float *out;           // q8_actbuf_out: outputs per digit row before q8_combine_digits
-    size_t cap_out;       // in floats
     uint64_t gen;         // +1 each time a quantization writes the storage
 } Q8ActBuf;
 // Make room for nblocks blocks; returns 0, or -1 on out of memory (message set).
@@ -143,8 +141,6 @@ void q8_act_block16(int8_t *qhi, float *dhi, int32_t *nhi, int8_t *qlo, float *d
 // Y (T, ldy) rows [r0, r1) = Y2 (2T rows of ld2) row 2t + row 2t+1: the outputs of a product
 // against digits-2 activations (each a canonical value of simd.h) combined per token.
 void q8_combine_digits(float *Y, size_t ldy, const float *Y2, size_t ld2, size_t T, size_t r0, size_t r1);
-// Scratch for Y2 inside buf (grow-only, like the activation storage): NULL on out of memory.
-float *q8_actbuf_out(Q8ActBuf *b, size_t n);
 
 // ---- repacked layouts ------------------------------------------------------------------------
 typedef struct Q8Panels {

@@ -248,7 +248,7 @@ typedef struct Q8Tile {
     float *pre;
     const float *bias, *theta;
     int stream;                      // decode: prefetch the panel stream ahead
-    int sum2;                        // TT == 2 tile of digit rows: store row 0 + row 1 as token 0
+    int sum2;                        // TT == 2 tile of digit rows 2u, 2u+1 (t0 = 2u): store their sum as token u
 } Q8Tile;
 
 // 16 output lanes at o: vector store when all are valid, else lane by lane; the encoder
@@ -319,11 +319,11 @@ AI void tile_q8_neon(const int TT, const Q8Tile *a, size_t p, size_t t0)
             }
         }
     }
-    if (TT == 2 && a->sum2) {   // matvec_q8x2: the two digit rows' canonical values, summed
+    if (TT == 2 && a->sum2) {   // matvec_q8x2 / matmul_q8x2: the two digit rows' canonical values, summed
         float32x4_t s[4];
 #pragma GCC unroll 4
         for (int h = 0; h < 4; h++) s[h] = vaddq_f32(acc[0][h], acc[1][h]);
-        q8_store16(a, t0, p * 16, s);
+        q8_store16(a, t0 / 2, p * 16, s);
         return;
     }
 #pragma GCC unroll 2
@@ -372,6 +372,16 @@ static void matvec_q8x2_neon(float *y, const Q8Panels *W, const Q8Act *x, size_t
     Q8Tile a = tile_fwd(W, x, y, 0);
     a.stream = a.sum2 = 1;
     for (size_t p = p0; p < p1; p++) tile_q8_neon(2, &a, p, 0);
+}
+
+// ref: scalar.c matmul_q8x2_scalar.  Each token's two digit rows as one 2-row tile per panel.
+static void matmul_q8x2_neon(float *Y, size_t ldy, const Q8Panels *W, const Q8Act *X, size_t T, size_t p0,
+                             size_t p1)
+{
+    Q8Tile a = tile_fwd(W, X, Y, ldy);
+    a.sum2 = 1;
+    for (size_t p = p0; p < p1; p++)
+        for (size_t t = 0; t < T; t++) tile_q8_neon(2, &a, p, 2 * t);
 }
 
 // ref: scalar.c matmul_q8t_scalar.
@@ -634,6 +644,7 @@ void simd_fill_neon(SimdKernels *k)
     k->matvec_q8 = matvec_q8_neon;
     k->matvec_q8x2 = matvec_q8x2_neon;
     k->matmul_q8 = matmul_q8_neon;
+    k->matmul_q8x2 = matmul_q8x2_neon;
     k->matmul_q8t = matmul_q8t_neon;
     k->encode_q8 = encode_q8_neon;
 #endif

@@ -143,6 +143,15 @@ static void matvec_q8x2_scalar(float *y, const Q8Panels *W, const Q8Act *x, size
             y[p * 16 + i] = out_q8_scalar(W, x, p, i, 0) + out_q8_scalar(W, x, p, i, 1);
 }
 
+static void matmul_q8x2_scalar(float *Y, size_t ldy, const Q8Panels *W, const Q8Act *X, size_t T, size_t p0,
+                               size_t p1)
+{
+    for (size_t p = p0; p < p1; p++)
+        for (size_t i = 0; i < 16 && p * 16 + i < W->rows; i++)
+            for (size_t t = 0; t < T; t++)
+                Y[t * ldy + p * 16 + i] = out_q8_scalar(W, X, p, i, 2 * t) + out_q8_scalar(W, X, p, i, 2 * t + 1);
+}
+
 static void matmul_q8t_scalar(float *Y, size_t ldy, const Q8PanelsT *Wt, const Q8Act *V, size_t T, size_t p0,
                               size_t p1)
 {
@@ -304,6 +313,7 @@ void simd_fill_scalar(SimdKernels *k)
     k->matvec_q8 = matvec_q8_scalar;
     k->matvec_q8x2 = matvec_q8x2_scalar;
     k->matmul_q8 = matmul_q8_scalar;
+    k->matmul_q8x2 = matmul_q8x2_scalar;
     k->matmul_q8t = matmul_q8t_scalar;
     k->encode_q8 = encode_q8_scalar;
     k->decode_rows_q8 = decode_rows_q8_scalar;

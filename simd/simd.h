@@ -109,6 +109,12 @@ typedef struct SimdKernels {
     // each row t, so prefill and decode agree.
     void (*matmul_q8)(float *Y, size_t ldy, const Q8Panels *W, const Q8Act *X, size_t T, size_t p0, size_t p1);
 
+    // Batches with 16-bit activations (two digit rows per token, X->T == 2T): for t < T
+    //     Y[t*ldy + r] = canonical(r, row 2t) + canonical(r, row 2t+1)      (one fp32 rounding)
+    // for the rows of panels [p0, p1): matvec_q8x2 of each token, and matmul_q8 of the 2T rows
+    // then q8_combine_digits, bit for bit, without the (2T, rows) intermediate.
+    void (*matmul_q8x2)(float *Y, size_t ldy, const Q8Panels *W, const Q8Act *X, size_t T, size_t p0, size_t p1);
+
     // Backward sweeps: Y[t*ldy + c] = (W^T g_t)[c] for the columns c < Wt->cols of output
     // panels [p0, p1), with V from q8_act_quantize_t (row t*nb + b holds v_b = dW[:, b] * g_t):
     //     acc = 0.0f;  for each row group g = 0 .. ng-1, in order (b = c / 32, u = t*nb + b):

@@ -268,7 +268,7 @@ typedef struct Q8Tile {
     float *pre;
     const float *bias, *theta;
     int stream;                      // decode: prefetch the panel stream ahead
-    int sum2;                        // TT == 2 tile of digit rows: store row 0 + row 1 as token 0
+    int sum2;                        // TT == 2 tile of digit rows 2u, 2u+1 (t0 = 2u): store their sum as token u
 } Q8Tile;
 
 // 8 output lanes at o (masked at the end), with the encoder epilogue when bias is set.
@@ -330,9 +330,9 @@ AI void tile_q8_avx2(const int TT, const Q8Tile *a, size_t p, size_t t0)
             }
         }
     }
-    if (TT == 2 && a->sum2) {   // matvec_q8x2: the two digit rows' canonical values, summed
-        q8_store8(a, t0, p * 16, _mm256_add_ps(acc[0][0], acc[0][1]));
-        if (p * 16 + 8 < a->nout) q8_store8(a, t0, p * 16 + 8, _mm256_add_ps(acc[1][0], acc[1][1]));
+    if (TT == 2 && a->sum2) {   // matvec_q8x2 / matmul_q8x2: the two digit rows' canonical values, summed
+        q8_store8(a, t0 / 2, p * 16, _mm256_add_ps(acc[0][0], acc[0][1]));
+        if (p * 16 + 8 < a->nout) q8_store8(a, t0 / 2, p * 16 + 8, _mm256_add_ps(acc[1][0], acc[1][1]));
         return;
     }
 #pragma GCC unroll 2
@@ -384,6 +384,16 @@ static void matvec_q8x2_avx2(float *y, const Q8Panels *W, const Q8Act *x, size_t
     Q8Tile a = tile_fwd(W, x, y, 0);
     a.stream = a.sum2 = 1;
     for (size_t p = p0; p < p1; p++) tile_q8_avx2(2, &a, p, 0);
+}
+
+// ref: scalar.c matmul_q8x2_scalar.  Each token's two digit rows as one 2-row tile per panel.
+static void matmul_q8x2_avx2(float *Y, size_t ldy, const Q8Panels *W, const Q8Act *X, size_t T, size_t p0,
+                             size_t p1)
+{
+    Q8Tile a = tile_fwd(W, X, Y, ldy);
+    a.sum2 = 1;
+    for (size_t p = p0; p < p1; p++)
+        for (size_t t = 0; t < T; t++) tile_q8_avx2(2, &a, p, 2 * t);
 }
 
 // ref: scalar.c matmul_q8t_scalar.
@@ -676,6 +686,7 @@ void simd_fill_avx2(SimdKernels *k)
     k->matvec_q8 = matvec_q8_avx2;
     k->matvec_q8x2 = matvec_q8x2_avx2;
     k->matmul_q8 = matmul_q8_avx2;
+    k->matmul_q8x2 = matmul_q8x2_avx2;
     k->matmul_q8t = matmul_q8t_avx2;
     k->encode_q8 = encode_q8_avx2;
     k->decode_rows_q8 = decode_rows_q8_avx2;

@@ -310,6 +310,7 @@ typedef struct Q8Tile {
     float *pre;              // encoder: pre-activations (may be NULL) ...
     const float *bias;       // ... bias (NULL: plain product) and thresholds (NULL: 0)
     const float *theta;
+    int pairs;               // rows 2t, 2t+1 are the digit rows of token t: store their sum as token t
 } Q8Tile;
 
 // Store 16 lanes of one output row at lane index o (masked at the end of the output).
@@ -379,6 +380,14 @@ AI void tile_q8_avx512(const int R, const int TT, const int LS, const Q8Tile *a,
             }
         }
     }
+    if (a->pairs) {   // matmul_q8x2: t0 and TT are even (tokens_q8_avx512 over 2T rows)
+#pragma GCC unroll 2
+        for (int r = 0; r < R; r++)
+#pragma GCC unroll 3
+            for (int t = 0; t + 1 < TT; t += 2)
+                q8_store(a, (t0 + t) / 2, (p + r) * 16, _mm512_add_ps(acc[r][t], acc[r][t + 1]));
+        return;
+    }
 #pragma GCC unroll 2
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 6
@@ -447,6 +456,18 @@ static void matmul_q8_avx512(float *Y, size_t ldy, const Q8Panels *W, const Q8Ac
 {
     Q8Tile a = tile_fwd(W, X, Y, ldy);
     panels_q8_avx512(&a, T, p0, p1);
+}
+
+// ref: scalar.c matmul_q8x2_scalar.  The 2T digit rows through the same tiles (Q8_TT = 6 is
+// even, so every tile starts on an even row and the leftover tile has 2 or 4 rows: whole
+// tokens); the store adds each pair.
+static void matmul_q8x2_avx512(float *Y, size_t ldy, const Q8Panels *W, const Q8Act *X, size_t T, size_t p0,
+                               size_t p1)
+{
+    _Static_assert(Q8_TT % 2 == 0, "matmul_q8x2 needs tiles of whole tokens");
+    Q8Tile a = tile_fwd(W, X, Y, ldy);
+    a.pairs = 1;
+    panels_q8_avx512(&a, 2 * T, p0, p1);
 }
 
 // One 16-row x 32-column block of a panel against block b of activation rows 0 .. DG-1 (DG
@@ -1032,6 +1053,7 @@ void simd_fill_avx512(SimdKernels *k)
         k->matvec_q8 = matvec_q8_avx512;
         k->matvec_q8x2 = matvec_q8x2_avx512;
         k->matmul_q8 = matmul_q8_avx512;
+        k->matmul_q8x2 = matmul_q8x2_avx512;
         k->matmul_q8t = matmul_q8t_avx512;
         k->encode_q8 = encode_q8_avx512;
     }

@@ -872,6 +872,25 @@ static inline void kc_q8_case(KcStats *st, const SimdKernels *K, size_t T, size_
     }
     kc_case(st, ok_x2, K->name, "matvec_q8x2 rows=%zu cols=%zu off=%zu: differs from the sum of two matmul_q8 rows "
             "(or wrote outside y)", rows, cols, off);
+    // matmul_q8x2 over rows (2u, 2u+1) as the digit rows of token u == the sum of those matmul_q8
+    // rows, in two calls split by panels; the padding between rows and ldy stays untouched.
+    if (T >= 2) {
+        size_t U = T / 2, mid3 = np / 3;
+        Q8Act pairs = X.a;
+        pairs.T = 2 * U;
+        pairs.digits = 2;
+        float *Yx = kc_out(off, U * ldy);
+        K->matmul_q8x2(Yx + off, ldy, &P, &pairs, U, mid3, np);
+        K->matmul_q8x2(Yx + off, ldy, &P, &pairs, U, 0, mid3);
+        int ok_mx2 = kc_guards_ok(Yx, off, U * ldy);
+        for (size_t u = 0; u < U; u++)
+            for (size_t r = 0; r < ldy && ok_mx2; r++)
+                ok_mx2 = r < rows ? kc_same(Yx[off + u * ldy + r], Y[off + 2 * u * ldy + r] + Y[off + (2 * u + 1) * ldy + r])
+                                  : kc_same(Yx[off + u * ldy + r], kc_canary);
+        kc_case(st, ok_mx2, K->name, "matmul_q8x2 tokens=%zu rows=%zu cols=%zu off=%zu: differs from the sums of "
+                "matmul_q8 row pairs (or wrote outside Y)", U, rows, cols, off);
+        free(Yx);
+    }
     kc_case(st, ok, K->name, "matmul_q8 T=%zu rows=%zu cols=%zu off=%zu: (t=%zu, r=%zu) got=%.9g canonical=%.9g "
             "exact=%.9g tol=%.3g (or wrote outside Y)", T, rows, cols, off, bt, br, got, want, exact, tol);
     kc_case(st, ok_mv, K->name, "matvec_q8 rows=%zu cols=%zu off=%zu: differs from matmul_q8 rows (or wrote outside y)",
@@ -922,9 +941,11 @@ static inline void kc_check_matmul_q8(KcStats *st, const SimdKernels *K)
             for (int dg = 1; dg <= 2; dg++) {
                 ok = ok && q8_act_quantize_digits(&A, &buf, X, T, cols, dg) == 0;
                 if (dg == 1) K->matmul_q8(Y, rows, &P, &A, T, 0, P.np);
-                else {
+                else {   // the batch: matmul_q8 of the 2T rows + q8_combine_digits == matmul_q8x2
                     K->matmul_q8(Y2, rows, &P, &A, 2 * T, 0, P.np);
                     q8_combine_digits(Y, rows, Y2, rows, T, 0, rows);
+                    K->matmul_q8x2(Y2, rows, &P, &A, T, 0, P.np);
+                    ok = ok && !memcmp(Y, Y2, T * rows * sizeof(float));
                 }
                 for (size_t t = 0; t < T; t++) {
                     if (dg == 2) {   // decode of token t alone

@@ -108,7 +108,7 @@ Test(simd, tables_complete)
         }
         cr_assert(K->name && K->dot_f32 && K->matvec_f32 && K->matmul_f32 && K->rmsnorm_f32 &&
                   K->softmax_f32 && K->swiglu_f32 && K->rope_pairs_f32 && K->axpy_f32 && K->scale_f32 &&
-                  K->matvec_q8 && K->matmul_q8 && K->matmul_q8t && K->encode_q8 && K->decode_rows_q8 && K->q8_act_row,
+                  K->matvec_q8 && K->matmul_q8 && K->matmul_q8x2 && K->matmul_q8t && K->encode_q8 && K->decode_rows_q8 && K->q8_act_row,
                   "%s table has a NULL entry", simd_isa_name((SimdIsa)i));
     }
     cr_expect(simd_isa_supported(SIMD_SCALAR));
