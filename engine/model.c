@@ -118,9 +118,13 @@ void model_embed(const Model *m, int tok, int pos, float *out) {
     const Config *c = &m->c;
     size_t D = (size_t)c->dim;
     const float *e = m->w.token_embedding + (size_t)tok * D;
+    if (!m->w.token_embedding) {   // int8-only open of a tied q8 checkpoint: the row from its blocks
+        q8_dequantize_row(out, m->q8->src_emb + (size_t)tok * q8_nblocks(D), D);
+        e = out;
+    }
     if (c->embed_scale != 0.0f) {   // Gemma: HF multiplies by the normaliser in the model dtype
         for (size_t i = 0; i < D; i++) out[i] = e[i] * c->embed_scale;
-    } else {
+    } else if (e != out) {
         memcpy(out, e, D * sizeof(float));
     }
     if (c->learned_pos && m->w.pos_embedding) {   // GPT-2: wte[tok] + wpe[pos]

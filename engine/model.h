@@ -107,7 +107,8 @@ int model_load_llama2c(Model *m, const char *path);
 // (engine/hf_model.h), else a llama2.c / q8 checkpoint file. What every subcommand calls.
 int model_open(Model *m, const char *path);
 // model_open with flags.  MODEL_OPEN_INT8_ONLY: a quantized checkpoint keeps only its int8
-// matrices (no fp32 copies: a quarter of the memory, faster load) until something asks for
+// matrices (no fp32 copies: a quarter of the memory, faster load; a tied embedding table stays
+// int8 too, model_embed dequantizing the rows it looks up) until something asks for
 // fp32 (model_set_dtype f32 / bf16, model_quantize with dequant_f32; engine/quantize.h
 // model_q8_file_f32).  For commands that only run the forward (generate, logits,
 // bench-forward); code reading m->w's matrices directly must not get such a model.

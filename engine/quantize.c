@@ -350,7 +350,9 @@ int model_q8_file_f32(Model *m) {
     if (!q || !q->src[0] || q->file_f32 || m->w.wq) return CT_OK;
     const Config *c = &m->c;
     size_t L = (size_t)c->n_layers, V = (size_t)c->vocab_size, D = (size_t)c->dim;
+    int emb = c->shared_classifier && !m->w.token_embedding;   // an int8-only open left the tied table int8
     size_t nf = c->shared_classifier ? 0 : V * D;
+    if (emb) nf += V * D;
     for (int k = 0; k < Q8M_PER_LAYER; k++) {
         size_t r, cc;
         mat_shape(c, k, &r, &cc);
@@ -359,6 +361,11 @@ int model_q8_file_f32(Model *m) {
     float *o = malloc(nf * sizeof(float));
     if (!o) return ct_error("q8: out of memory for %zu dequantized fp32 weights (%.1f GB)", nf, nf * 4e-9);
     q->file_f32 = o;
+    if (emb) {
+        q8_dequantize_matrix(o, q->src_emb, V, D);
+        m->w.token_embedding = m->w.wcls = o;
+        o += V * D;
+    }
     for (int k = 0; k < Q8M_PER_LAYER; k++) {
         size_t r, cc;
         mat_shape(c, k, &r, &cc);
@@ -418,7 +425,10 @@ int model_load_q8_mapped(Model *m, const char *name, int f32) {
     memcpy(&q->src_fingerprint, d + 48, 8);
     size_t D = (size_t)c->dim, L = (size_t)c->n_layers, V = (size_t)c->vocab_size, nbD = q8_nblocks(D);
     // fp32 (owned): norms and the embedding table; the matrices below (now, or on first need).
-    size_t nf = 2 * L * D + D + V * D;
+    // Int8-only (f32 == 0) with a tied classifier: the table stays int8 too (model_embed
+    // dequantizes the rows it looks up; model_q8_file_f32 makes the fp32 table on demand).
+    int lazy_emb = !f32 && c->shared_classifier;
+    size_t nf = 2 * L * D + D + (lazy_emb ? 0 : V * D);
     float *f = malloc(nf * sizeof(float));
     if (!f) {
         free(q);
@@ -436,9 +446,11 @@ int model_load_q8_mapped(Model *m, const char *name, int f32) {
         TAKE_F32(token_embedding, V * D);
     } else {
         q->src_emb = (const BlockQ8 *)p;   // 4-byte aligned: header 64, fp32 sections
-        q8_dequantize_matrix(o, q->src_emb, V, D);
-        w->token_embedding = w->wcls = o;
-        o += V * D;
+        if (!lazy_emb) {
+            q8_dequantize_matrix(o, q->src_emb, V, D);
+            w->token_embedding = w->wcls = o;
+            o += V * D;
+        }
         p += V * nbD * sizeof(BlockQ8);
     }
 #undef TAKE_F32

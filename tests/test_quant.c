@@ -199,10 +199,20 @@ static void int8_only_case(const char *qp, const int *ids, int n, ThreadPool *po
     cr_expect(z.w.wq == NULL && z.w.wk == NULL && z.w.wv == NULL && z.w.wo == NULL && z.w.w1 == NULL &&
                   z.w.w2 == NULL && z.w.w3 == NULL,
               "int8-only open kept fp32 matrices");
-    cr_expect(z.c.shared_classifier ? z.w.wcls == z.w.token_embedding : z.w.wcls == NULL);
-    cr_assert_not_null(z.w.token_embedding);
+    // A tied table stays int8 (lookups dequantize their row); an untied one is the file's fp32.
     size_t V = (size_t)e.c.vocab_size, D = (size_t)e.c.dim;
-    cr_expect_eq(memcmp(z.w.token_embedding, e.w.token_embedding, V * D * sizeof(float)), 0);
+    if (z.c.shared_classifier) cr_expect(z.w.token_embedding == NULL && z.w.wcls == NULL, "tied table made fp32");
+    else {
+        cr_expect(z.w.wcls == NULL);
+        cr_assert_not_null(z.w.token_embedding);
+        cr_expect_eq(memcmp(z.w.token_embedding, e.w.token_embedding, V * D * sizeof(float)), 0);
+    }
+    float row[4096];
+    cr_assert(D <= 4096);
+    for (int i = 0; i < n; i++) {   // the looked-up rows: the eager table's, bit for bit
+        model_embed(&z, ids[i], i, row);
+        cr_expect_eq(memcmp(row, e.w.token_embedding + (size_t)ids[i] * D, D * sizeof(float)), 0, "embedding row %d", ids[i]);
+    }
     float *a = logits_of(&e, ids, n, pool), *b = logits_of(&z, ids, n, pool);
     cr_expect_eq(memcmp(a, b, sizeof(float) * (size_t)n * V), 0, "%s: int8-only logits differ", qp);
     // fp32 views on demand: the eager load's matrices, bit for bit.
@@ -211,10 +221,12 @@ static void int8_only_case(const char *qp, const int *ids, int n, ThreadPool *po
     ASSERT_OK(model_quantize(&z, &o));
     const size_t L = (size_t)e.c.n_layers, Dq = (size_t)e.c.n_heads * (size_t)e.c.head_dim,
                  Dkv = (size_t)e.c.n_kv_heads * (size_t)e.c.head_dim, Hd = (size_t)e.c.hidden_dim;
-    const float *ez[8][2] = {{e.w.wq, z.w.wq}, {e.w.wk, z.w.wk}, {e.w.wv, z.w.wv}, {e.w.wo, z.w.wo},
-                             {e.w.w1, z.w.w1}, {e.w.w2, z.w.w2}, {e.w.w3, z.w.w3}, {e.w.wcls, z.w.wcls}};
-    size_t nn[8] = {L * Dq * D, L * Dkv * D, L * Dkv * D, L * D * Dq, L * Hd * D, L * D * Hd, L * Hd * D, V * D};
-    for (int k = 0; k < 8; k++) {
+    const float *ez[9][2] = {{e.w.wq, z.w.wq}, {e.w.wk, z.w.wk}, {e.w.wv, z.w.wv}, {e.w.wo, z.w.wo},
+                             {e.w.w1, z.w.w1}, {e.w.w2, z.w.w2}, {e.w.w3, z.w.w3}, {e.w.wcls, z.w.wcls},
+                             {e.w.token_embedding, z.w.token_embedding}};
+    size_t nn[9] = {L * Dq * D, L * Dkv * D, L * Dkv * D, L * D * Dq, L * Hd * D, L * D * Hd, L * Hd * D, V * D, V * D};
+    cr_expect(!z.c.shared_classifier || z.w.wcls == z.w.token_embedding);
+    for (int k = 0; k < 9; k++) {
         cr_assert_not_null(ez[k][1], "matrix %d still NULL after fp32 views", k);
         cr_expect_eq(memcmp(ez[k][0], ez[k][1], nn[k] * sizeof(float)), 0, "matrix %d differs from the eager load", k);
     }
