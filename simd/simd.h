@@ -31,10 +31,24 @@
 //   rope_pairs, axpy, scale: every table gives scalar.c's bits (no fused multiply-add), so
 //     these never depend on the ISA.
 #pragma once
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "quant/q8.h"
+
+// q8_act_row's all-zero (or tiny) block, or one holding NaN / Inf (bad): quants and nsum 0,
+// scale 0 or NaN, for block b of the hi (or only) row and, with 2 digits, of the lo row.
+static inline void simd_q8_act_zero_block(int8_t *q, float *d, int32_t *nsum, size_t lo, size_t b, int digits, int bad)
+{
+    for (size_t r = 0; r < (size_t)digits; r++) {
+        size_t k = b + r * lo;
+        memset(q + k * QK8, 0, QK8);
+        d[k] = bad ? NAN : 0.0f;
+        nsum[k] = 0;
+    }
+}
 
 // The JumpReLU rule of every transcoder path (clt_activate, interventions, encode_q8 and its
 // vector forms): h passes when above the threshold th (th = 0: ReLU), and NaN passes too so a

@@ -481,14 +481,7 @@ static void q8_act_row_avx2(int8_t *q, float *d, int32_t *nsum, size_t lo, const
         int bad = bits > 0x7f7fffff;   // NaN or Inf
         int8_t *qh = q + b * QK8, *ql = q + (lo + b) * QK8;
         if (bad || !(amax >= Q8_TINY)) {   // honest NaN, or an all-zero block
-            memset(qh, 0, QK8);
-            d[b] = bad ? NAN : 0.0f;
-            nsum[b] = 0;
-            if (digits == 2) {
-                memset(ql, 0, QK8);
-                d[lo + b] = d[b];
-                nsum[lo + b] = 0;
-            }
+            simd_q8_act_zero_block(q, d, nsum, lo, b, digits, bad);
             continue;
         }
         __m256i hi[4], lw[4], sh = _mm256_setzero_si256(), sl = _mm256_setzero_si256();

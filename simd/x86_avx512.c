@@ -688,14 +688,7 @@ static void q8_act_row_avx512(int8_t *q, float *d, int32_t *nsum, size_t lo, con
         int bad = act_amax16(x0, x1, &amax);
         int8_t *qh = q + b * QK8, *ql = q + (lo + b) * QK8;
         if (bad || !(amax >= Q8_TINY)) {   // honest NaN, or an all-zero block
-            memset(qh, 0, QK8);
-            d[b] = bad ? NAN : 0.0f;
-            nsum[b] = 0;
-            if (digits == 2) {
-                memset(ql, 0, QK8);
-                d[lo + b] = d[b];
-                nsum[lo + b] = 0;
-            }
+            simd_q8_act_zero_block(q, d, nsum, lo, b, digits, bad);
             continue;
         }
         if (digits == 1) {
