@@ -289,31 +289,17 @@ void q8_act_block16(int8_t *qhi, float *dhi, int32_t *nhi, int8_t *qlo, float *d
 }
 
 int q8_act_quantize_digits(Q8Act *A, Q8ActBuf *buf, const float *X, size_t T, size_t cols, int digits) {
-    if (q8_act_prepare(A, buf, T, cols, digits) != CT_OK) return CT_ERR;
-    q8_act_fill_rows(A, X, cols, 0, T);
-    return CT_OK;
-}
-
-int q8_act_prepare(Q8Act *A, Q8ActBuf *buf, size_t T, size_t cols, int digits) {
     if (digits != 1 && digits != 2) return ct_error("q8: activation digits must be 1 or 2, got %d", digits);
     size_t nb = q8_nblocks(cols), D = (size_t)digits;
     if (q8_actbuf_reserve(buf, D * T * nb) != CT_OK) return CT_ERR;
+    const SimdKernels *K = simd_kernels();
+    for (size_t t = 0; t < T; t++) {
+        size_t i = D * t * nb;   // the hi (or only) row's first block; lo is one row (nb blocks) further
+        K->q8_act_row(buf->q + i * QK8, buf->d + i, buf->nsum + i, nb, X + t * cols, cols, digits);
+    }
     *A = (Q8Act){buf->q, buf->d, buf->nsum, nb, D * T, digits};
     buf->gen++;
     return CT_OK;
-}
-
-void q8_act_fill_rows(const Q8Act *A, const float *X, size_t cols, size_t t0, size_t t1) {
-    const SimdKernels *K = simd_kernels();
-    size_t nb = A->nb, D = (size_t)A->digits;
-    // A's storage is the buffer q8_act_prepare handed out (writable; const for the kernels).
-    int8_t *q = (int8_t *)A->q;
-    float *d = (float *)A->d;
-    int32_t *ns = (int32_t *)A->nsum;
-    for (size_t t = t0; t < t1; t++) {
-        size_t i = D * t * nb;   // the hi (or only) row's first block; lo is one row (nb blocks) further
-        K->q8_act_row(q + i * QK8, d + i, ns + i, nb, X + t * cols, cols, A->digits);
-    }
 }
 
 int q8_act_quantize(Q8Act *A, Q8ActBuf *buf, const float *X, size_t T, size_t cols) {

@@ -126,11 +126,6 @@ void q8_actbuf_free(Q8ActBuf *b);
 int q8_act_quantize(Q8Act *A, Q8ActBuf *buf, const float *X, size_t T, size_t cols);
 // The same with digits 1 (8-bit) or 2 (16-bit as two int8 rows per token: A->T = 2 T).
 int q8_act_quantize_digits(Q8Act *A, Q8ActBuf *buf, const float *X, size_t T, size_t cols, int digits);
-// The same in two steps, for threads that split the rows: q8_act_prepare sizes buf for T rows
-// and points A at it (0, or -1 on bad digits / memory); q8_act_fill_rows then writes tokens
-// [t0, t1) of X (any split gives the same bytes: rows are independent).
-int q8_act_prepare(Q8Act *A, Q8ActBuf *buf, size_t T, size_t cols, int digits);
-void q8_act_fill_rows(const Q8Act *A, const float *X, size_t cols, size_t t0, size_t t1);
 // One 32-value block (n <= 32 valid, the rest zero) of 8-bit activations: the rule of
 // q8_quantize_block_amax, into q (32), *d and *nsum = -128 * sum(q).
 void q8_act_block8(int8_t *q, float *d, int32_t *nsum, const float *x, size_t n);

@@ -511,8 +511,7 @@ static void q8_act_row_avx2(int8_t *q, float *d, int32_t *nsum, size_t lo, const
             __m256i dn = _mm256_castps_si256(_mm256_cmp_ps(lk, nlim, _CMP_LT_OQ));
             __m256i h = _mm256_cvttps_epi32(hk), l = _mm256_cvttps_epi32(lk);
             h = _mm256_add_epi32(_mm256_sub_epi32(h, up), dn);   // + 1 where up, - 1 where dn
-            l = _mm256_sub_epi32(_mm256_add_epi32(l, _mm256_and_si256(up, _mm256_sub_epi32(_mm256_setzero_si256(), dgi))),
-                                 _mm256_and_si256(dn, _mm256_sub_epi32(_mm256_setzero_si256(), dgi)));
+            l = _mm256_add_epi32(_mm256_sub_epi32(l, _mm256_and_si256(up, dgi)), _mm256_and_si256(dn, dgi));
             hi[k] = h, lw[k] = l;
             sh = _mm256_add_epi32(sh, h);
             sl = _mm256_add_epi32(sl, l);

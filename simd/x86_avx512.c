@@ -715,8 +715,10 @@ static void q8_act_row_avx512(int8_t *q, float *d, int32_t *nsum, size_t lo, con
             __m512 lk = _mm512_sub_ps(v, _mm512_mul_ps(vdg, hk));
             __mmask16 up = _mm512_cmp_ps_mask(lk, lim, _CMP_GT_OQ), dn = _mm512_cmp_ps_mask(lk, nlim, _CMP_LT_OQ);
             __m512i hi = _mm512_cvttps_epi32(hk), lw = _mm512_cvttps_epi32(lk);
-            hi = _mm512_mask_sub_epi32(_mm512_mask_add_epi32(hi, up, hi, one), dn, _mm512_mask_add_epi32(hi, up, hi, one), one);
-            lw = _mm512_mask_add_epi32(_mm512_mask_sub_epi32(lw, up, lw, dgi), dn, _mm512_mask_sub_epi32(lw, up, lw, dgi), dgi);
+            hi = _mm512_mask_add_epi32(hi, up, hi, one);   // one digit up where up, down where dn
+            hi = _mm512_mask_sub_epi32(hi, dn, hi, one);
+            lw = _mm512_mask_sub_epi32(lw, up, lw, dgi);
+            lw = _mm512_mask_add_epi32(lw, dn, lw, dgi);
             sh = _mm512_add_epi32(sh, hi);
             sl = _mm512_add_epi32(sl, lw);
             _mm_storeu_si128((__m128i *)(qh + 16 * h), _mm512_cvtepi32_epi8(hi));
