@@ -117,11 +117,10 @@ const char *model_tc_input_hook(const Config *c) {
 void model_embed(const Model *m, int tok, int pos, float *out) {
     const Config *c = &m->c;
     size_t D = (size_t)c->dim;
-    const float *e = m->w.token_embedding + (size_t)tok * D;
-    if (!m->w.token_embedding) {   // int8-only open of a tied q8 checkpoint: the row from its blocks
+    const float *e = out;
+    if (m->w.token_embedding) e = m->w.token_embedding + (size_t)tok * D;
+    else   // int8-only open of a tied q8 checkpoint: the row from its blocks
         q8_dequantize_row(out, m->q8->src_emb + (size_t)tok * q8_nblocks(D), D);
-        e = out;
-    }
     if (c->embed_scale != 0.0f) {   // Gemma: HF multiplies by the normaliser in the model dtype
         for (size_t i = 0; i < D; i++) out[i] = e[i] * c->embed_scale;
     } else if (e != out) {
