@@ -282,6 +282,41 @@ __attribute__((target("avx512f,avx512vnni"))) static double probe_vnni_avx512(lo
     probe_sink += (uint64_t)(uint32_t)_mm512_reduce_add_epi32(t);
     return (double)iters * 16 * 64 * 2;
 }
+
+// The op mix of a block-scaled int8 product (quant/q8.h): per 16 outputs x 1 token x 32-deep
+// block, 8 vpdpbusd into an int32 accumulator started from a broadcast load, then the block's
+// float step: convert, scale (dw * dx), fma.  On cores where vpdpbusd and the float ops share
+// the same two vector ports (Intel: measured ~0.69 of the VNNI peak on a Xeon with AMX), the
+// float step caps such a product below 8 / 11 of the VNNI peak whatever the kernel does; where
+// they issue to separate pipes it costs less (the GEMM itself reached 0.70-0.75 of the VNNI
+// peak on the Zen 5 machine of earlier sessions).  This probe measures that ceiling (the same
+// ops from registers, 8 independent rows), in the VNNI peak's units (128 ops per vpdpbusd).
+__attribute__((target("avx512f,avx512vnni"))) static double probe_q8mix_avx512(long iters) {
+    static const int32_t init[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    static const float dxs[8] = {1e-6f, 2e-6f, 3e-6f, 4e-6f, 5e-6f, 6e-6f, 7e-6f, 8e-6f};
+    const __m512i u = _mm512_set1_epi8(3), s = _mm512_set1_epi8(-5);
+    const __m512 sw = _mm512_set1_ps(0.999f);
+    __m512 f0 = _mm512_setzero_ps(), f1 = f0, f2 = f0, f3 = f0, f4 = f0, f5 = f0, f6 = f0, f7 = f0;
+#define PROBE_MIX(f, k)                                                                      \
+    do {                                                                                     \
+        __m512i a;                                                                           \
+        __m512 dx;   /* asm loads: the compiler may not hoist the scale product */           \
+        __asm__ volatile("vpbroadcastd %1, %0" : "=v"(a) : "m"(init[k]));                  \
+        __asm__ volatile("vbroadcastss %1, %0" : "=v"(dx) : "m"(dxs[k]));                  \
+        PROBE_DP(a); PROBE_DP(a); PROBE_DP(a); PROBE_DP(a);                                  \
+        PROBE_DP(a); PROBE_DP(a); PROBE_DP(a); PROBE_DP(a);                                  \
+        f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a), _mm512_mul_ps(sw, dx), f);                \
+    } while (0)
+    for (long i = 0; i < iters; i++) {
+        PROBE_MIX(f0, 0); PROBE_MIX(f1, 1); PROBE_MIX(f2, 2); PROBE_MIX(f3, 3);
+        PROBE_MIX(f4, 4); PROBE_MIX(f5, 5); PROBE_MIX(f6, 6); PROBE_MIX(f7, 7);
+    }
+#undef PROBE_MIX
+    __m512 t = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(f0, f1), _mm512_add_ps(f2, f3)),
+                             _mm512_add_ps(_mm512_add_ps(f4, f5), _mm512_add_ps(f6, f7)));
+    probe_sink += (uint64_t)_mm512_reduce_add_ps(t);
+    return (double)iters * 8 * 8 * 64 * 2;
+}
 #undef PROBE_DP
 #endif
 
@@ -343,5 +378,15 @@ static double probe_vnni_gops(int runs, double min_s, const char **isa) {
     }
 #endif
     *isa = "n/a";
+    return 0;
+}
+
+// The block-scaled int8 product's op-mix ceiling (probe_q8mix_avx512) in GOP/s; 0 without VNNI.
+static double probe_q8mix_gops(int runs, double min_s) {
+#if PROBE_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vnni"))
+        return probe_best_rate(probe_q8mix_avx512, runs, min_s);
+#endif
     return 0;
 }
