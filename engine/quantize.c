@@ -424,11 +424,13 @@ int model_load_q8_mapped(Model *m, const char *name, int f32) {
     if (!q) return ct_error("q8: out of memory");
     memcpy(&q->src_fingerprint, d + 48, 8);
     size_t D = (size_t)c->dim, L = (size_t)c->n_layers, V = (size_t)c->vocab_size, nbD = q8_nblocks(D);
-    // fp32 (owned): norms and the embedding table; the matrices below (now, or on first need).
-    // Int8-only (f32 == 0) with a tied classifier: the table stays int8 too (model_embed
-    // dequantizes the rows it looks up; model_q8_file_f32 makes the fp32 table on demand).
+    // fp32 (owned): the norms, and a tied embedding table (from its int8 blocks); the matrices
+    // below (now, or on first need).  An untied table is fp32 in the file: it is read where it
+    // lies in the mapping, never copied.  Int8-only (f32 == 0) with a tied classifier: the table
+    // stays int8 too (model_embed dequantizes the rows it looks up; model_q8_file_f32 makes the
+    // fp32 table on demand).
     int lazy_emb = !f32 && c->shared_classifier;
-    size_t nf = 2 * L * D + D + (lazy_emb ? 0 : V * D);
+    size_t nf = 2 * L * D + D + (c->shared_classifier && !lazy_emb ? V * D : 0);
     float *f = malloc(nf * sizeof(float));
     if (!f) {
         free(q);
@@ -442,8 +444,10 @@ int model_load_q8_mapped(Model *m, const char *name, int f32) {
     TAKE_F32(rms_att, L * D);
     TAKE_F32(rms_ffn, L * D);
     TAKE_F32(rms_final, D);
+    const float *emb_mapped = NULL;
     if (!c->shared_classifier) {
-        TAKE_F32(token_embedding, V * D);
+        emb_mapped = w->token_embedding = (const float *)p;   // 4-byte aligned: header 64, fp32 sections
+        p += V * D * sizeof(float);
     } else {
         q->src_emb = (const BlockQ8 *)p;   // 4-byte aligned: header 64, fp32 sections
         if (!lazy_emb) {
@@ -474,9 +478,11 @@ int model_load_q8_mapped(Model *m, const char *name, int f32) {
 #undef CHECK_SCALES
     m->owned = f;
     m->q8 = q;
-    size_t bad_f32 = 0;
+    size_t bad_f32 = 0, nemb = emb_mapped ? V * D : 0;
     while (bad_f32 < nf && isfinite(f[bad_f32])) bad_f32++;
-    if (bad_what || bad_f32 < nf) {
+    if (bad_f32 == nf)
+        while (bad_f32 < nf + nemb && isfinite(emb_mapped[bad_f32 - nf])) bad_f32++;
+    if (bad_what || bad_f32 < nf + nemb) {
         q8_free(m);
         free(f);
         m->owned = NULL;

@@ -199,13 +199,20 @@ static void int8_only_case(const char *qp, const int *ids, int n, ThreadPool *po
     cr_expect(z.w.wq == NULL && z.w.wk == NULL && z.w.wv == NULL && z.w.wo == NULL && z.w.w1 == NULL &&
                   z.w.w2 == NULL && z.w.w3 == NULL,
               "int8-only open kept fp32 matrices");
-    // A tied table stays int8 (lookups dequantize their row); an untied one is the file's fp32.
+    // A tied table stays int8 (lookups dequantize their row); an untied one is the file's fp32,
+    // read where it lies in the mapping (both opens: no copy).
     size_t V = (size_t)e.c.vocab_size, D = (size_t)e.c.dim;
     if (z.c.shared_classifier) cr_expect(z.w.token_embedding == NULL && z.w.wcls == NULL, "tied table made fp32");
     else {
         cr_expect(z.w.wcls == NULL);
         cr_assert_not_null(z.w.token_embedding);
         cr_expect_eq(memcmp(z.w.token_embedding, e.w.token_embedding, V * D * sizeof(float)), 0);
+        const Model *both[2] = {&e, &z};
+        for (int k = 0; k < 2; k++) {
+            const uint8_t *t = (const uint8_t *)both[k]->w.token_embedding, *f = both[k]->file.data;
+            cr_expect(f && t >= f && t + V * D * sizeof(float) <= f + both[k]->file.size,
+                      "untied embedding copied out of the mapping (open %d)", k);
+        }
     }
     float row[4096];
     cr_assert(D <= 4096);
@@ -272,6 +279,29 @@ Test(quant, int8_only_open) {
     for (int i = 0; i < 24; i++) ids[i] %= 77;
     int8_only_case(uq, ids, 24, pool);
     pool_destroy(pool);
+    // The mapped fp32 sections are still checked finite at load: a NaN in a norm and one in the
+    // untied embedding, each named by its index (the file: 64-byte header, rms_att (L, D),
+    // rms_ffn (L, D), rms_final (D), then the untied table (V, D)).
+    size_t n;
+    uint8_t *f = tu_read_file(uq, &n);
+    cr_assert_not_null(f);
+    const size_t norms = 2 * 2 * 64 + 64, at[2] = {5, norms + 1000};
+    for (int k = 0; k < 2; k++) {
+        uint8_t *g = malloc(n);
+        memcpy(g, f, n);
+        float nan = NAN;
+        memcpy(g + 64 + at[k] * sizeof(float), &nan, sizeof nan);
+        char *bp = tu_join(dir, "bad.q8");
+        tu_write_file(bp, g, n);
+        for (int fl = 0; fl < 2; fl++) {
+            cr_expect_eq(model_open_flags(&m, bp, fl ? MODEL_OPEN_INT8_ONLY : 0), CT_ERR);
+            char want[64];
+            snprintf(want, sizeof want, "non-finite fp32 weight at index %zu ", at[k]);
+            cr_expect(strstr(ct_errmsg(), want) && strstr(ct_errmsg(), "bad.q8"), "%s", ct_errmsg());
+        }
+        free(bp), free(g);
+    }
+    free(f);
     tu_rmtree(dir);
     free(qp), free(up), free(uq), free(dir);
 }
