@@ -328,6 +328,26 @@ AI void q8_store(const Q8Tile *a, size_t t, size_t o, __m512 v)
     _mm512_mask_storeu_ps(a->Y + t * a->ldy + o, m, v);
 }
 
+// A tile's accumulators of rows from .. TT-1 to Y (rows 2t, 2t+1 summed as token t for
+// matmul_q8x2; from is then even).
+AI void tile_store_q8_avx512(const int R, const int TT, const Q8Tile *a, size_t p, size_t t0, int from,
+                             __m512 acc[2][6])
+{
+    if (a->pairs) {   // matmul_q8x2: t0 and TT are even (tokens_q8_avx512 over 2T rows)
+#pragma GCC unroll 2
+        for (int r = 0; r < R; r++)
+#pragma GCC unroll 3
+            for (int t = 0; t + 1 < TT; t += 2)
+                if (t >= from) q8_store(a, (t0 + t) / 2, (p + r) * 16, _mm512_add_ps(acc[r][t], acc[r][t + 1]));
+        return;
+    }
+#pragma GCC unroll 2
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 6
+        for (int t = 0; t < TT; t++)
+            if (t >= from) q8_store(a, t0 + t, (p + r) * 16, acc[r][t]);
+}
+
 // ref: scalar.c out_q8_scalar.  An R-panel x TT-token tile over every block: R*TT int32 and
 // R*TT float accumulators in registers; each weight vector feeds TT tokens, each broadcast
 // activation word feeds R panels.  Panels p .. p+R-1, tokens t0 .. t0+TT-1.
@@ -380,30 +400,126 @@ AI void tile_q8_avx512(const int R, const int TT, const int LS, const Q8Tile *a,
             }
         }
     }
-    if (a->pairs) {   // matmul_q8x2: t0 and TT are even (tokens_q8_avx512 over 2T rows)
-#pragma GCC unroll 2
-        for (int r = 0; r < R; r++)
-#pragma GCC unroll 3
-            for (int t = 0; t + 1 < TT; t += 2)
-                q8_store(a, (t0 + t) / 2, (p + r) * 16, _mm512_add_ps(acc[r][t], acc[r][t + 1]));
-        return;
+    tile_store_q8_avx512(R, TT, a, p, t0, 0, acc);
+}
+
+// The full 2-panel x 6-row tile (the bulk of every batch) as an asm loop over the blocks: the
+// operations of tile_q8_avx512 in the same order (so the same bits) with every register fixed,
+// so no compiler can spill.  gcc 12 allocated the intrinsic tile without spilling; clang 14
+// spilled its accumulators and ran at ~0.7 of gcc's speed; with this loop both run alike.
+//   zmm0-5, zmm6-11   float accumulators of rows 0-5, panels p and p+1
+//   zmm12-13          the block's weight vectors, then its lane scales
+//   zmm14-19          the rows' broadcast activation words, then scale temporaries
+//   zmm20-31          int32 sums (row t: zmm20+2t for panel p, zmm21+2t for p+1)
+// Row t's quants, nsum and dx are t row strides past row 0's; rows 3-5 are addressed from a
+// second base (an x86 address takes one scaled index).  The accumulators enter and leave
+// through acc (memory).
+#define Q8A_X(j, base, idx, z) "vpbroadcastd 4*" #j "(" base idx "), %%zmm" #z "\n\t"
+#define Q8A_DP(x, a0, a1) \
+    "vpdpbusd %%zmm" #x ", %%zmm12, %%zmm" #a0 "\n\tvpdpbusd %%zmm" #x ", %%zmm13, %%zmm" #a1 "\n\t"
+#define Q8A_J(j)                                                                                      \
+    "vmovdqu64 64*" #j "(%[w]), %%zmm12\n\tvmovdqu64 64*" #j "(%[w],%[ps]), %%zmm13\n\t"            \
+    Q8A_X(j, "%[qa]", "", 14) Q8A_X(j, "%[qa]", ",%[sq]", 15) Q8A_X(j, "%[qa]", ",%[sq],2", 16)      \
+    Q8A_X(j, "%[qb]", "", 17) Q8A_X(j, "%[qb]", ",%[sq]", 18) Q8A_X(j, "%[qb]", ",%[sq],2", 19)      \
+    Q8A_DP(14, 20, 21) Q8A_DP(15, 22, 23) Q8A_DP(16, 24, 25) Q8A_DP(17, 26, 27) Q8A_DP(18, 28, 29)    \
+    Q8A_DP(19, 30, 31)
+// Both panels' sums of row t start at the row's nsum (undoes the +128 of the weights).
+#define Q8A_I(base, idx, a0, a1) \
+    "vpbroadcastd (" base idx "), %%zmm" #a0 "\n\tvpbroadcastd (" base idx "), %%zmm" #a1 "\n\t"
+#define Q8A_INIT                                                                                      \
+    Q8A_I("%[sa]", "", 20, 21) Q8A_I("%[sa]", ",%[s4]", 22, 23) Q8A_I("%[sa]", ",%[s4],2", 24, 25)   \
+    Q8A_I("%[sb]", "", 26, 27) Q8A_I("%[sb]", ",%[s4]", 28, 29) Q8A_I("%[sb]", ",%[s4],2", 30, 31)
+// Row t's float step: acc = fma(float(isum), dw * dx, acc) for both panels (lane scales in
+// zmm12-13), or fma(float(isum), dx, acc) without lane scales.  Q8A_DX_t: row t's dx.
+#define Q8A_DX_0 "%[da]"
+#define Q8A_DX_1 "%[da],%[s4]"
+#define Q8A_DX_2 "%[da],%[s4],2"
+#define Q8A_DX_3 "%[db]"
+#define Q8A_DX_4 "%[db],%[s4]"
+#define Q8A_DX_5 "%[db],%[s4],2"
+#define Q8A_F(t, a0, a1, c0, c1)                                                                      \
+    "vbroadcastss (" Q8A_DX_##t "), %%zmm14\n\t"                                              \
+    "vmulps %%zmm14, %%zmm12, %%zmm15\n\tvmulps %%zmm14, %%zmm13, %%zmm16\n\t"                      \
+    "vcvtdq2ps %%zmm" #a0 ", %%zmm" #a0 "\n\tvcvtdq2ps %%zmm" #a1 ", %%zmm" #a1 "\n\t"              \
+    "vfmadd231ps %%zmm15, %%zmm" #a0 ", %%zmm" #c0 "\n\tvfmadd231ps %%zmm16, %%zmm" #a1 ", %%zmm" #c1 "\n\t"
+#define Q8A_F0(t, a0, a1, c0, c1)                                                                     \
+    "vbroadcastss (" Q8A_DX_##t "), %%zmm14\n\t"                                              \
+    "vcvtdq2ps %%zmm" #a0 ", %%zmm" #a0 "\n\tvcvtdq2ps %%zmm" #a1 ", %%zmm" #a1 "\n\t"              \
+    "vfmadd231ps %%zmm14, %%zmm" #a0 ", %%zmm" #c0 "\n\tvfmadd231ps %%zmm14, %%zmm" #a1 ", %%zmm" #c1 "\n\t"
+#define Q8A_FLOAT(F)                                                                                  \
+    F(0, 20, 21, 0, 6) F(1, 22, 23, 1, 7) F(2, 24, 25, 2, 8) F(3, 26, 27, 3, 9) F(4, 28, 29, 4, 10)   \
+    F(5, 30, 31, 5, 11)
+#define Q8A_ACC(op, k) op " " #k "*64(%[acc]), %%zmm" #k "\n\t"
+#define Q8A_ACCS(op)                                                                                  \
+    Q8A_ACC(op, 0) Q8A_ACC(op, 1) Q8A_ACC(op, 2) Q8A_ACC(op, 3) Q8A_ACC(op, 4) Q8A_ACC(op, 5)         \
+    Q8A_ACC(op, 6) Q8A_ACC(op, 7) Q8A_ACC(op, 8) Q8A_ACC(op, 9) Q8A_ACC(op, 10) Q8A_ACC(op, 11)
+#define Q8A_SAVE(k) "vmovaps %%zmm" #k ", " #k "*64(%[acc])\n\t"
+#define Q8A_SAVES                                                                                     \
+    Q8A_SAVE(0) Q8A_SAVE(1) Q8A_SAVE(2) Q8A_SAVE(3) Q8A_SAVE(4) Q8A_SAVE(5) Q8A_SAVE(6) Q8A_SAVE(7)    \
+    Q8A_SAVE(8) Q8A_SAVE(9) Q8A_SAVE(10) Q8A_SAVE(11)
+// The loop (n >= 1 blocks), 64-byte aligned; LSCALES loads the lane scales (or nothing).
+#define Q8A_BODY(LSCALES, FLOAT)                                                                      \
+    Q8A_ACCS("vmovaps") ".p2align 6\n1:\n\t" Q8A_INIT Q8A_J(0) Q8A_J(1) Q8A_J(2) Q8A_J(3) Q8A_J(4)   \
+    Q8A_J(5) Q8A_J(6) Q8A_J(7) LSCALES Q8A_FLOAT(FLOAT)                                               \
+    "add %[bs], %[w]\n\tadd $32, %[qa]\n\tadd $32, %[qb]\n\tadd $4, %[sa]\n\tadd $4, %[sb]\n\t"     \
+    "add $4, %[da]\n\tadd $4, %[db]\n\tdec %[n]\n\tjnz 1b\n\t" Q8A_SAVES
+#define Q8A_OPERANDS                                                                                  \
+    : [w] "+r"(w), [qa] "+r"(qa), [qb] "+r"(qb), [sa] "+r"(sa), [sb] "+r"(sb), [da] "+r"(da),         \
+      [db] "+r"(db), [n] "+r"(n)                                                                      \
+    : [ps] "r"(ps), [sq] "r"(sq), [s4] "r"(s4), [acc] "r"(acc),                                       \
+      [bs] "i"(LS ? Q8_PANEL_BLOCK_BYTES : Q8_PANEL_QBYTES)                                           \
+    : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11",   \
+      "xmm12", "xmm13", "xmm14", "xmm15", "xmm16", "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", "xmm22",  \
+      "xmm23", "xmm24", "xmm25", "xmm26", "xmm27", "xmm28", "xmm29", "xmm30", "xmm31", "cc", "memory"
+
+// Rows t0 .. t0+5 x panels p, p+1; rows before t0 + from are computed but not stored.  The
+// tile's block stride is the layout's (576 bytes with lane scales, 512 without), an immediate
+// of the asm.
+AI void tile26_q8_avx512(const int LS, const Q8Tile *a, size_t p, size_t t0, int from)
+{
+    _Alignas(64) float acc[12][16];
+    memset(acc, 0, sizeof acc);
+    const Q8Act *x = a->x;
+    const size_t rs = a->xstep * x->nb, r0 = (a->xrow0 + t0 * a->xstep) * x->nb;   // in blocks
+    const int32_t *sa = x->nsum + r0, *sb = sa + 3 * rs;
+    const float *da = x->d + r0, *db = da + 3 * rs;
+    const long ps = (long)a->pstride, sq = (long)(rs * 32), s4 = (long)(rs * 4);
+    size_t n = a->nblk;
+    const uint8_t *w = a->w + p * a->pstride + a->qoff;   // the quants (lane scales 64 bytes before)
+    const int8_t *qa = x->q + r0 * 32, *qb = qa + 3 * sq;
+    if (n) {
+        if (LS)
+            __asm__ volatile(Q8A_BODY("vmovups -64(%[w]), %%zmm12\n\tvmovups -64(%[w],%[ps]), %%zmm13\n\t", Q8A_F)
+                                 Q8A_OPERANDS);
+        else
+            __asm__ volatile(Q8A_BODY("", Q8A_F0) Q8A_OPERANDS);
     }
+    __m512 c[2][6];
 #pragma GCC unroll 2
-    for (int r = 0; r < R; r++)
+    for (int r = 0; r < 2; r++)
 #pragma GCC unroll 6
-        for (int t = 0; t < TT; t++) q8_store(a, t0 + t, (p + r) * 16, acc[r][t]);
+        for (int t = 0; t < 6; t++) c[r][t] = _mm512_load_ps(acc[r * 6 + t]);
+    tile_store_q8_avx512(2, 6, a, p, t0, from, c);
 }
 
 // Tokens [0, T) for panels p .. p+R-1: full Q8_TT-token tiles, then the rest.  LS: lane scales
 // (1 for W x, 0 for the transposed layout) as a compile-time constant, so no branch sits in
 // the block loop (clang then keeps every accumulator in a register).
 // Tokens per tile: 2 x 6 tiles need 24 accumulators + 2 weights + 6 broadcast activation
-// words: all 32 zmm registers.  gcc 12 allocates them all (~0.75 of the VNNI peak); clang 14
-// spills the float accumulators to the stack (~0.5), and smaller tiles were slower with clang.
+// words: all 32 zmm registers.  The full 2 x 6 tiles are the asm loop above (same speed as
+// gcc 12's allocation of the intrinsic tile, which clang 14 spilled: ~0.5 of the VNNI peak
+// where gcc reached ~0.75 on Zen 5); the partial tiles at the edges stay intrinsics.
 #define Q8_TT 6
 AI void tokens_q8_avx512(const int R, const int LS, const Q8Tile *a, size_t p, size_t T)
 {
     size_t t = 0;
+    if (R == 2 && T >= Q8_TT) {
+        for (; t + Q8_TT <= T; t += Q8_TT) tile26_q8_avx512(LS, a, p, t, 0);
+        // The 1-5 rows left: the last 6 rows again (the same bits), storing only the new ones
+        // (T - 6 is even when the rows are digit pairs).
+        if (t < T) tile26_q8_avx512(LS, a, p, T - Q8_TT, (int)(t - (T - Q8_TT)));
+        return;
+    }
     for (; t + Q8_TT <= T; t += Q8_TT) tile_q8_avx512(R, Q8_TT, LS, a, p, t);
     switch (T - t) {
     case 5: tile_q8_avx512(R, 5, LS, a, p, t); break;
