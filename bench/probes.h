@@ -286,8 +286,8 @@ __attribute__((target("avx512f,avx512vnni"))) static double probe_vnni_avx512(lo
 // The op mix of a block-scaled int8 product (quant/q8.h): per 16 outputs x 1 token x 32-deep
 // block, 8 vpdpbusd into an int32 accumulator started from a broadcast load, then the block's
 // float step: convert, scale (dw * dx), fma.  On cores where vpdpbusd and the float ops share
-// the same two vector ports (Intel: measured ~0.69 of the VNNI peak on a Xeon with AMX), the
-// float step caps such a product below 8 / 11 of the VNNI peak whatever the kernel does; where
+// the same two vector ports (Intel: 0.62-0.73 of the VNNI peak measured on a Xeon with AMX),
+// the float step caps such a product below 8 / 11 of the VNNI peak whatever the kernel does; where
 // they issue to separate pipes it costs less (the GEMM itself reached 0.70-0.75 of the VNNI
 // peak on the Zen 5 machine of earlier sessions).  This probe measures that ceiling (the same
 // ops from registers, 8 independent rows), in the VNNI peak's units (128 ops per vpdpbusd).

@@ -504,7 +504,7 @@ AI void tile26_q8_avx512(const int LS, const Q8Tile *a, size_t p, size_t t0, int
 
 // Tokens [0, T) for panels p .. p+R-1: full Q8_TT-token tiles, then the rest.  LS: lane scales
 // (1 for W x, 0 for the transposed layout) as a compile-time constant, so no branch sits in
-// the block loop (clang then keeps every accumulator in a register).
+// the block loop.
 // Tokens per tile: 2 x 6 tiles need 24 accumulators + 2 weights + 6 broadcast activation
 // words: all 32 zmm registers.  The full 2 x 6 tiles are the asm loop above (same speed as
 // gcc 12's allocation of the intrinsic tile, which clang 14 spilled: ~0.5 of the VNNI peak
