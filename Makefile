@@ -16,8 +16,11 @@ OPT      ?= -O2
 CFLAGS_COMMON = -std=c11 $(OPT) -g -Wall -Wextra -Wno-unused-parameter -Wshadow -fno-fast-math \
                 -ffp-contract=off -D_GNU_SOURCE -I. -pthread
 # EXTRA_CFLAGS / EXTRA_LDFLAGS carry sanitizer flags into the asan build.
-CFLAGS   = $(CFLAGS_COMMON) -DCTRACE_HAVE_NUMA=1 $(EXTRA_CFLAGS)
-LDLIBS   = $(EXTRA_LDFLAGS) -lsleef -lnuma -lxxhash -ljansson -lyaml -lzip -lmicrohttpd -lpcre2-8 -lm -pthread
+# NUMA=0 builds without libnuma (one node; threads still pinned with sched_setaffinity).
+NUMA    ?= 1
+CFLAGS   = $(CFLAGS_COMMON) -DCTRACE_HAVE_NUMA=$(NUMA) $(EXTRA_CFLAGS)
+LDLIBS   = $(EXTRA_LDFLAGS) -lsleef $(if $(filter 1,$(NUMA)),-lnuma) -lxxhash -ljansson -lyaml -lzip \
+           -lmicrohttpd -lpcre2-8 -lm -pthread
 
 # Per-ISA flags: each simd/ file is built for its own instruction set; dispatch picks at run time.
 FLAGS_x86_avx2   = -mavx2 -mfma -mf16c
@@ -38,7 +41,8 @@ BENCH_BIN:= $(BENCH_SRC:bench/%.c=$(B)/bench/%)
 
 DEPS_OK  := $(B)/.deps-ok
 
-.PHONY: all test bench demo demo-stories asan clean deps test-unit test-cli test-asan test-neon
+.PHONY: all test bench demo demo-stories asan clean deps test-unit test-neon \
+        asan-build neon-build nonuma-build test-nonuma
 all: $(B)/ctrace
 
 # ---- dependencies: probe, and install only when something is missing -------------------
@@ -80,7 +84,7 @@ $(B)/bench/%: $(B)/bench/%.o $(B)/libctrace.a
 # ---- tests ---------------------------------------------------------------------------------
 # tests/run.sh runs every Criterion suite and every tests/cli/*.sh script, then prints one
 # closing line "N passed, N failed".
-test: $(B)/ctrace $(TEST_BIN) asan-build neon-build
+test: $(B)/ctrace $(TEST_BIN) asan-build neon-build nonuma-build
 	SHARED=$(SHARED) sh tests/run.sh all
 
 test-unit: $(B)/ctrace $(TEST_BIN)
@@ -94,6 +98,14 @@ asan-build: | $(DEPS_OK)
 	    EXTRA_LDFLAGS="$(ASAN_FLAGS)" $(B)/asan/ctrace $(TEST_SRC:tests/%.c=$(B)/asan/tests/%)
 asan: asan-build
 	SHARED=$(SHARED) sh tests/run.sh asan
+
+# ---- without libnuma: the NUMA=0 build of the driver and of the suites that place memory
+# (tests/run.sh nonuma checks it links no libnuma and gives the default build's bits).
+NONUMA_BIN = $(B)/nonuma/ctrace $(B)/nonuma/tests/test_mem $(B)/nonuma/tests/test_quant
+nonuma-build: | $(DEPS_OK)
+	$(MAKE) --no-print-directory B=$(B)/nonuma NUMA=0 $(NONUMA_BIN)
+test-nonuma: $(B)/ctrace nonuma-build
+	SHARED=$(SHARED) sh tests/run.sh nonuma
 
 # ---- NEON: cross-compiled for aarch64 and run under qemu-aarch64 -------------------------
 AARCH64_CC = aarch64-linux-gnu-gcc

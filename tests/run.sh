@@ -6,7 +6,9 @@
 #   neon : under qemu-aarch64: the aarch64 kernel self-test, the golden forward checks
 #          (stories260K and Hugging Face, 1 and 2 threads), `ctrace logits --threads 2` and
 #          tests/cli/serve.sh
-#   all  : unit, asan and neon
+#   nonuma: the NUMA=0 build (no libnuma): test_mem, test_quant, tests/cli/quant.sh, and its
+#          q8 logits under every --numa mode against the default build's bytes
+#   all  : unit, asan, neon and nonuma
 # Counts are test cases: Criterion's "Tested/Passing" lines and one per CLI script.
 MODE=${1:-all}
 SHARED=${SHARED:-../shared}
@@ -68,6 +70,22 @@ neon_threads() {
     [ -s "$LOG/logits1.f32" ] && cmp "$LOG/logits1.f32" "$LOG/logits2.f32" && cmp "$LOG/logits1.f32" "$LOG/logits3.f32"
 }
 
+# nonuma_same: the NUMA=0 driver links no libnuma (the default one does), and its int8 logits
+# under every --numa mode are the default build's bytes.
+nonuma_same() {
+    m="$SHARED/models/stories260K/stories260K.bin"
+    toks=1,403,407,100,2,9,77
+    ldd "$B/ctrace" | grep -q libnuma || { echo "$B/ctrace does not link libnuma"; return 1; }
+    if ldd "$B/nonuma/ctrace" | grep libnuma; then echo "$B/nonuma/ctrace links libnuma"; return 1; fi
+    "$B/ctrace" logits "$m" --tokens $toks --dtype q8 --threads 2 -o "$LOG/nonuma_ref.f32" || return 1
+    [ -s "$LOG/nonuma_ref.f32" ] || return 1
+    for mode in off local interleave replicate; do
+        "$B/nonuma/ctrace" logits "$m" --tokens $toks --dtype q8 --numa $mode --threads 2 \
+            -o "$LOG/nonuma_$mode.f32" || return 1
+        cmp "$LOG/nonuma_ref.f32" "$LOG/nonuma_$mode.f32" || { echo "--numa $mode differs"; return 1; }
+    done
+}
+
 if [ "$MODE" = unit ] || [ "$MODE" = all ]; then unit "$B" ""; fi
 if [ "$MODE" = asan ] || [ "$MODE" = all ]; then
     export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1
@@ -84,6 +102,12 @@ if [ "$MODE" = neon ] || [ "$MODE" = all ]; then
     run_script "forward_selftest [neon,qemu]" timeout -k 10 600 $QEMU "$B/aarch64/forward_selftest"
     run_script "logits --threads 2 [neon,qemu]" neon_threads
     CTRACE="$QEMU $B/aarch64/ctrace" run_script "serve.sh [neon,qemu]" sh tests/cli/serve.sh
+fi
+if [ "$MODE" = nonuma ] || [ "$MODE" = all ]; then
+    run_suite "test_mem [nonuma]" "$B/nonuma/tests/test_mem"
+    run_suite "test_quant [nonuma]" "$B/nonuma/tests/test_quant"
+    CTRACE="$B/nonuma/ctrace" run_script "quant.sh [nonuma]" sh tests/cli/quant.sh
+    run_script "logits without libnuma, every --numa mode [nonuma]" nonuma_same
 fi
 echo
 echo "$PASS passed, $FAIL failed"
