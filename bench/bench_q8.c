@@ -22,6 +22,9 @@
 //               (16-bit activation) batch of 64 tokens is matmul_q8x2 over 128 digit rows
 //               (each token's two rows summed in the store): its row gives the int8 work done
 //               and the products per second
+//   tile loop  (AVX-512) the GEMM's 2 x 6 tile loop on data in L1, whole and with parts left
+//               out (weight loads, activation broadcasts, the float step, its multiply) ->
+//               GOP/s and fraction of the VNNI peak: where the GEMM's cycles go
 //   matmul_q8t, decode_rows_q8: the backward-sweep product and sparse decoder reads
 //
 //   --quick   smaller matrices and fewer repetitions (smoke test; figures are rough)
@@ -149,6 +152,87 @@ static uint8_t *random_panels(Pool *pool, size_t rows, size_t cols, Q8Panels *P)
     *P = q8_panels_view(buf, rows, cols);
     return buf;
 }
+
+// ---- the GEMM tile's loop taken apart (AVX-512 VNNI) -------------------------------------------
+// The kernel's own 2 x 6 tile loop (simd/q8_tile_asm.h) over 24 blocks whose data sit in L1,
+// timed whole and with parts left out, so the gap between the GEMM and the VNNI peak can be
+// read off on any machine: the vpdpbusd alone; with the weight loads; with the activation
+// broadcasts; the whole integer part (both, plus the nsum starts); the float step without the
+// scale multiply (what one scale per activation row would leave); the kernel's loop.  Only the
+// last one computes the kernel's numbers; the others are timing only.  All scales are 0, so
+// every float stays 0 however long it runs.
+#if PROBE_X86
+#include "simd/q8_tile_asm.h"
+#define ANAT_NB 24
+static _Alignas(64) uint8_t g_aw[2][ANAT_NB * Q8_PANEL_BLOCK_BYTES];
+static _Alignas(64) int8_t g_aq[6 * ANAT_NB * 32];
+static _Alignas(64) int32_t g_as[6 * ANAT_NB];
+static _Alignas(64) float g_ad[6 * ANAT_NB];
+static _Alignas(64) float g_aacc[12][16];
+// Block loops from parts of Q8A_J: vpdpbusd only, + weight loads, + activation broadcasts.
+#define ANAT_JD(j) Q8A_DP(14, 20, 21) Q8A_DP(15, 22, 23) Q8A_DP(16, 24, 25) Q8A_DP(17, 26, 27) \
+                   Q8A_DP(18, 28, 29) Q8A_DP(19, 30, 31)
+#define ANAT_JW(j) "vmovdqu64 64*" #j "(%[w]), %%zmm12\n\tvmovdqu64 64*" #j "(%[w],%[ps]), %%zmm13\n\t" ANAT_JD(j)
+#define ANAT_JB(j)                                                                                  \
+    Q8A_X(j, "%[qa]", "", 14) Q8A_X(j, "%[qa]", ",%[sq]", 15) Q8A_X(j, "%[qa]", ",%[sq],2", 16)    \
+    Q8A_X(j, "%[qb]", "", 17) Q8A_X(j, "%[qb]", ",%[sq]", 18) Q8A_X(j, "%[qb]", ",%[sq],2", 19)    \
+    ANAT_JD(j)
+#define ANAT_NOF(t, a0, a1, c0, c1) ""
+// The float step with the lane scales used as they are (no dw * dx multiply).
+#define ANAT_F2(t, a0, a1, c0, c1)                                                                  \
+    "vcvtdq2ps %%zmm" #a0 ", %%zmm" #a0 "\n\tvcvtdq2ps %%zmm" #a1 ", %%zmm" #a1 "\n\t"            \
+    "vfmadd231ps %%zmm12, %%zmm" #a0 ", %%zmm" #c0 "\n\tvfmadd231ps %%zmm13, %%zmm" #a1 ", %%zmm" #c1 "\n\t"
+#define ANAT_LSC "vmovups -64(%[w]), %%zmm12\n\tvmovups -64(%[w],%[ps]), %%zmm13\n\t"
+#define ANAT_BODY(INIT, J, LSC, FLOAT)                                                              \
+    Q8A_ACCS("vmovaps") ".p2align 6\n1:\n\t" INIT J(0) J(1) J(2) J(3) J(4) J(5) J(6) J(7) LSC      \
+    Q8A_FLOAT(FLOAT)                                                                               \
+    "add %[bs], %[w]\n\tadd $32, %[qa]\n\tadd $32, %[qb]\n\tadd $4, %[sa]\n\tadd $4, %[sb]\n\t"   \
+    "add $4, %[da]\n\tadd $4, %[db]\n\tdec %[n]\n\tjnz 1b\n\t" Q8A_SAVES
+// iters passes of the loop over the 24 blocks; returns the int8 ops done (2 per multiply-add).
+#define ANAT_FN(name, BODY)                                                                        \
+    __attribute__((target("avx512f,avx512vnni"))) static double name(long iters) {                 \
+        enum { LS = 1 };                                                                           \
+        for (long i = 0; i < iters; i++) {                                                         \
+            const uint8_t *w = g_aw[0] + 64;                                                       \
+            const int8_t *qa = g_aq, *qb = g_aq + 3 * ANAT_NB * 32;                                \
+            const int32_t *sa = g_as, *sb = g_as + 3 * ANAT_NB;                                    \
+            const float *da = g_ad, *db = g_ad + 3 * ANAT_NB;                                      \
+            const long ps = (long)sizeof g_aw[0], sq = ANAT_NB * 32, s4 = ANAT_NB * 4;             \
+            float *acc = &g_aacc[0][0];                                                            \
+            size_t n = ANAT_NB;                                                                    \
+            __asm__ volatile(BODY Q8A_OPERANDS);                                                   \
+        }                                                                                          \
+        return (double)iters * ANAT_NB * (2 * 16) * 6 * 32 * 2;                                    \
+    }
+ANAT_FN(anat_dp, ANAT_BODY("", ANAT_JD, "", ANAT_NOF))
+ANAT_FN(anat_w, ANAT_BODY("", ANAT_JW, "", ANAT_NOF))
+ANAT_FN(anat_b, ANAT_BODY("", ANAT_JB, "", ANAT_NOF))
+ANAT_FN(anat_int, ANAT_BODY(Q8A_INIT, Q8A_J, "", ANAT_NOF))
+ANAT_FN(anat_f2, ANAT_BODY(Q8A_INIT, Q8A_J, ANAT_LSC, ANAT_F2))
+ANAT_FN(anat_full, ANAT_BODY(Q8A_INIT, Q8A_J, ANAT_LSC, Q8A_F))
+
+// Rows of the anatomy, each as GOP/s and its fraction of the VNNI peak vnni.
+static void tile_anatomy(const char *visa, double vnni, int runs, double min_s) {
+    static const struct { double (*fn)(long); const char *what; } parts[] = {
+        {anat_dp, "vpdpbusd only (operands in registers)"},
+        {anat_w, "vpdpbusd + weight loads"},
+        {anat_b, "vpdpbusd + activation broadcasts"},
+        {anat_int, "integer part (loads, broadcasts, nsum starts)"},
+        {anat_f2, "+ float step without the scale multiply (convert, fma)"},
+        {anat_full, "the kernel's loop (convert, dw * dx, fma)"},
+    };
+    memset(g_aw, 1, sizeof g_aw);
+    memset(g_aq, 1, sizeof g_aq);
+    char what[160], fig[64], rt[64];
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+        double g = probe_best_rate(parts[i].fn, runs, min_s);
+        snprintf(what, sizeof what, "GEMM tile loop, data in L1: %s", parts[i].what);
+        snprintf(fig, sizeof fig, "%.1f GOP/s", g);
+        snprintf(rt, sizeof rt, "%.2f of VNNI peak", g / vnni);
+        row(visa, 1, what, "2 x 6 tile (32 x 6 outputs), 24 blocks", fig, rt);
+    }
+}
+#endif
 
 // Bit-identity of every table against scalar on a small problem of each int8 entry.
 static int verify(void) {
@@ -380,6 +464,9 @@ int main(int argc, char **argv) {
             snprintf(fig, sizeof fig, "%.1f GOP/s", mix);
             snprintf(rt, sizeof rt, "%.2f of VNNI peak", mix / vnni);
             row(visa, 1, "probe: block-scaled int8 op mix (interleaved with matmul_q8 batches)", "-", fig, rt);
+#if PROBE_X86
+            if (k == SIMD_AVX512) tile_anatomy(visa, vnni, quick ? 3 : 8, pmin);
+#endif
         }
         {   // transposed product (backward sweeps): y (T, 768) = G (T, 2048) W, W (2048, 768)
             size_t rows = 2048, cols = 768, nb = q8_nblocks(cols), ng = q8_nblocks(rows);
