@@ -184,7 +184,7 @@ static _Alignas(64) float g_aacc[12][16];
     "vfmadd231ps %%zmm12, %%zmm" #a0 ", %%zmm" #c0 "\n\tvfmadd231ps %%zmm13, %%zmm" #a1 ", %%zmm" #c1 "\n\t"
 #define ANAT_LSC "vmovups -64(%[w]), %%zmm12\n\tvmovups -64(%[w],%[ps]), %%zmm13\n\t"
 #define ANAT_BODY(INIT, J, LSC, FLOAT)                                                              \
-    Q8A_ACCS("vmovaps") ".p2align 6\n1:\n\t" INIT J(0) J(1) J(2) J(3) J(4) J(5) J(6) J(7) LSC      \
+    Q8A_ZEROS ".p2align 6\n1:\n\t" INIT J(0) J(1) J(2) J(3) J(4) J(5) J(6) J(7) LSC      \
     Q8A_FLOAT(FLOAT)                                                                               \
     "add %[bs], %[w]\n\tadd $32, %[qa]\n\tadd $32, %[qb]\n\tadd $4, %[sa]\n\tadd $4, %[sb]\n\t"   \
     "add $4, %[da]\n\tadd $4, %[db]\n\tdec %[n]\n\tjnz 1b\n\t" Q8A_SAVES

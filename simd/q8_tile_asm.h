@@ -21,8 +21,8 @@
 //   zmm14-19          the rows' broadcast activation words, then scale temporaries
 //   zmm20-31          int32 sums (row t: zmm20+2t for panel p, zmm21+2t for p+1)
 // Row t's quants, nsum and dx are t row strides past row 0's; rows 3-5 are addressed from a
-// second base (an x86 address takes one scaled index).  The accumulators enter and leave
-// through acc (memory).
+// second base (an x86 address takes one scaled index).  The float accumulators start at
+// zero in registers and leave through acc (memory).
 #define Q8A_X(j, base, idx, z) "vpbroadcastd 4*" #j "(" base idx "), %%zmm" #z "\n\t"
 #define Q8A_DP(x, a0, a1) \
     "vpdpbusd %%zmm" #x ", %%zmm12, %%zmm" #a0 "\n\tvpdpbusd %%zmm" #x ", %%zmm13, %%zmm" #a1 "\n\t"
@@ -58,17 +58,18 @@
 #define Q8A_FLOAT(F)                                                                                  \
     F(0, 20, 21, 0, 6) F(1, 22, 23, 1, 7) F(2, 24, 25, 2, 8) F(3, 26, 27, 3, 9) F(4, 28, 29, 4, 10)   \
     F(5, 30, 31, 5, 11)
-#define Q8A_ACC(op, k) op " " #k "*64(%[acc]), %%zmm" #k "\n\t"
-#define Q8A_ACCS(op)                                                                                  \
-    Q8A_ACC(op, 0) Q8A_ACC(op, 1) Q8A_ACC(op, 2) Q8A_ACC(op, 3) Q8A_ACC(op, 4) Q8A_ACC(op, 5)         \
-    Q8A_ACC(op, 6) Q8A_ACC(op, 7) Q8A_ACC(op, 8) Q8A_ACC(op, 9) Q8A_ACC(op, 10) Q8A_ACC(op, 11)
+#define Q8A_Z(k) "vpxord %%zmm" #k ", %%zmm" #k ", %%zmm" #k "\n\t"
+// The float accumulators start at +0 (zeroing idioms: no load, no execution port).
+#define Q8A_ZEROS                                                                                     \
+    Q8A_Z(0) Q8A_Z(1) Q8A_Z(2) Q8A_Z(3) Q8A_Z(4) Q8A_Z(5) Q8A_Z(6) Q8A_Z(7) Q8A_Z(8) Q8A_Z(9) Q8A_Z(10) \
+    Q8A_Z(11)
 #define Q8A_SAVE(k) "vmovaps %%zmm" #k ", " #k "*64(%[acc])\n\t"
 #define Q8A_SAVES                                                                                     \
     Q8A_SAVE(0) Q8A_SAVE(1) Q8A_SAVE(2) Q8A_SAVE(3) Q8A_SAVE(4) Q8A_SAVE(5) Q8A_SAVE(6) Q8A_SAVE(7)    \
     Q8A_SAVE(8) Q8A_SAVE(9) Q8A_SAVE(10) Q8A_SAVE(11)
 // The loop (n >= 1 blocks), 64-byte aligned; LSCALES loads the lane scales (or nothing).
 #define Q8A_BODY(LSCALES, FLOAT)                                                                      \
-    Q8A_ACCS("vmovaps") ".p2align 6\n1:\n\t" Q8A_INIT Q8A_J(0) Q8A_J(1) Q8A_J(2) Q8A_J(3) Q8A_J(4)   \
+    Q8A_ZEROS ".p2align 6\n1:\n\t" Q8A_INIT Q8A_J(0) Q8A_J(1) Q8A_J(2) Q8A_J(3) Q8A_J(4)   \
     Q8A_J(5) Q8A_J(6) Q8A_J(7) LSCALES Q8A_FLOAT(FLOAT)                                               \
     "add %[bs], %[w]\n\tadd $32, %[qa]\n\tadd $32, %[qb]\n\tadd $4, %[sa]\n\tadd $4, %[sb]\n\t"     \
     "add $4, %[da]\n\tadd $4, %[db]\n\tdec %[n]\n\tjnz 1b\n\t" Q8A_SAVES

@@ -410,8 +410,7 @@ AI void tile_q8_avx512(const int R, const int TT, const int LS, const Q8Tile *a,
 // of the asm.
 AI void tile26_q8_avx512(const int LS, const Q8Tile *a, size_t p, size_t t0, int from)
 {
-    _Alignas(64) float acc[12][16];
-    memset(acc, 0, sizeof acc);
+    _Alignas(64) float acc[12][16];   // written by the asm
     const Q8Act *x = a->x;
     const size_t rs = a->xstep * x->nb, r0 = (a->xrow0 + t0 * a->xstep) * x->nb;   // in blocks
     const int32_t *sa = x->nsum + r0, *sb = sa + 3 * rs;
@@ -426,6 +425,8 @@ AI void tile26_q8_avx512(const int LS, const Q8Tile *a, size_t p, size_t t0, int
                                  Q8A_OPERANDS);
         else
             __asm__ volatile(Q8A_BODY("", Q8A_F0) Q8A_OPERANDS);
+    } else {
+        memset(acc, 0, sizeof acc);
     }
     __m512 c[2][6];
 #pragma GCC unroll 2
