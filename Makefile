@@ -6,7 +6,9 @@ CC      ?= gcc
 ifeq ($(origin CC),default)
 CC      := gcc
 endif
-B       := build
+# NUMA=0 builds without libnuma, into its own tree (object files do not record their flags).
+NUMA    ?= 1
+B       := build$(if $(filter 0,$(NUMA)),/nonuma)
 SHARED  ?= ../shared
 
 # Never -Ofast: attribution needs honest NaN/Inf, and references must be reproducible.
@@ -16,8 +18,7 @@ OPT      ?= -O2
 CFLAGS_COMMON = -std=c11 $(OPT) -g -Wall -Wextra -Wno-unused-parameter -Wshadow -fno-fast-math \
                 -ffp-contract=off -D_GNU_SOURCE -I. -pthread
 # EXTRA_CFLAGS / EXTRA_LDFLAGS carry sanitizer flags into the asan build.
-# NUMA=0 builds without libnuma (one node; threads still pinned with sched_setaffinity).
-NUMA    ?= 1
+# NUMA=0: no libnuma (one node; threads still pinned with sched_setaffinity).
 CFLAGS   = $(CFLAGS_COMMON) -DCTRACE_HAVE_NUMA=$(NUMA) $(EXTRA_CFLAGS)
 LDLIBS   = $(EXTRA_LDFLAGS) -lsleef $(if $(filter 1,$(NUMA)),-lnuma) -lxxhash -ljansson -lyaml -lzip \
            -lmicrohttpd -lpcre2-8 -lm -pthread
