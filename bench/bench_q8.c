@@ -169,25 +169,15 @@ static _Alignas(64) int8_t g_aq[6 * ANAT_NB * 32];
 static _Alignas(64) int32_t g_as[6 * ANAT_NB];
 static _Alignas(64) float g_ad[6 * ANAT_NB];
 static _Alignas(64) float g_aacc[12][16];
-// Block loops from parts of Q8A_J: vpdpbusd only, + weight loads, + activation broadcasts.
-#define ANAT_JD(j) Q8A_DP(14, 20, 21) Q8A_DP(15, 22, 23) Q8A_DP(16, 24, 25) Q8A_DP(17, 26, 27) \
-                   Q8A_DP(18, 28, 29) Q8A_DP(19, 30, 31)
-#define ANAT_JW(j) "vmovdqu64 64*" #j "(%[w]), %%zmm12\n\tvmovdqu64 64*" #j "(%[w],%[ps]), %%zmm13\n\t" ANAT_JD(j)
-#define ANAT_JB(j)                                                                                  \
-    Q8A_X(j, "%[qa]", "", 14) Q8A_X(j, "%[qa]", ",%[sq]", 15) Q8A_X(j, "%[qa]", ",%[sq],2", 16)    \
-    Q8A_X(j, "%[qb]", "", 17) Q8A_X(j, "%[qb]", ",%[sq]", 18) Q8A_X(j, "%[qb]", ",%[sq],2", 19)    \
-    ANAT_JD(j)
+// Steps from parts of Q8A_J: vpdpbusd only, + weight loads, + activation broadcasts.
+#define ANAT_JD(j) Q8A_D(j)
+#define ANAT_JW(j) Q8A_W(j) Q8A_D(j)
+#define ANAT_JB(j) Q8A_B(j) Q8A_D(j)
 #define ANAT_NOF(t, a0, a1, c0, c1) ""
 // The float step with the lane scales used as they are (no dw * dx multiply).
 #define ANAT_F2(t, a0, a1, c0, c1)                                                                  \
     "vcvtdq2ps %%zmm" #a0 ", %%zmm" #a0 "\n\tvcvtdq2ps %%zmm" #a1 ", %%zmm" #a1 "\n\t"            \
     "vfmadd231ps %%zmm12, %%zmm" #a0 ", %%zmm" #c0 "\n\tvfmadd231ps %%zmm13, %%zmm" #a1 ", %%zmm" #c1 "\n\t"
-#define ANAT_LSC "vmovups -64(%[w]), %%zmm12\n\tvmovups -64(%[w],%[ps]), %%zmm13\n\t"
-#define ANAT_BODY(INIT, J, LSC, FLOAT)                                                              \
-    Q8A_ZEROS ".p2align 6\n1:\n\t" INIT J(0) J(1) J(2) J(3) J(4) J(5) J(6) J(7) LSC      \
-    Q8A_FLOAT(FLOAT)                                                                               \
-    "add %[bs], %[w]\n\tadd $32, %[qa]\n\tadd $32, %[qb]\n\tadd $4, %[sa]\n\tadd $4, %[sb]\n\t"   \
-    "add $4, %[da]\n\tadd $4, %[db]\n\tdec %[n]\n\tjnz 1b\n\t" Q8A_SAVES
 // iters passes of the loop over the 24 blocks; returns the int8 ops done (2 per multiply-add).
 #define ANAT_FN(name, BODY)                                                                        \
     __attribute__((target("avx512f,avx512vnni"))) static double name(long iters) {                 \
@@ -204,12 +194,12 @@ static _Alignas(64) float g_aacc[12][16];
         }                                                                                          \
         return (double)iters * ANAT_NB * (2 * 16) * 6 * 32 * 2;                                    \
     }
-ANAT_FN(anat_dp, ANAT_BODY("", ANAT_JD, "", ANAT_NOF))
-ANAT_FN(anat_w, ANAT_BODY("", ANAT_JW, "", ANAT_NOF))
-ANAT_FN(anat_b, ANAT_BODY("", ANAT_JB, "", ANAT_NOF))
-ANAT_FN(anat_int, ANAT_BODY(Q8A_INIT, Q8A_J, "", ANAT_NOF))
-ANAT_FN(anat_f2, ANAT_BODY(Q8A_INIT, Q8A_J, ANAT_LSC, ANAT_F2))
-ANAT_FN(anat_full, ANAT_BODY(Q8A_INIT, Q8A_J, ANAT_LSC, Q8A_F))
+ANAT_FN(anat_dp, Q8A_LOOP("", ANAT_JD, "", ANAT_NOF))
+ANAT_FN(anat_w, Q8A_LOOP("", ANAT_JW, "", ANAT_NOF))
+ANAT_FN(anat_b, Q8A_LOOP("", ANAT_JB, "", ANAT_NOF))
+ANAT_FN(anat_int, Q8A_LOOP(Q8A_INIT, Q8A_J, "", ANAT_NOF))
+ANAT_FN(anat_f2, Q8A_LOOP(Q8A_INIT, Q8A_J, Q8A_LSCALES, ANAT_F2))
+ANAT_FN(anat_full, Q8A_BODY(Q8A_LSCALES, Q8A_F))   // the kernel's loop
 
 // Rows of the anatomy, each as GOP/s and its fraction of the VNNI peak vnni.
 static void tile_anatomy(const char *visa, double vnni, int runs, double min_s) {

@@ -26,12 +26,16 @@
 #define Q8A_X(j, base, idx, z) "vpbroadcastd 4*" #j "(" base idx "), %%zmm" #z "\n\t"
 #define Q8A_DP(x, a0, a1) \
     "vpdpbusd %%zmm" #x ", %%zmm12, %%zmm" #a0 "\n\tvpdpbusd %%zmm" #x ", %%zmm13, %%zmm" #a1 "\n\t"
-#define Q8A_J(j)                                                                                      \
-    "vmovdqu64 64*" #j "(%[w]), %%zmm12\n\tvmovdqu64 64*" #j "(%[w],%[ps]), %%zmm13\n\t"            \
+// Step j of a block (4 of its 32 columns): the two weight vectors, the six rows' activation
+// words, the twelve vpdpbusd.
+#define Q8A_W(j) "vmovdqu64 64*" #j "(%[w]), %%zmm12\n\tvmovdqu64 64*" #j "(%[w],%[ps]), %%zmm13\n\t"
+#define Q8A_B(j)                                                                                      \
     Q8A_X(j, "%[qa]", "", 14) Q8A_X(j, "%[qa]", ",%[sq]", 15) Q8A_X(j, "%[qa]", ",%[sq],2", 16)      \
-    Q8A_X(j, "%[qb]", "", 17) Q8A_X(j, "%[qb]", ",%[sq]", 18) Q8A_X(j, "%[qb]", ",%[sq],2", 19)      \
+    Q8A_X(j, "%[qb]", "", 17) Q8A_X(j, "%[qb]", ",%[sq]", 18) Q8A_X(j, "%[qb]", ",%[sq],2", 19)
+#define Q8A_D(j)                                                                                      \
     Q8A_DP(14, 20, 21) Q8A_DP(15, 22, 23) Q8A_DP(16, 24, 25) Q8A_DP(17, 26, 27) Q8A_DP(18, 28, 29)    \
     Q8A_DP(19, 30, 31)
+#define Q8A_J(j) Q8A_W(j) Q8A_B(j) Q8A_D(j)
 // Both panels' sums of row t start at the row's nsum (undoes the +128 of the weights).
 #define Q8A_I(base, idx, a0, a1) \
     "vpbroadcastd (" base idx "), %%zmm" #a0 "\n\tvpbroadcastd (" base idx "), %%zmm" #a1 "\n\t"
@@ -67,12 +71,16 @@
 #define Q8A_SAVES                                                                                     \
     Q8A_SAVE(0) Q8A_SAVE(1) Q8A_SAVE(2) Q8A_SAVE(3) Q8A_SAVE(4) Q8A_SAVE(5) Q8A_SAVE(6) Q8A_SAVE(7)    \
     Q8A_SAVE(8) Q8A_SAVE(9) Q8A_SAVE(10) Q8A_SAVE(11)
-// The loop (n >= 1 blocks), 64-byte aligned; LSCALES loads the lane scales (or nothing).
-#define Q8A_BODY(LSCALES, FLOAT)                                                                      \
-    Q8A_ZEROS ".p2align 6\n1:\n\t" Q8A_INIT Q8A_J(0) Q8A_J(1) Q8A_J(2) Q8A_J(3) Q8A_J(4)   \
-    Q8A_J(5) Q8A_J(6) Q8A_J(7) LSCALES Q8A_FLOAT(FLOAT)                                               \
+// The loop (n >= 1 blocks), 64-byte aligned: per block INIT, the steps J(0..7), LSCALES (loads
+// the lane scales, or nothing) and the float step FLOAT of each row.  bench_q8 runs it with
+// parts left out; the kernel runs Q8A_BODY.
+#define Q8A_LOOP(INIT, J, LSCALES, FLOAT)                                                             \
+    Q8A_ZEROS ".p2align 6\n1:\n\t" INIT J(0) J(1) J(2) J(3) J(4) J(5) J(6) J(7) LSCALES             \
+    Q8A_FLOAT(FLOAT)                                                                                  \
     "add %[bs], %[w]\n\tadd $32, %[qa]\n\tadd $32, %[qb]\n\tadd $4, %[sa]\n\tadd $4, %[sb]\n\t"     \
     "add $4, %[da]\n\tadd $4, %[db]\n\tdec %[n]\n\tjnz 1b\n\t" Q8A_SAVES
+#define Q8A_LSCALES "vmovups -64(%[w]), %%zmm12\n\tvmovups -64(%[w],%[ps]), %%zmm13\n\t"
+#define Q8A_BODY(LSCALES, FLOAT) Q8A_LOOP(Q8A_INIT, Q8A_J, LSCALES, FLOAT)
 #define Q8A_OPERANDS                                                                                  \
     : [w] "+r"(w), [qa] "+r"(qa), [qb] "+r"(qb), [sa] "+r"(sa), [sb] "+r"(sb), [da] "+r"(da),         \
       [db] "+r"(db), [n] "+r"(n)                                                                      \

@@ -421,8 +421,7 @@ AI void tile26_q8_avx512(const int LS, const Q8Tile *a, size_t p, size_t t0, int
     const int8_t *qa = x->q + r0 * 32, *qb = qa + 3 * sq;
     if (n) {
         if (LS)
-            __asm__ volatile(Q8A_BODY("vmovups -64(%[w]), %%zmm12\n\tvmovups -64(%[w],%[ps]), %%zmm13\n\t", Q8A_F)
-                                 Q8A_OPERANDS);
+            __asm__ volatile(Q8A_BODY(Q8A_LSCALES, Q8A_F) Q8A_OPERANDS);
         else
             __asm__ volatile(Q8A_BODY("", Q8A_F0) Q8A_OPERANDS);
     } else {
