@@ -169,10 +169,10 @@ static _Alignas(64) int8_t g_aq[6 * ANAT_NB * 32];
 static _Alignas(64) int32_t g_as[6 * ANAT_NB];
 static _Alignas(64) float g_ad[6 * ANAT_NB];
 static _Alignas(64) float g_aacc[12][16];
-// Steps from parts of Q8A_J: vpdpbusd only, + weight loads, + activation broadcasts.
-#define ANAT_JD(j) Q8A_D(j)
-#define ANAT_JW(j) Q8A_W(j) Q8A_D(j)
-#define ANAT_JB(j) Q8A_B(j) Q8A_D(j)
+// Steps from parts of Q8A_J6: vpdpbusd only, + weight loads, + activation broadcasts.
+#define ANAT_JD(j) Q8A_D_6
+#define ANAT_JW(j) Q8A_W(j) Q8A_D_6
+#define ANAT_JB(j) Q8A_B_6(j) Q8A_D_6
 #define ANAT_NOF(t, a0, a1, c0, c1) ""
 // The float step with the lane scales used as they are (no dw * dx multiply).
 #define ANAT_F2(t, a0, a1, c0, c1)                                                                  \
@@ -197,8 +197,8 @@ static _Alignas(64) float g_aacc[12][16];
 ANAT_FN(anat_dp, Q8A_LOOP("", ANAT_JD, "", ANAT_NOF))
 ANAT_FN(anat_w, Q8A_LOOP("", ANAT_JW, "", ANAT_NOF))
 ANAT_FN(anat_b, Q8A_LOOP("", ANAT_JB, "", ANAT_NOF))
-ANAT_FN(anat_int, Q8A_LOOP(Q8A_INIT, Q8A_J, "", ANAT_NOF))
-ANAT_FN(anat_f2, Q8A_LOOP(Q8A_INIT, Q8A_J, Q8A_LSCALES, ANAT_F2))
+ANAT_FN(anat_int, Q8A_LOOP(Q8A_INIT, Q8A_J6, "", ANAT_NOF))
+ANAT_FN(anat_f2, Q8A_LOOP(Q8A_INIT, Q8A_J6, Q8A_LSCALES, ANAT_F2))
 ANAT_FN(anat_full, Q8A_BODY(Q8A_LSCALES, Q8A_F))   // the kernel's loop
 
 // Rows of the anatomy, each as GOP/s and its fraction of the VNNI peak vnni.

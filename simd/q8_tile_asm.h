@@ -26,22 +26,50 @@
 #define Q8A_X(j, base, idx, z) "vpbroadcastd 4*" #j "(" base idx "), %%zmm" #z "\n\t"
 #define Q8A_DP(x, a0, a1) \
     "vpdpbusd %%zmm" #x ", %%zmm12, %%zmm" #a0 "\n\tvpdpbusd %%zmm" #x ", %%zmm13, %%zmm" #a1 "\n\t"
-// Step j of a block (4 of its 32 columns): the two weight vectors, the six rows' activation
-// words, the twelve vpdpbusd.
+// Step j of a block (4 of its 32 columns): the two weight vectors, the rows' activation words
+// (Q8A_Bt: row t's), then two vpdpbusd per row (Q8A_Dt).  Q8A_Jn(j) is the step of a tile of
+// rows 0 .. n-1; the bulk of every batch runs Q8A_J6.
 #define Q8A_W(j) "vmovdqu64 64*" #j "(%[w]), %%zmm12\n\tvmovdqu64 64*" #j "(%[w],%[ps]), %%zmm13\n\t"
-#define Q8A_B(j)                                                                                      \
-    Q8A_X(j, "%[qa]", "", 14) Q8A_X(j, "%[qa]", ",%[sq]", 15) Q8A_X(j, "%[qa]", ",%[sq],2", 16)      \
-    Q8A_X(j, "%[qb]", "", 17) Q8A_X(j, "%[qb]", ",%[sq]", 18) Q8A_X(j, "%[qb]", ",%[sq],2", 19)
-#define Q8A_D(j)                                                                                      \
-    Q8A_DP(14, 20, 21) Q8A_DP(15, 22, 23) Q8A_DP(16, 24, 25) Q8A_DP(17, 26, 27) Q8A_DP(18, 28, 29)    \
-    Q8A_DP(19, 30, 31)
-#define Q8A_J(j) Q8A_W(j) Q8A_B(j) Q8A_D(j)
+#define Q8A_B0(j) Q8A_X(j, "%[qa]", "", 14)
+#define Q8A_B1(j) Q8A_X(j, "%[qa]", ",%[sq]", 15)
+#define Q8A_B2(j) Q8A_X(j, "%[qa]", ",%[sq],2", 16)
+#define Q8A_B3(j) Q8A_X(j, "%[qb]", "", 17)
+#define Q8A_B4(j) Q8A_X(j, "%[qb]", ",%[sq]", 18)
+#define Q8A_B5(j) Q8A_X(j, "%[qb]", ",%[sq],2", 19)
+#define Q8A_D0 Q8A_DP(14, 20, 21)
+#define Q8A_D1 Q8A_DP(15, 22, 23)
+#define Q8A_D2 Q8A_DP(16, 24, 25)
+#define Q8A_D3 Q8A_DP(17, 26, 27)
+#define Q8A_D4 Q8A_DP(18, 28, 29)
+#define Q8A_D5 Q8A_DP(19, 30, 31)
+#define Q8A_B_1(j) Q8A_B0(j)
+#define Q8A_B_2(j) Q8A_B_1(j) Q8A_B1(j)
+#define Q8A_B_3(j) Q8A_B_2(j) Q8A_B2(j)
+#define Q8A_B_4(j) Q8A_B_3(j) Q8A_B3(j)
+#define Q8A_B_5(j) Q8A_B_4(j) Q8A_B4(j)
+#define Q8A_B_6(j) Q8A_B_5(j) Q8A_B5(j)
+#define Q8A_D_1 Q8A_D0
+#define Q8A_D_2 Q8A_D_1 Q8A_D1
+#define Q8A_D_3 Q8A_D_2 Q8A_D2
+#define Q8A_D_4 Q8A_D_3 Q8A_D3
+#define Q8A_D_5 Q8A_D_4 Q8A_D4
+#define Q8A_D_6 Q8A_D_5 Q8A_D5
+#define Q8A_J1(j) Q8A_W(j) Q8A_B_1(j) Q8A_D_1
+#define Q8A_J2(j) Q8A_W(j) Q8A_B_2(j) Q8A_D_2
+#define Q8A_J3(j) Q8A_W(j) Q8A_B_3(j) Q8A_D_3
+#define Q8A_J4(j) Q8A_W(j) Q8A_B_4(j) Q8A_D_4
+#define Q8A_J5(j) Q8A_W(j) Q8A_B_5(j) Q8A_D_5
+#define Q8A_J6(j) Q8A_W(j) Q8A_B_6(j) Q8A_D_6
 // Both panels' sums of row t start at the row's nsum (undoes the +128 of the weights).
 #define Q8A_I(base, idx, a0, a1) \
     "vpbroadcastd (" base idx "), %%zmm" #a0 "\n\tvpbroadcastd (" base idx "), %%zmm" #a1 "\n\t"
-#define Q8A_INIT                                                                                      \
-    Q8A_I("%[sa]", "", 20, 21) Q8A_I("%[sa]", ",%[s4]", 22, 23) Q8A_I("%[sa]", ",%[s4],2", 24, 25)   \
-    Q8A_I("%[sb]", "", 26, 27) Q8A_I("%[sb]", ",%[s4]", 28, 29) Q8A_I("%[sb]", ",%[s4],2", 30, 31)
+#define Q8A_I_1 Q8A_I("%[sa]", "", 20, 21)
+#define Q8A_I_2 Q8A_I_1 Q8A_I("%[sa]", ",%[s4]", 22, 23)
+#define Q8A_I_3 Q8A_I_2 Q8A_I("%[sa]", ",%[s4],2", 24, 25)
+#define Q8A_I_4 Q8A_I_3 Q8A_I("%[sb]", "", 26, 27)
+#define Q8A_I_5 Q8A_I_4 Q8A_I("%[sb]", ",%[s4]", 28, 29)
+#define Q8A_I_6 Q8A_I_5 Q8A_I("%[sb]", ",%[s4],2", 30, 31)
+#define Q8A_INIT Q8A_I_6
 // Row t's float step: acc = fma(float(isum), dw * dx, acc) for both panels (lane scales in
 // zmm12-13), or fma(float(isum), dx, acc) without lane scales.  Q8A_DX_t: row t's dx.
 #define Q8A_DX_0 "%[da]"
@@ -59,9 +87,13 @@
     "vbroadcastss (" Q8A_DX_##t "), %%zmm14\n\t"                                              \
     "vcvtdq2ps %%zmm" #a0 ", %%zmm" #a0 "\n\tvcvtdq2ps %%zmm" #a1 ", %%zmm" #a1 "\n\t"              \
     "vfmadd231ps %%zmm14, %%zmm" #a0 ", %%zmm" #c0 "\n\tvfmadd231ps %%zmm14, %%zmm" #a1 ", %%zmm" #c1 "\n\t"
-#define Q8A_FLOAT(F)                                                                                  \
-    F(0, 20, 21, 0, 6) F(1, 22, 23, 1, 7) F(2, 24, 25, 2, 8) F(3, 26, 27, 3, 9) F(4, 28, 29, 4, 10)   \
-    F(5, 30, 31, 5, 11)
+#define Q8A_FL_1(F) F(0, 20, 21, 0, 6)
+#define Q8A_FL_2(F) Q8A_FL_1(F) F(1, 22, 23, 1, 7)
+#define Q8A_FL_3(F) Q8A_FL_2(F) F(2, 24, 25, 2, 8)
+#define Q8A_FL_4(F) Q8A_FL_3(F) F(3, 26, 27, 3, 9)
+#define Q8A_FL_5(F) Q8A_FL_4(F) F(4, 28, 29, 4, 10)
+#define Q8A_FL_6(F) Q8A_FL_5(F) F(5, 30, 31, 5, 11)
+#define Q8A_FLOAT(F) Q8A_FL_6(F)
 #define Q8A_Z(k) "vpxord %%zmm" #k ", %%zmm" #k ", %%zmm" #k "\n\t"
 // The float accumulators start at +0 (zeroing idioms: no load, no execution port).
 #define Q8A_ZEROS                                                                                     \
@@ -72,15 +104,17 @@
     Q8A_SAVE(0) Q8A_SAVE(1) Q8A_SAVE(2) Q8A_SAVE(3) Q8A_SAVE(4) Q8A_SAVE(5) Q8A_SAVE(6) Q8A_SAVE(7)    \
     Q8A_SAVE(8) Q8A_SAVE(9) Q8A_SAVE(10) Q8A_SAVE(11)
 // The loop (n >= 1 blocks), 64-byte aligned: per block INIT, the steps J(0..7), LSCALES (loads
-// the lane scales, or nothing) and the float step FLOAT of each row.  bench_q8 runs it with
-// parts left out; the kernel runs Q8A_BODY.
-#define Q8A_LOOP(INIT, J, LSCALES, FLOAT)                                                             \
-    Q8A_ZEROS ".p2align 6\n1:\n\t" INIT J(0) J(1) J(2) J(3) J(4) J(5) J(6) J(7) LSCALES             \
-    Q8A_FLOAT(FLOAT)                                                                                  \
+// the lane scales, or nothing) and the float steps FLOATS of the rows.  All 12 accumulators
+// are zeroed and saved whatever the rows (unused ones stay 0).  bench_q8 runs it with parts
+// left out; the kernel runs Q8A_BODY (6 rows) and Q8A_BODYN (n = 1..6 rows).
+#define Q8A_LOOPN(INIT, J, LSCALES, FLOATS)                                                           \
+    Q8A_ZEROS ".p2align 6\n1:\n\t" INIT J(0) J(1) J(2) J(3) J(4) J(5) J(6) J(7) LSCALES FLOATS      \
     "add %[bs], %[w]\n\tadd $32, %[qa]\n\tadd $32, %[qb]\n\tadd $4, %[sa]\n\tadd $4, %[sb]\n\t"     \
     "add $4, %[da]\n\tadd $4, %[db]\n\tdec %[n]\n\tjnz 1b\n\t" Q8A_SAVES
+#define Q8A_LOOP(INIT, J, LSCALES, FLOAT) Q8A_LOOPN(INIT, J, LSCALES, Q8A_FLOAT(FLOAT))
 #define Q8A_LSCALES "vmovups -64(%[w]), %%zmm12\n\tvmovups -64(%[w],%[ps]), %%zmm13\n\t"
-#define Q8A_BODY(LSCALES, FLOAT) Q8A_LOOP(Q8A_INIT, Q8A_J, LSCALES, FLOAT)
+#define Q8A_BODYN(n, LSCALES, FLOAT) Q8A_LOOPN(Q8A_I_##n, Q8A_J##n, LSCALES, Q8A_FL_##n(FLOAT))
+#define Q8A_BODY(LSCALES, FLOAT) Q8A_BODYN(6, LSCALES, FLOAT)
 #define Q8A_OPERANDS                                                                                  \
     : [w] "+r"(w), [qa] "+r"(qa), [qb] "+r"(qb), [sa] "+r"(sa), [sb] "+r"(sb), [da] "+r"(da),         \
       [db] "+r"(db), [n] "+r"(n)                                                                      \

@@ -329,24 +329,21 @@ AI void q8_store(const Q8Tile *a, size_t t, size_t o, __m512 v)
     _mm512_mask_storeu_ps(a->Y + t * a->ldy + o, m, v);
 }
 
-// A tile's accumulators of rows from .. TT-1 to Y (rows 2t, 2t+1 summed as token t for
-// matmul_q8x2; from is then even).
-AI void tile_store_q8_avx512(const int R, const int TT, const Q8Tile *a, size_t p, size_t t0, int from,
-                             __m512 acc[2][6])
+// A tile's accumulators to Y (rows 2t, 2t+1 summed as token t for matmul_q8x2).
+AI void tile_store_q8_avx512(const int R, const int TT, const Q8Tile *a, size_t p, size_t t0, __m512 acc[2][6])
 {
     if (a->pairs) {   // matmul_q8x2: t0 and TT are even (tokens_q8_avx512 over 2T rows)
 #pragma GCC unroll 2
         for (int r = 0; r < R; r++)
 #pragma GCC unroll 3
             for (int t = 0; t + 1 < TT; t += 2)
-                if (t >= from) q8_store(a, (t0 + t) / 2, (p + r) * 16, _mm512_add_ps(acc[r][t], acc[r][t + 1]));
+                q8_store(a, (t0 + t) / 2, (p + r) * 16, _mm512_add_ps(acc[r][t], acc[r][t + 1]));
         return;
     }
 #pragma GCC unroll 2
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 6
-        for (int t = 0; t < TT; t++)
-            if (t >= from) q8_store(a, t0 + t, (p + r) * 16, acc[r][t]);
+        for (int t = 0; t < TT; t++) q8_store(a, t0 + t, (p + r) * 16, acc[r][t]);
 }
 
 // ref: scalar.c out_q8_scalar.  An R-panel x TT-token tile over every block: R*TT int32 and
@@ -401,56 +398,70 @@ AI void tile_q8_avx512(const int R, const int TT, const int LS, const Q8Tile *a,
             }
         }
     }
-    tile_store_q8_avx512(R, TT, a, p, t0, 0, acc);
+    tile_store_q8_avx512(R, TT, a, p, t0, acc);
 }
 
-// The full 2 x 6 tile: the asm loop of simd/q8_tile_asm.h (register map there).
-// Rows t0 .. t0+5 x panels p, p+1; rows before t0 + from are computed but not stored.  The
-// tile's block stride is the layout's (576 bytes with lane scales, 512 without), an immediate
-// of the asm.
-AI void tile26_q8_avx512(const int LS, const Q8Tile *a, size_t p, size_t t0, int from)
+// Two panels (p, p+1) x TT rows (t0 .. t0+TT-1, TT = 1..6): the asm loop of
+// simd/q8_tile_asm.h (register map there), which does the operations of tile_q8_avx512 in
+// the same order, so the same bits.  The tile's block stride is the layout's (576 bytes with
+// lane scales, 512 without), an immediate of the asm.
+#define Q8A_RUN(TTC)                                                                                  \
+    do {                                                                                              \
+        if (LS) __asm__ volatile(Q8A_BODYN(TTC, Q8A_LSCALES, Q8A_F) Q8A_OPERANDS);                    \
+        else __asm__ volatile(Q8A_BODYN(TTC, "", Q8A_F0) Q8A_OPERANDS);                               \
+    } while (0)
+AI void tile2_q8_avx512(const int LS, const int TT, const Q8Tile *a, size_t p, size_t t0)
 {
     _Alignas(64) float acc[12][16];   // written by the asm
     const Q8Act *x = a->x;
     const size_t rs = a->xstep * x->nb, r0 = (a->xrow0 + t0 * a->xstep) * x->nb;   // in blocks
-    const int32_t *sa = x->nsum + r0, *sb = sa + 3 * rs;
-    const float *da = x->d + r0, *db = da + 3 * rs;
+    const size_t r3 = TT > 3 ? 3 * rs : 0;   // rows 3-5's base (row 0's when the tile has none)
+    const int32_t *sa = x->nsum + r0, *sb = sa + r3;
+    const float *da = x->d + r0, *db = da + r3;
     const long ps = (long)a->pstride, sq = (long)(rs * 32), s4 = (long)(rs * 4);
     size_t n = a->nblk;
     const uint8_t *w = a->w + p * a->pstride + a->qoff;   // the quants (lane scales 64 bytes before)
-    const int8_t *qa = x->q + r0 * 32, *qb = qa + 3 * sq;
-    if (n) {
-        if (LS)
-            __asm__ volatile(Q8A_BODY(Q8A_LSCALES, Q8A_F) Q8A_OPERANDS);
-        else
-            __asm__ volatile(Q8A_BODY("", Q8A_F0) Q8A_OPERANDS);
-    } else {
-        memset(acc, 0, sizeof acc);
-    }
+    const int8_t *qa = x->q + r0 * 32, *qb = qa + r3 * 32;
+    if (!n) memset(acc, 0, sizeof acc);
+    else if (TT == 6) Q8A_RUN(6);
+    else if (TT == 5) Q8A_RUN(5);
+    else if (TT == 4) Q8A_RUN(4);
+    else if (TT == 3) Q8A_RUN(3);
+    else if (TT == 2) Q8A_RUN(2);
+    else Q8A_RUN(1);
     __m512 c[2][6];
 #pragma GCC unroll 2
     for (int r = 0; r < 2; r++)
 #pragma GCC unroll 6
-        for (int t = 0; t < 6; t++) c[r][t] = _mm512_load_ps(acc[r * 6 + t]);
-    tile_store_q8_avx512(2, 6, a, p, t0, from, c);
+        for (int t = 0; t < TT; t++) c[r][t] = _mm512_load_ps(acc[r * 6 + t]);
+    tile_store_q8_avx512(2, TT, a, p, t0, c);
 }
+#undef Q8A_RUN
 
 // Tokens [0, T) for panels p .. p+R-1: full Q8_TT-token tiles, then the rest.  LS: lane scales
 // (1 for W x, 0 for the transposed layout) as a compile-time constant, so no branch sits in
 // the block loop.
 // Tokens per tile: 2 x 6 tiles need 24 accumulators + 2 weights + 6 broadcast activation
-// words: all 32 zmm registers.  The full 2 x 6 tiles are the asm loop above (same speed as
-// gcc 12's allocation of the intrinsic tile, which clang 14 spilled: ~0.5 of the VNNI peak
-// where gcc reached ~0.75 on Zen 5); the partial tiles at the edges stay intrinsics.
+// words: all 32 zmm registers.  Two-panel tiles, full or not, are the asm loop (gcc 12
+// allocated the intrinsic tile without spilling, clang 14 spilled it: ~0.5 of the VNNI peak
+// where gcc reached ~0.75 on Zen 5); the single last panel stays intrinsics.  The 1-5 rows
+// left after the full tiles get a tile of their own size: on the Intel VM (gcc and clang) that
+// beat computing the last 6 rows again (T = 7: 0.34 -> 0.51-0.54 of the VNNI peak; T = 64:
+// ~+3%).
 #define Q8_TT 6
 AI void tokens_q8_avx512(const int R, const int LS, const Q8Tile *a, size_t p, size_t T)
 {
     size_t t = 0;
-    if (R == 2 && T >= Q8_TT) {
-        for (; t + Q8_TT <= T; t += Q8_TT) tile26_q8_avx512(LS, a, p, t, 0);
-        // The 1-5 rows left: the last 6 rows again (the same bits), storing only the new ones
-        // (T - 6 is even when the rows are digit pairs).
-        if (t < T) tile26_q8_avx512(LS, a, p, T - Q8_TT, (int)(t - (T - Q8_TT)));
+    if (R == 2) {
+        for (; t + Q8_TT <= T; t += Q8_TT) tile2_q8_avx512(LS, 6, a, p, t);
+        switch (T - t) {   // even when the rows are digit pairs
+        case 5: tile2_q8_avx512(LS, 5, a, p, t); break;
+        case 4: tile2_q8_avx512(LS, 4, a, p, t); break;
+        case 3: tile2_q8_avx512(LS, 3, a, p, t); break;
+        case 2: tile2_q8_avx512(LS, 2, a, p, t); break;
+        case 1: tile2_q8_avx512(LS, 1, a, p, t); break;
+        default: break;
+        }
         return;
     }
     for (; t + Q8_TT <= T; t += Q8_TT) tile_q8_avx512(R, Q8_TT, LS, a, p, t);

@@ -902,7 +902,9 @@ static inline void kc_q8_case(KcStats *st, const SimdKernels *K, size_t T, size_
 
 static inline void kc_check_matmul_q8(KcStats *st, const SimdKernels *K)
 {
-    static const size_t Ts[] = {1, 2, 5, 6, 7, 13};
+    // T >= 6 leaves 1 (7, 13), 3 (9) and 5 (11) rows after the full 6-row tiles; their digit
+    // pairs (T/2 tokens as 2 rows each) leave 0, 2 and 4 rows; T = 64 below leaves 4.
+    static const size_t Ts[] = {1, 2, 5, 6, 7, 9, 11, 13};
     static const size_t rowss[] = {1, 15, 16, 17, 33, 50};
     static const size_t colss[] = {1, 31, 32, 33, 64, 100, 1001};
     uint64_t seed = 22;
@@ -1113,7 +1115,7 @@ static inline void kc_q8t_case(KcStats *st, const SimdKernels *K, size_t T, size
 
 static inline void kc_check_matmul_q8t(KcStats *st, const SimdKernels *K)
 {
-    static const size_t Ts[] = {1, 2, 7};
+    static const size_t Ts[] = {1, 2, 7, 9, 10, 11};   // 1, 3, 4, 5 rows after the 6-row tiles
     static const size_t rowss[] = {1, 31, 32, 33, 100};
     static const size_t colss[] = {1, 15, 16, 17, 32, 47, 64, 100};
     uint64_t seed = 23;
