@@ -1,6 +1,6 @@
-// q8_tile_asm.h — the AVX-512 VNNI GEMM's full 2 x 6 tile loop as inline-asm macros: used by
-// simd/x86_avx512.c (tile26_q8_avx512) and by bench/bench_q8.c, which times the same loop with
-// parts of it removed (where the cycles go).  Only asm text: no intrinsics, so the includer
+// q8_tile_asm.h — the AVX-512 VNNI GEMM's two-panel tile loop (6 rows, or 1-5) as inline-asm
+// macros: used by simd/x86_avx512.c (tile2_q8_avx512) and by bench/bench_q8.c, which times the
+// 6-row loop with parts of it removed (where the cycles go).  Only asm text: no intrinsics, so the includer
 // needs no -mavx512 flags (its function does need target("avx512f") for the zmm16-31
 // clobbers).
 //
@@ -12,9 +12,9 @@
 #pragma once
 #include "quant/q8.h"   // Q8_PANEL_BLOCK_BYTES, Q8_PANEL_QBYTES (the block stride)
 
-// The full 2-panel x 6-row tile (the bulk of every batch) as an asm loop over the blocks: the
-// operations of tile_q8_avx512 in the same order (so the same bits) with every register fixed,
-// so no compiler can spill.  gcc 12 allocated the intrinsic tile without spilling; clang 14
+// The 2-panel x n-row tile (n = 6 for the bulk of every batch, 1-5 for the rows left) as an
+// asm loop over the blocks: the operations of tile_q8_avx512 in the same order (so the same
+// bits) with every register fixed, so no compiler can spill.  gcc 12 allocated the intrinsic tile without spilling; clang 14
 // spilled its accumulators and ran at ~0.7 of gcc's speed; with this loop both run alike.
 //   zmm0-5, zmm6-11   float accumulators of rows 0-5, panels p and p+1
 //   zmm12-13          the block's weight vectors, then its lane scales

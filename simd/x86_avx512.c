@@ -446,8 +446,8 @@ AI void tile2_q8_avx512(const int LS, const int TT, const Q8Tile *a, size_t p, s
 // allocated the intrinsic tile without spilling, clang 14 spilled it: ~0.5 of the VNNI peak
 // where gcc reached ~0.75 on Zen 5); the single last panel stays intrinsics.  The 1-5 rows
 // left after the full tiles get a tile of their own size: on the Intel VM (gcc and clang) that
-// beat computing the last 6 rows again (T = 7: 0.34 -> 0.51-0.54 of the VNNI peak; T = 64:
-// ~+3%).
+// beat computing the last 6 rows again (T = 7: 0.34 -> 0.53-0.54 of the VNNI peak; T = 64:
+// +2%).
 #define Q8_TT 6
 AI void tokens_q8_avx512(const int R, const int LS, const Q8Tile *a, size_t p, size_t T)
 {
