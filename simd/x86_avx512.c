@@ -449,28 +449,22 @@ AI void tile2_q8_avx512(const int LS, const int TT, const Q8Tile *a, size_t p, s
 // beat computing the last 6 rows again (T = 7: 0.34 -> 0.53-0.54 of the VNNI peak; T = 64:
 // +2%).
 #define Q8_TT 6
+// One tile of R panels x TT rows: the asm loop for two panels, intrinsics for the last single one.
+AI void tile_any_q8_avx512(const int R, const int TT, const int LS, const Q8Tile *a, size_t p, size_t t0)
+{
+    if (R == 2) tile2_q8_avx512(LS, TT, a, p, t0);
+    else tile_q8_avx512(R, TT, LS, a, p, t0);
+}
 AI void tokens_q8_avx512(const int R, const int LS, const Q8Tile *a, size_t p, size_t T)
 {
     size_t t = 0;
-    if (R == 2) {
-        for (; t + Q8_TT <= T; t += Q8_TT) tile2_q8_avx512(LS, 6, a, p, t);
-        switch (T - t) {   // even when the rows are digit pairs
-        case 5: tile2_q8_avx512(LS, 5, a, p, t); break;
-        case 4: tile2_q8_avx512(LS, 4, a, p, t); break;
-        case 3: tile2_q8_avx512(LS, 3, a, p, t); break;
-        case 2: tile2_q8_avx512(LS, 2, a, p, t); break;
-        case 1: tile2_q8_avx512(LS, 1, a, p, t); break;
-        default: break;
-        }
-        return;
-    }
-    for (; t + Q8_TT <= T; t += Q8_TT) tile_q8_avx512(R, Q8_TT, LS, a, p, t);
-    switch (T - t) {
-    case 5: tile_q8_avx512(R, 5, LS, a, p, t); break;
-    case 4: tile_q8_avx512(R, 4, LS, a, p, t); break;
-    case 3: tile_q8_avx512(R, 3, LS, a, p, t); break;
-    case 2: tile_q8_avx512(R, 2, LS, a, p, t); break;
-    case 1: tile_q8_avx512(R, 1, LS, a, p, t); break;
+    for (; t + Q8_TT <= T; t += Q8_TT) tile_any_q8_avx512(R, Q8_TT, LS, a, p, t);
+    switch (T - t) {   // even when the rows are digit pairs
+    case 5: tile_any_q8_avx512(R, 5, LS, a, p, t); break;
+    case 4: tile_any_q8_avx512(R, 4, LS, a, p, t); break;
+    case 3: tile_any_q8_avx512(R, 3, LS, a, p, t); break;
+    case 2: tile_any_q8_avx512(R, 2, LS, a, p, t); break;
+    case 1: tile_any_q8_avx512(R, 1, LS, a, p, t); break;
     default: break;
     }
 }
