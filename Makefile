@@ -26,7 +26,7 @@ LDLIBS   = $(EXTRA_LDFLAGS) -lsleef $(if $(filter 1,$(NUMA)),-lnuma) -lxxhash -l
 # Per-ISA flags: each simd/ file is built for its own instruction set; dispatch picks at run time.
 FLAGS_x86_avx2   = -mavx2 -mfma -mf16c
 FLAGS_x86_avx512 = -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512dq \
-                   -mavx512vnni -mavx512bf16
+                   -mavx512vnni -mavx512bf16 -mamx-tile -mamx-int8
 
 LIB_SRC  := $(sort $(wildcard engine/*.c simd/*.c quant/*.c))
 CMD_SRC  := $(sort $(wildcard cmd/*.c))

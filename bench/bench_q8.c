@@ -22,6 +22,11 @@
 //               (16-bit activation) batch of 64 tokens is matmul_q8x2 over 128 digit rows
 //               (each token's two rows summed in the store): its row gives the int8 work done
 //               and the products per second
+//               The amx table (AMX tile unit, where the CPU has it) runs the same batches
+//               with one TDPBSUD per 16 rows x 16 lanes x 32-deep block; its rows are
+//               followed by two AMX probes: TDPBSUD's own rate on 32-deep products and the
+//               rate of a block's whole tile work (loads, product, int32 store) without the
+//               float step: the tile unit's ceiling for this format
 //   tile loop  (AVX-512) the GEMM's 2 x 6 tile loop on data in L1, whole and with parts left
 //               out (weight loads, activation broadcasts, the float step, its multiply) ->
 //               GOP/s and fraction of the VNNI peak: where the GEMM's cycles go
@@ -457,6 +462,16 @@ int main(int argc, char **argv) {
 #if PROBE_X86
             if (k == SIMD_AVX512) tile_anatomy(visa, vnni, quick ? 3 : 8, pmin);
 #endif
+            if (k == SIMD_AMX) {   // the tile unit's own limits on this format's 32-deep blocks
+                double blk = 0, tdp = probe_amx_gops(quick ? 3 : 8, pmin, &blk);
+                snprintf(fig, sizeof fig, "%.1f GOP/s", tdp);
+                snprintf(rt, sizeof rt, "%.2f of VNNI peak", tdp / vnni);
+                row("amx-int8", 1, "probe: AMX TDPBSUD peak, one 32-deep block per product (16 x 16 x 32)", "-", fig, rt);
+                snprintf(fig, sizeof fig, "%.1f GOP/s", blk);
+                snprintf(rt, sizeof rt, "%.2f of VNNI peak", blk / vnni);
+                row("amx-int8", 1, "probe: AMX block product (tile loads, zero, TDPBSUD, 1 KiB int32 store), no float step",
+                    "-", fig, rt);
+            }
         }
         {   // transposed product (backward sweeps): y (T, 768) = G (T, 2048) W, W (2048, 768)
             size_t rows = 2048, cols = 768, nb = q8_nblocks(cols), ng = q8_nblocks(rows);

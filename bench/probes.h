@@ -318,6 +318,49 @@ __attribute__((target("avx512f,avx512vnni"))) static double probe_q8mix_avx512(l
     return (double)iters * 8 * 8 * 64 * 2;
 }
 #undef PROBE_DP
+
+// AMX (the amx table's batched int8 products, simd/x86_avx512.c): the tile unit's rate on the
+// product the block format allows, one TDPBSUD of 16 rows x 16 lanes x 32 deep (one block:
+// 8192 multiply-adds = 16384 ops), operands in L1.  Only called where dispatch reported the
+// amx table supported (so the process holds the tile permission).  what = 0: TDPBSUD alone
+// (4 independent accumulator tiles, the instruction's throughput); what = 1: a block's whole
+// tile work in the GEMM (load the 16 x 32-byte activation tile and the 512-byte panel block,
+// zero, TDPBSUD, store the 1 KiB int32 product for the float step).
+typedef struct ProbeAmxCfg {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} ProbeAmxCfg;
+static _Alignas(64) int8_t probe_amx_a[16 * 64];
+static _Alignas(64) uint8_t probe_amx_b[8 * 64];
+static _Alignas(64) int32_t probe_amx_c[4][256];
+__attribute__((target("amx-tile,amx-int8"))) static double probe_amx_run(long iters, int what) {
+    static const _Alignas(64) ProbeAmxCfg cfg = {.palette = 1, .colsb = {32, 64, 64, 64, 64, 64}, .rows = {16, 8, 16, 16, 16, 16}};
+    _tile_loadconfig(&cfg);
+    _tile_loadd(0, probe_amx_a, 64);
+    _tile_loadd(1, probe_amx_b, 64);
+    _tile_zero(2); _tile_zero(3); _tile_zero(4); _tile_zero(5);
+    if (what == 0) {
+        for (long i = 0; i < iters; i++) {
+            _tile_dpbsud(2, 0, 1); _tile_dpbsud(3, 0, 1); _tile_dpbsud(4, 0, 1); _tile_dpbsud(5, 0, 1);
+        }
+    } else {
+        for (long i = 0; i < iters; i++)
+            for (int k = 0; k < 4; k++) {
+                _tile_loadd(0, probe_amx_a, 64);
+                _tile_loadd(1, probe_amx_b, 64);
+                _tile_zero(2);
+                _tile_dpbsud(2, 0, 1);
+                _tile_stored(2, probe_amx_c[k], 64);
+            }
+    }
+    _tile_stored(3, probe_amx_c[1], 64);
+    _tile_release();
+    probe_sink += (uint64_t)(uint32_t)probe_amx_c[1][0];
+    return (double)iters * 4 * 16 * 16 * 32 * 2;
+}
+static double probe_amx_tdp(long iters) { return probe_amx_run(iters, 0); }
+static double probe_amx_block(long iters) { return probe_amx_run(iters, 1); }
 #endif
 
 static double probe_fma_scalar(long iters) {
@@ -389,4 +432,17 @@ static double probe_q8mix_gops(int runs, double min_s) {
         return probe_best_rate(probe_q8mix_avx512, runs, min_s);
 #endif
     return 0;
+}
+
+// AMX rates in GOP/s (probe_amx_run): *block gets the whole per-block tile work's rate.  0 when
+// this build has no x86 probes; the caller checks that the amx table is supported.
+static double probe_amx_gops(int runs, double min_s, double *block) {
+#if PROBE_X86
+    *block = probe_best_rate(probe_amx_block, runs, min_s);
+    return probe_best_rate(probe_amx_tdp, runs, min_s);
+#else
+    (void)runs, (void)min_s;
+    *block = 0;
+    return 0;
+#endif
 }

@@ -2,7 +2,7 @@
 //
 // Every table starts as a copy of the scalar reference and the ISA's fill function
 // overwrites what it implements.  The active table is the best the CPU supports
-// (avx512 > avx2 > scalar on x86-64, neon on aarch64) unless CTRACE_ISA names another.
+// (amx > avx512 > avx2 > scalar on x86-64, neon on aarch64) unless CTRACE_ISA names another.
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -11,11 +11,13 @@
 
 #if defined(__x86_64__)
 #include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #endif
 
 #include "simd/simd.h"
 
-static const char *const isa_names[SIMD_NISA] = {"scalar", "avx2", "avx512", "neon"};
+static const char *const isa_names[SIMD_NISA] = {"scalar", "avx2", "avx512", "neon", "amx"};
 
 static SimdKernels tables[SIMD_NISA];
 static int supported[SIMD_NISA];
@@ -33,6 +35,25 @@ static uint64_t read_xcr0(void)
     uint32_t lo, hi;
     __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
     return ((uint64_t)hi << 32) | lo;
+}
+
+// AMX: CPUID.(7,0):EDX bit 24 (AMX-TILE) and 25 (AMX-INT8), XCR0 bits 17-18 (tile config and
+// data enabled by the OS), and Linux's per-process permission for the tile data state
+// (arch_prctl ARCH_REQ_XCOMP_PERM, feature 18), without which the first tile load is SIGILL.
+// Asked once, from build_tables, before any kernel runs; threads created later inherit it.
+#define CT_ARCH_GET_XCOMP_PERM 0x1022
+#define CT_ARCH_REQ_XCOMP_PERM 0x1023
+#define CT_XFEATURE_XTILEDATA 18
+static int amx_usable(void)
+{
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+    if (!(d & (1u << 24)) || !(d & (1u << 25))) return 0;
+    if ((read_xcr0() & 0x60000) != 0x60000) return 0;
+    if (syscall(SYS_arch_prctl, CT_ARCH_REQ_XCOMP_PERM, CT_XFEATURE_XTILEDATA) != 0) return 0;
+    unsigned long perm = 0;
+    if (syscall(SYS_arch_prctl, CT_ARCH_GET_XCOMP_PERM, &perm) != 0) return 0;
+    return (perm >> CT_XFEATURE_XTILEDATA) & 1;
 }
 #endif
 
@@ -54,6 +75,8 @@ static int cpu_can_run(SimdIsa isa)
                __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
                __builtin_cpu_supports("avx512dq") && (xcr0 & 0xe6) == 0xe6;   // + opmask, ZMM
     }
+    case SIMD_AMX:   // the amx table's leftover rows run the VNNI tiles
+        return cpu_can_run(SIMD_AVX512) && __builtin_cpu_supports("avx512vnni") && amx_usable();
 #endif
 #if defined(__aarch64__)
     case SIMD_NEON: return 1;   // Advanced SIMD is mandatory on AArch64
@@ -66,7 +89,7 @@ static int cpu_can_run(SimdIsa isa)
 static int compiled_in(SimdIsa isa)
 {
 #if defined(__x86_64__)
-    return isa == SIMD_SCALAR || isa == SIMD_AVX2 || isa == SIMD_AVX512;
+    return isa == SIMD_SCALAR || isa == SIMD_AVX2 || isa == SIMD_AVX512 || isa == SIMD_AMX;
 #elif defined(__aarch64__)
     return isa == SIMD_SCALAR || isa == SIMD_NEON;
 #else
@@ -84,6 +107,7 @@ static void build_tables(void)
 #if defined(__x86_64__)
         case SIMD_AVX2: simd_fill_avx2(&tables[i]); break;
         case SIMD_AVX512: simd_fill_avx512(&tables[i]); break;
+        case SIMD_AMX: simd_fill_amx(&tables[i]); break;
 #endif
 #if defined(__aarch64__)
         case SIMD_NEON: simd_fill_neon(&tables[i]); break;
@@ -112,7 +136,7 @@ static void choose_active(void)
         for (int i = 0; i < SIMD_NISA; i++)
             if (strcmp(env, isa_names[i]) == 0) found = i;
         if (found < 0) {
-            fprintf(stderr, "ctrace: CTRACE_ISA=%s: expected one of scalar, avx2, avx512, neon\n", env);
+            fprintf(stderr, "ctrace: CTRACE_ISA=%s: expected one of scalar, avx2, avx512, amx, neon\n", env);
             exit(2);
         }
         if (!supported[found]) {

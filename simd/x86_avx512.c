@@ -12,6 +12,7 @@
 #include <math.h>
 #include <sleef.h>
 #include <string.h>
+#include <stdlib.h>
 
 #include "simd/q8_tile_asm.h"
 #include "simd/simd.h"
@@ -701,6 +702,201 @@ static void encode_q8_avx512(float *pre, float *act, size_t ld, const Q8Panels *
     panels_q8_avx512(&a, T, p0, p1);
 }
 
+// ---- int8: AMX (TDPBSUD) --------------------------------------------------------------------
+// The "amx" table is the AVX-512 table with the batched int8 products (matmul_q8, matmul_q8x2,
+// encode_q8) on the AMX tile unit (Sapphire Rapids and later); the decode matvec
+// stays VNNI (it is DRAM-bound).  A panel's 512 quant bytes of one block are already an AMX
+// "B" tile of 8 rows x 64 bytes (row j = 16 lanes x 4 consecutive columns, quant/q8.h), so
+// nothing is repacked: per 32-column block, 16 activation rows (the "A" tile: 16 rows x 32
+// bytes, strided straight from the Q8Act) times one panel is one TDPBSUD (signed activations
+// x unsigned u8 = w + 128 weights) into a zeroed 16 x 16 int32 tile.  Each block has its own
+// scales, so each product is stored (1 KiB, L1) and the float step is tile_q8_avx512's, one
+// zmm row of 16 lanes per activation row: isum = C + nsum (removes the +128 exactly), then
+// acc = fma(float(isum), dw * dx, acc).  Same integers, same float steps in the same order:
+// the same bits as scalar.c.  Only whole tiles of 16 activation rows run here; the 1-15 rows
+// left over go through the VNNI tiles (tokens_q8_avx512).
+// Cost per block on the Intel Xeon VM (16 rows x 16 lanes x 32 deep = 16384 ops): ~46 cycles
+// of tile work (loads ~13, TDPBSUD ~16, the 1 KiB store ~16; TDPBSUD alone on 32-deep tiles
+// runs at ~3.6x the VNNI peak, the whole tile work at ~2x) plus ~46 of float step, the two
+// adding rather than overlapping (tile instructions hold the vector ports): ~0.7-0.75 of the
+// VNNI peak for the GEMM against ~0.55-0.58 for the VNNI tiles.  Gathering the 16 rows'
+// scales and nsums side by side per block (amx_gather) keeps the float step from reloading
+// 32 spilled row pointers (+7%); seeding the product tile with the nsums (a tile load instead
+// of tilezero and 16 adds) was slower (-15%).  Linux gives a process the tile
+// state only after arch_prctl(ARCH_REQ_XCOMP_PERM) (dispatch.c asks once, before any table
+// is built); each call loads the tile configuration and releases the tiles when it returns.
+#define AMX_M 16   // activation rows per tile (the tile unit's row count)
+#define AMX_SKEW 2 // blocks between a block's tile product and its float step
+#define AMX_RING 4 // product buffers (> AMX_SKEW), a power of 2
+
+typedef struct AmxCfg {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} AmxCfg;
+_Static_assert(sizeof(AmxCfg) == 64, "AMX tile configuration is 64 bytes");
+
+// Tiles 0, 1: A (16 activation rows x 32 bytes); 2, 3: B (8 x 64 bytes: one panel block);
+// 4, 5: C (16 x 16 int32).  Even and odd blocks use the two sets.
+static const _Alignas(64) AmxCfg amx_cfg = {
+    .palette = 1,
+    .colsb = {32, 32, 64, 64, 64, 64},
+    .rows = {AMX_M, AMX_M, 8, 8, AMX_M, AMX_M},
+};
+
+// One block's float step for the 16 rows: acc[m] = fma(float(C[m] + nsum[m]), dw * dx[m], acc[m]),
+// with the block's 16 row scales dx and nsums gathered side by side beforehand (amx_gather).
+AI void amx_step(__m512 acc[AMX_M], const int32_t *c, const uint8_t *blk, const float *dx, const int32_t *ns)
+{
+    __m512 sw = _mm512_loadu_ps((const float *)blk);   // the panel's 16 row scales dw
+#pragma GCC unroll 16
+    for (int m = 0; m < AMX_M; m++) {
+        __m512i is = _mm512_add_epi32(_mm512_load_si512((const void *)(c + 16 * m)), _mm512_set1_epi32(ns[m]));
+        __m512 d = _mm512_set1_ps(dx[m]);
+        __m512 s = _mm512_mul_ps(sw, d);   // dw * dx, one rounding
+        acc[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is), s, acc[m]);
+    }
+}
+
+// Panel p x activation rows t0 .. t0+15 over every block (tile_q8_avx512 with TT = 16, R = 1).
+// dx, ns: the rows' scales and nsums, block by block, 16 per block (amx_gather).
+AI void tile_amx(const Q8Tile *a, size_t p, size_t t0, const float *dx, const int32_t *ns)
+{
+    const Q8Act *x = a->x;
+    const size_t rs = a->xstep * x->nb, r0 = (a->xrow0 + t0 * a->xstep) * x->nb;   // in blocks
+    const int8_t *xq = x->q + r0 * 32;
+    const size_t bs = a->bstride, nblk = a->nblk, qo = a->qoff, xstride = rs * 32;
+    const uint8_t *wp = a->w + p * a->pstride;
+    _Alignas(64) int32_t c[AMX_RING][AMX_M * 16];
+    __m512 acc[AMX_M];
+#pragma GCC unroll 16
+    for (int m = 0; m < AMX_M; m++) acc[m] = _mm512_setzero_ps();
+    // AMX_SKEW blocks of skew: block b+AMX_SKEW's tile product is issued before block b's
+    // float step reads block b's stored product (in a ring of AMX_RING buffers), so the loads
+    // never wait for a store just issued (skew 1, 2 and 3 measured alike, within noise).
+#define AMX_PRODUCT(blk)                                                \
+    do {                                                                \
+        size_t bb_ = (blk);                                             \
+        if (bb_ & 1) {                                                  \
+            _tile_loadd(1, xq + bb_ * 32, xstride);                     \
+            _tile_loadd(3, wp + bb_ * bs + qo, 64);                     \
+            _tile_zero(5);                                              \
+            _tile_dpbsud(5, 1, 3);                                      \
+            _tile_stored(5, c[bb_ % AMX_RING], 64);                     \
+        } else {                                                        \
+            _tile_loadd(0, xq + bb_ * 32, xstride);                     \
+            _tile_loadd(2, wp + bb_ * bs + qo, 64);                     \
+            _tile_zero(4);                                              \
+            _tile_dpbsud(4, 0, 2);                                      \
+            _tile_stored(4, c[bb_ % AMX_RING], 64);                     \
+        }                                                               \
+    } while (0)
+#define AMX_STEP(blk) amx_step(acc, c[(blk) % AMX_RING], wp + (blk) * bs, dx + (blk) * AMX_M, ns + (blk) * AMX_M)
+    size_t b = 0;
+    for (; b < AMX_SKEW && b < nblk; b++) AMX_PRODUCT(b);
+    for (b = 0; b + AMX_SKEW < nblk; b++) {
+        AMX_PRODUCT(b + AMX_SKEW);
+        AMX_STEP(b);
+    }
+    for (; b < nblk; b++) AMX_STEP(b);
+#undef AMX_PRODUCT
+#undef AMX_STEP
+    if (a->pairs) {   // t0 is a multiple of 16: rows 2t, 2t+1 are token t's digits
+#pragma GCC unroll 8
+        for (int m = 0; m < AMX_M; m += 2) q8_store(a, (t0 + m) / 2, p * 16, _mm512_add_ps(acc[m], acc[m + 1]));
+    } else {
+#pragma GCC unroll 16
+        for (int m = 0; m < AMX_M; m++) q8_store(a, t0 + m, p * 16, acc[m]);
+    }
+}
+
+// The scales and nsums of activation rows t < Tf (a multiple of 16), block by block for each
+// 16-row tile: dx[(j * nblk + b) * 16 + m] is row 16 j + m's scale of block b (ns: its nsum).
+static void amx_gather(float *dx, int32_t *ns, const Q8Tile *a, size_t Tf)
+{
+    const Q8Act *x = a->x;
+    for (size_t t = 0; t < Tf; t++) {
+        const size_t r = (a->xrow0 + t * a->xstep) * x->nb, o = (t / AMX_M) * a->nblk * AMX_M + t % AMX_M;
+        for (size_t b = 0; b < a->nblk; b++) {
+            dx[o + b * AMX_M] = x->d[r + b];
+            ns[o + b * AMX_M] = x->nsum[r + b];
+        }
+    }
+}
+
+// Rows [0, T) of panels [p0, p1) of W x: whole 16-row tiles on AMX, panel by panel (a panel's
+// blocks stay in L1 while every row tile passes), then the rest through the VNNI panels.  The
+// gathered scales take 8 bytes per row and block: on the stack up to AMX_STACK rows x blocks,
+// else malloc'd; without memory, every row runs on VNNI.  (The transposed product stays VNNI:
+// there each activation row meets only one pair of panels, so gathering its scales would cost
+// about what the tiles save; measured 0.45 of the VNNI peak against VNNI's 0.52-0.56.)
+#define AMX_STACK 4096
+static void panels_amx(const Q8Tile *a, size_t T, size_t p0, size_t p1)
+{
+    size_t Tf = T / AMX_M * AMX_M;
+    const size_t per = Tf * a->nblk;
+    float sdx[AMX_STACK];
+    int32_t sns[AMX_STACK];
+    float *dx = sdx;
+    int32_t *ns = sns;
+    void *heap = NULL;
+    if (Tf && p1 > p0 && per > AMX_STACK) {
+        heap = malloc(per * (sizeof(float) + sizeof(int32_t)));
+        if (heap) dx = heap, ns = (int32_t *)(void *)(dx + per);
+        else Tf = 0;
+    }
+    if (Tf && p1 > p0) {
+        amx_gather(dx, ns, a, Tf);
+        _tile_loadconfig(&amx_cfg);
+        for (size_t p = p0; p < p1; p++)
+            for (size_t t0 = 0; t0 < Tf; t0 += AMX_M) tile_amx(a, p, t0, dx + t0 * a->nblk, ns + t0 * a->nblk);
+        _tile_release();
+    }
+    free(heap);
+    if (Tf == T) return;
+    // The rest: the same Q8Tile over activation rows Tf .. T-1 (a shifted view of the Q8Act).
+    const Q8Act *x = a->x;
+    const size_t off = Tf * a->xstep * x->nb;   // blocks
+    Q8Act xr = *x;
+    xr.q += off * 32;
+    xr.d += off;
+    xr.nsum += off;
+    xr.T -= Tf * a->xstep;
+    Q8Tile b = *a;
+    b.x = &xr;
+    const size_t tok = a->pairs ? Tf / 2 : Tf;
+    b.Y += tok * a->ldy;
+    if (b.pre) b.pre += tok * a->ldy;
+    panels_q8_avx512(&b, T - Tf, p0, p1);
+}
+
+// ref: scalar.c matmul_q8_scalar.
+static void matmul_q8_amx(float *Y, size_t ldy, const Q8Panels *W, const Q8Act *X, size_t T, size_t p0, size_t p1)
+{
+    Q8Tile a = tile_fwd(W, X, Y, ldy);
+    panels_amx(&a, T, p0, p1);
+}
+
+// ref: scalar.c matmul_q8x2_scalar.  The 2T digit rows; 16-row tiles hold 8 whole tokens.
+static void matmul_q8x2_amx(float *Y, size_t ldy, const Q8Panels *W, const Q8Act *X, size_t T, size_t p0,
+                            size_t p1)
+{
+    Q8Tile a = tile_fwd(W, X, Y, ldy);
+    a.pairs = 1;
+    panels_amx(&a, 2 * T, p0, p1);
+}
+
+// ref: scalar.c encode_q8_scalar.
+static void encode_q8_amx(float *pre, float *act, size_t ld, const Q8Panels *W, const Q8Act *X, size_t T,
+                          size_t p0, size_t p1, const float *bias, const float *theta)
+{
+    Q8Tile a = tile_fwd(W, X, act, ld);
+    a.pre = pre;
+    a.bias = bias;
+    a.theta = theta;
+    panels_amx(&a, T, p0, p1);
+}
+
 // y (16 lanes) + s * q: product rounded, then the add (no FMA), as in scalar.c.
 AI __m512 dec16(__m512 y, __m512 s, const int8_t *q)
 {
@@ -1116,6 +1312,16 @@ void simd_fill_avx512(SimdKernels *k)
         k->matvec_bf16dot = matvec_bf16dot_avx512;
         k->matmul_bf16dot = matmul_bf16dot_avx512;
     }
+}
+// The AVX-512 table with the batched int8 products on AMX (dispatch.c runs this only where the
+// CPU has AMX-TILE, AMX-INT8 and AVX512-VNNI and the kernel granted the tile state).
+void simd_fill_amx(SimdKernels *k)
+{
+    simd_fill_avx512(k);
+    k->name = "amx";
+    k->matmul_q8 = matmul_q8_amx;
+    k->matmul_q8x2 = matmul_q8x2_amx;
+    k->encode_q8 = encode_q8_amx;
 }
 #else
 typedef int ct_avx512_unused;

@@ -913,6 +913,15 @@ static inline void kc_check_matmul_q8(KcStats *st, const SimdKernels *K)
             for (size_t ci = 0; ci < sizeof colss / sizeof colss[0]; ci++)
                 kc_q8_case(st, K, Ts[ti], rowss[ri], colss[ci], (ti + ri + ci) & 1, &seed);
     kc_q8_case(st, K, 64, 96, 768, 1, &seed);   // a prefill-sized tile set
+    // The amx table's 16-row tiles: exactly one (16; as digit pairs, 8 tokens), one or two with
+    // 1, 15 or 14 rows left for the VNNI tiles (17, 31, 47; pairs 16 + 14, 32 + 14), and more
+    // blocks than one pair of tile sets (odd block counts: 1001 columns = 32 blocks, 100 = 4).
+    static const size_t Tamx[] = {16, 17, 31, 34, 47};
+    static const size_t ramx[] = {17, 33};
+    static const size_t camx[] = {33, 100, 1001};
+    for (size_t ti = 0; ti < sizeof Tamx / sizeof Tamx[0]; ti++)
+        for (size_t ri = 0; ri < 2; ri++)
+            for (size_t ci = 0; ci < 3; ci++) kc_q8_case(st, K, Tamx[ti], ramx[ri], camx[ci], (ti + ri + ci) & 1, &seed);
     // Enough panels for the decode matvec's side-by-side streams (AVX-512: 4 runs of 2-3 panels)
     // with 0, 1, 2 and 3 panels left over, in one call and split in two.
     // Each count forced (simd_q8_matvec_streams; small calls read with 2 runs otherwise).
@@ -1079,11 +1088,14 @@ static inline void kc_q8t_case(KcStats *st, const SimdKernels *K, size_t T, size
             const int8_t *vq = V.q + u * ng * 32;
             const float *vd = V.d + u * ng;
             float acc = 0.0f;
-            double e = 0, mag = 0, wg = 0, wgabs = 0;
+            double e = 0, mag = 0, wg = 0, wgabs = 0, qb = 0;
             for (size_t g = 0; g < ng; g++) {
-                int64_t s = 0;
-                for (size_t k = 0; k < 32 && g * 32 + k < rows; k++)
+                int64_t s = 0, sw = 0;
+                for (size_t k = 0; k < 32 && g * 32 + k < rows; k++) {
                     s += (int64_t)W[(g * 32 + k) * nb + b].qs[c % 32] * vq[g * 32 + k];
+                    sw += abs(W[(g * 32 + k) * nb + b].qs[c % 32]);
+                }
+                qb += (double)vd[g] / 2 * (double)sw;   // v rounded to the nearest step vd[g]
                 acc = fmaf((float)s, vd[g], acc);
                 e += (double)s * vd[g];
                 mag += fabs((double)s * vd[g]);
@@ -1100,10 +1112,11 @@ static inline void kc_q8t_case(KcStats *st, const SimdKernels *K, size_t T, size
                 ok = 0;
                 bt = t, bc = c, got = g, want = acc, exact = e, tol = tl;
             }
-            // v quantized per 32 rows: each term off by <= |v| / 254 + rounding.
+            // v quantized per 32 rows: each q_W v term off by <= |q_W| vd / 2 (the rounding to
+            // the group's step), plus the fp32 rounding of v = d_W g and of the sums.
             double qerr = fabs((double)acc - wg);
             if (qerr > worst) worst = qerr;
-            if (qerr > wgabs / 100.0 + 1e-6) ok_q = 0;
+            if (qerr > qb * (1 + 1e-5) + 4 * FLT_EPSILON * wgabs + tl + 1e-30) ok_q = 0;
         }
     }
     kc_case(st, ok, K->name, "matmul_q8t T=%zu rows=%zu cols=%zu off=%zu: (t=%zu, c=%zu) got=%.9g canonical=%.9g "
@@ -1115,7 +1128,8 @@ static inline void kc_q8t_case(KcStats *st, const SimdKernels *K, size_t T, size
 
 static inline void kc_check_matmul_q8t(KcStats *st, const SimdKernels *K)
 {
-    static const size_t Ts[] = {1, 2, 7, 9, 10, 11};   // 1, 3, 4, 5 rows after the 6-row tiles
+    // 1, 3, 4, 5 rows after the 6-row tiles; 16, 17, 33: one or two 16-row AMX tiles (+ 0, 1 rows)
+    static const size_t Ts[] = {1, 2, 7, 9, 10, 11, 16, 17, 33};
     static const size_t rowss[] = {1, 31, 32, 33, 100};
     static const size_t colss[] = {1, 15, 16, 17, 32, 47, 64, 100};
     uint64_t seed = 23;

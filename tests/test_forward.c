@@ -23,6 +23,7 @@ Test(forward, goldens_scalar) { check_isa(SIMD_SCALAR, 1); }
 Test(forward, goldens_avx2) { check_isa(SIMD_AVX2, 1); }
 Test(forward, goldens_avx512) { check_isa(SIMD_AVX512, 1); }
 Test(forward, goldens_avx512_2threads) { check_isa(SIMD_AVX512, 2); }
+Test(forward, goldens_amx_2threads) { check_isa(SIMD_AMX, 2); }
 Test(forward, goldens_scalar_2threads) { check_isa(SIMD_SCALAR, 2); }
 
 Test(forward, at_least_one_vector_isa) {

@@ -116,7 +116,20 @@ Test(simd, tables_complete)
     cr_expect(!simd_isa_supported(SIMD_NEON), "neon cannot be supported on x86-64");
 #endif
     cr_expect_str_eq(simd_isa_name(SIMD_AVX512), "avx512");
+    cr_expect_str_eq(simd_isa_name(SIMD_AMX), "amx");
     cr_expect_str_eq(simd_isa_name((SimdIsa)99), "unknown");
+#if defined(__x86_64__)
+    // amx: the avx512 table with the batched int8 products on the tile unit, needing avx512.
+    if (simd_isa_supported(SIMD_AMX)) {
+        const SimdKernels *A = simd_kernels_for(SIMD_AMX), *V = simd_kernels_for(SIMD_AVX512);
+        cr_assert(V != NULL, "amx supported without avx512");
+        cr_expect_str_eq(A->name, "amx");
+        cr_expect(A->matmul_q8 != V->matmul_q8 && A->matmul_q8x2 != V->matmul_q8x2 && A->encode_q8 != V->encode_q8,
+                  "amx table does not install its batched int8 products");
+        cr_expect(A->matvec_q8 == V->matvec_q8 && A->matmul_q8t == V->matmul_q8t && A->matmul_f32 == V->matmul_f32,
+                  "amx table differs from avx512 beyond the int8 batches");
+    }
+#endif
     cr_expect(!simd_isa_supported((SimdIsa)99));
 }
 

@@ -8,6 +8,8 @@
 #   - every command that loads a model or a transcoder takes them: sample and train-clt with
 #     --dtype q8 give the bits of the q8 file (a resume under another dtype is refused);
 #     attribute, clt-eval, intervene, steer and validate run the int8 model and transcoder;
+#   - a 40-token q8 / q8a8 prefill gives the same bits on the amx table as on avx512 (its
+#     16-row AMX tiles and the VNNI rows left over), or amx is refused where the CPU lacks it;
 #   - bad values and corrupt files fail with messages naming the value / the file.
 . tests/cli_lib.sh
 M=$S260/stories260K.bin
@@ -43,6 +45,19 @@ cmp "$TMP/a8.f32" "$TMP/a8q.f32" || fail "q8a8: the q8 file and the fp32 checkpo
 cmp -s "$TMP/a8.f32" "$TMP/q.f32" && fail "q8a8 logits identical to q8: activation digits not taken"
 $CTRACE logits "$Q" --tokens $T --dtype q8 -o "$TMP/q2.f32" || fail "logits q8 file --dtype q8"
 cmp "$TMP/q2.f32" "$TMP/q.f32" || fail "q8 file: --dtype q8 differs from its default"
+# A 40-token prefill (q8: 80 digit rows, five 16-row AMX tiles; q8a8: two tiles + 8 rows on
+# VNNI): the amx table (avx512's with the batched int8 products on AMX; fp32 kernels differ
+# between tables, so the reference is avx512's) gives avx512's bits; where the CPU cannot run
+# amx it is refused with exit 2 and a message naming it.
+T40=1,403,407,261,378,383,261,9,441,11,22,33,44,55,66,77,88,99,110,121,132,143,154,165,176,187,198,209,220,231,242,253,264,275,286,297,308,319,330,341
+for dt in q8 q8a8; do
+    if CTRACE_ISA=amx $CTRACE logits "$Q" --tokens $T40 --dtype $dt --threads 2 -o "$TMP/amx40.f32" 2>"$TMP/isaerr"; then
+        CTRACE_ISA=avx512 $CTRACE logits "$Q" --tokens $T40 --dtype $dt -o "$TMP/ref40.f32" || fail "logits 40 tokens avx512 $dt"
+        cmp "$TMP/ref40.f32" "$TMP/amx40.f32" || fail "40-token $dt logits: amx differs from avx512"
+    else
+        [ $? -eq 2 ] && grep -q "CTRACE_ISA=amx" "$TMP/isaerr" || fail "CTRACE_ISA=amx: $(cat "$TMP/isaerr")"
+    fi
+done
 
 $CTRACE generate "$Q" -z "$Z" -t 0 -n 48 -p "Once upon a time" >"$TMP/g1" 2>/dev/null || fail "generate q8 file"
 $CTRACE generate "$M" -z "$Z" -t 0 -n 48 -p "Once upon a time" --dtype q8 --numa local --threads 2 >"$TMP/g2" 2>/dev/null || fail "generate --dtype q8"
