@@ -425,7 +425,7 @@ static double probe_vnni_gops(int runs, double min_s, const char **isa) {
 }
 
 // The block-scaled int8 product's op-mix ceiling (probe_q8mix_avx512) in GOP/s; 0 without VNNI.
-static double probe_q8mix_gops(int runs, double min_s) {
+__attribute__((unused)) static double probe_q8mix_gops(int runs, double min_s) {
 #if PROBE_X86
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vnni"))
@@ -436,7 +436,7 @@ static double probe_q8mix_gops(int runs, double min_s) {
 
 // AMX rates in GOP/s (probe_amx_run): *block gets the whole per-block tile work's rate.  0 when
 // this build has no x86 probes; the caller checks that the amx table is supported.
-static double probe_amx_gops(int runs, double min_s, double *block) {
+__attribute__((unused)) static double probe_amx_gops(int runs, double min_s, double *block) {
 #if PROBE_X86
     *block = probe_best_rate(probe_amx_block, runs, min_s);
     return probe_best_rate(probe_amx_tdp, runs, min_s);
