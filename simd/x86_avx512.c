@@ -715,19 +715,21 @@ static void encode_q8_avx512(float *pre, float *act, size_t ld, const Q8Panels *
 // acc = fma(float(isum), dw * dx, acc).  Same integers, same float steps in the same order:
 // the same bits as scalar.c.  Only whole tiles of 16 activation rows run here; the 1-15 rows
 // left over go through the VNNI tiles (tokens_q8_avx512).
-// Cost per block on the Intel Xeon VM (16 rows x 16 lanes x 32 deep = 16384 ops): ~46 cycles
-// of tile work (loads ~13, TDPBSUD ~16, the 1 KiB store ~16; TDPBSUD alone on 32-deep tiles
-// runs at ~3.6x the VNNI peak, the whole tile work at ~2x) plus ~46 of float step, the two
-// adding rather than overlapping (tile instructions hold the vector ports): ~0.7-0.75 of the
-// VNNI peak for the GEMM against ~0.55-0.58 for the VNNI tiles.  Gathering the 16 rows'
-// scales and nsums side by side per block (amx_gather) keeps the float step from reloading
-// 32 spilled row pointers (+7%); seeding the product tile with the nsums (a tile load instead
-// of tilezero and 16 adds) was slower (-15%).  Linux gives a process the tile
-// state only after arch_prctl(ARCH_REQ_XCOMP_PERM) (dispatch.c asks once, before any table
-// is built); each call loads the tile configuration and releases the tiles when it returns.
+// Cost on the Intel Xeon VM, as fractions of the VNNI peak for the 64-row GEMM: the tile work
+// alone (float step left out) runs at ~1.47, the float step alone at ~1.45 (4 vector ops per
+// row and block: add, convert, multiply, fma); together ~0.70 with each product stored right
+// after its TDPBSUD, ~0.75 (768 rows; ~0.70 at 2048) pipelined as below; without the 1 KiB
+// stores it would be ~0.86.  TDPBSUD alone on 32-deep tiles runs at ~3.6x the VNNI peak; the
+// VNNI tiles give ~0.55-0.58.  Gathering the 16 rows' scales and nsums side by side per block
+// (amx_gather) keeps the float step from reloading 32 spilled row pointers (+7%).  Slower:
+// seeding the product tile with the nsums (a tile load instead of tilezero and 16 adds; -15%);
+// adding them by a second TDPBSUD of the negated activations by a constant tile of 128s
+// (-10%); prefetching the next panel (+5% at 4096 rows, -5% at 768).  Linux gives a process
+// the tile state only after arch_prctl(ARCH_REQ_XCOMP_PERM) (dispatch.c asks once, before
+// any table is built); each call loads the tile configuration and releases the tiles when it
+// returns.
 #define AMX_M 16   // activation rows per tile (the tile unit's row count)
-#define AMX_SKEW 2 // blocks between a block's tile product and its float step
-#define AMX_RING 4 // product buffers (> AMX_SKEW), a power of 2
+#define AMX_RING 4 // stored products: the float step's block and the one stored after it, and slack
 
 typedef struct AmxCfg {
     uint8_t palette, start_row, reserved[14];
@@ -737,11 +739,11 @@ typedef struct AmxCfg {
 _Static_assert(sizeof(AmxCfg) == 64, "AMX tile configuration is 64 bytes");
 
 // Tiles 0, 1: A (16 activation rows x 32 bytes); 2, 3: B (8 x 64 bytes: one panel block);
-// 4, 5: C (16 x 16 int32).  Even and odd blocks use the two sets.
+// 4, 5, 6: C (16 x 16 int32).  Even and odd blocks use the two A/B pairs; C rotates by 3.
 static const _Alignas(64) AmxCfg amx_cfg = {
     .palette = 1,
-    .colsb = {32, 32, 64, 64, 64, 64},
-    .rows = {AMX_M, AMX_M, 8, 8, AMX_M, AMX_M},
+    .colsb = {32, 32, 64, 64, 64, 64, 64},
+    .rows = {AMX_M, AMX_M, 8, 8, AMX_M, AMX_M, AMX_M},
 };
 
 // One block's float step for the 16 rows: acc[m] = fma(float(C[m] + nsum[m]), dw * dx[m], acc[m]),
@@ -771,35 +773,59 @@ AI void tile_amx(const Q8Tile *a, size_t p, size_t t0, const float *dx, const in
     __m512 acc[AMX_M];
 #pragma GCC unroll 16
     for (int m = 0; m < AMX_M; m++) acc[m] = _mm512_setzero_ps();
-    // AMX_SKEW blocks of skew: block b+AMX_SKEW's tile product is issued before block b's
-    // float step reads block b's stored product (in a ring of AMX_RING buffers), so the loads
-    // never wait for a store just issued (skew 1, 2 and 3 measured alike, within noise).
+    // Software pipelining, one block apart at each stage: block b+2's tile product is issued,
+    // then block b+1's product (finished meanwhile) is stored, then block b's float step reads
+    // the product stored one iteration earlier.  Products rotate over three C tiles (block % 3)
+    // and their inputs over two A/B pairs (block % 2); the stores over a ring of AMX_RING
+    // buffers.  Storing each product right after its TDPBSUD (the tile unit runs its
+    // instructions in order, so the store waited for the product) measured 6% slower; storing
+    // block b+1 before issuing b+2's product, 30% slower.
+#define AMX_DP(ta, tb, tc, bb)                                          \
+    do {                                                                \
+        _tile_loadd(ta, xq + (bb) * 32, xstride);                       \
+        _tile_loadd(tb, wp + (bb) * bs + qo, 64);                       \
+        _tile_zero(tc);                                                 \
+        _tile_dpbsud(tc, ta, tb);                                       \
+    } while (0)
 #define AMX_PRODUCT(blk)                                                \
     do {                                                                \
-        size_t bb_ = (blk);                                             \
-        if (bb_ & 1) {                                                  \
-            _tile_loadd(1, xq + bb_ * 32, xstride);                     \
-            _tile_loadd(3, wp + bb_ * bs + qo, 64);                     \
-            _tile_zero(5);                                              \
-            _tile_dpbsud(5, 1, 3);                                      \
-            _tile_stored(5, c[bb_ % AMX_RING], 64);                     \
-        } else {                                                        \
-            _tile_loadd(0, xq + bb_ * 32, xstride);                     \
-            _tile_loadd(2, wp + bb_ * bs + qo, 64);                     \
-            _tile_zero(4);                                              \
-            _tile_dpbsud(4, 0, 2);                                      \
-            _tile_stored(4, c[bb_ % AMX_RING], 64);                     \
+        const size_t bb_ = (blk);                                       \
+        switch (bb_ % 6) {                                              \
+        case 0: AMX_DP(0, 2, 4, bb_); break;                            \
+        case 1: AMX_DP(1, 3, 5, bb_); break;                            \
+        case 2: AMX_DP(0, 2, 6, bb_); break;                            \
+        case 3: AMX_DP(1, 3, 4, bb_); break;                            \
+        case 4: AMX_DP(0, 2, 5, bb_); break;                            \
+        default: AMX_DP(1, 3, 6, bb_); break;                           \
+        }                                                               \
+    } while (0)
+#define AMX_SAVE(blk)                                                   \
+    do {                                                                \
+        const size_t bb_ = (blk);                                       \
+        int32_t *c_ = c[bb_ % AMX_RING];                                \
+        switch (bb_ % 3) {                                              \
+        case 0: _tile_stored(4, c_, 64); break;                         \
+        case 1: _tile_stored(5, c_, 64); break;                         \
+        default: _tile_stored(6, c_, 64); break;                        \
         }                                                               \
     } while (0)
 #define AMX_STEP(blk) amx_step(acc, c[(blk) % AMX_RING], wp + (blk) * bs, dx + (blk) * AMX_M, ns + (blk) * AMX_M)
     size_t b = 0;
-    for (; b < AMX_SKEW && b < nblk; b++) AMX_PRODUCT(b);
-    for (b = 0; b + AMX_SKEW < nblk; b++) {
-        AMX_PRODUCT(b + AMX_SKEW);
+    AMX_PRODUCT(0);
+    if (nblk > 1) AMX_PRODUCT(1);
+    AMX_SAVE(0);
+    for (; b + 2 < nblk; b++) {
+        AMX_PRODUCT(b + 2);
+        AMX_SAVE(b + 1);
         AMX_STEP(b);
     }
-    for (; b < nblk; b++) AMX_STEP(b);
+    for (; b < nblk; b++) {   // the last one or two blocks (all of them when nblk <= 2)
+        if (b + 1 < nblk) AMX_SAVE(b + 1);
+        AMX_STEP(b);
+    }
+#undef AMX_DP
 #undef AMX_PRODUCT
+#undef AMX_SAVE
 #undef AMX_STEP
     if (a->pairs) {   // t0 is a multiple of 16: rows 2t, 2t+1 are token t's digits
 #pragma GCC unroll 8

@@ -915,13 +915,14 @@ static inline void kc_check_matmul_q8(KcStats *st, const SimdKernels *K)
     kc_q8_case(st, K, 64, 96, 768, 1, &seed);   // a prefill-sized tile set
     // The amx table's 16-row tiles: exactly one (16; as digit pairs, 8 tokens), one or two with
     // 1, 15 or 14 rows left for the VNNI tiles (17, 31, 47; pairs 16 + 14, 32 + 14), and more
-    // blocks than one pair of tile sets (odd block counts: 1001 columns = 32 blocks, 100 = 4).
+    // blocks than the pipeline holds (1, 2, 3, 4 and 32 blocks: 20, 33, 65, 100, 1001 columns).
     static const size_t Tamx[] = {16, 17, 31, 34, 47};
     static const size_t ramx[] = {17, 33};
-    static const size_t camx[] = {33, 100, 1001};
+    static const size_t camx[] = {20, 33, 65, 100, 1001};
     for (size_t ti = 0; ti < sizeof Tamx / sizeof Tamx[0]; ti++)
         for (size_t ri = 0; ri < 2; ri++)
-            for (size_t ci = 0; ci < 3; ci++) kc_q8_case(st, K, Tamx[ti], ramx[ri], camx[ci], (ti + ri + ci) & 1, &seed);
+            for (size_t ci = 0; ci < sizeof camx / sizeof camx[0]; ci++)
+                kc_q8_case(st, K, Tamx[ti], ramx[ri], camx[ci], (ti + ri + ci) & 1, &seed);
     // Enough panels for the decode matvec's side-by-side streams (AVX-512: 4 runs of 2-3 panels)
     // with 0, 1, 2 and 3 panels left over, in one call and split in two.
     // Each count forced (simd_q8_matvec_streams; small calls read with 2 runs otherwise).
