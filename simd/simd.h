@@ -181,7 +181,7 @@ typedef struct SimdKernels {
 
 // ISA ids for dispatch and for tests that loop over every table the host can run.
 // SIMD_AMX is the AVX-512 table with the batched int8 products (matmul_q8, matmul_q8x2,
-// matmul_q8t, encode_q8) on the AMX tile unit; every other entry is avx512's.
+// encode_q8) on the AMX tile unit; every other entry is avx512's (matmul_q8t included).
 typedef enum { SIMD_SCALAR = 0, SIMD_AVX2, SIMD_AVX512, SIMD_NEON, SIMD_AMX, SIMD_NISA } SimdIsa;
 
 // The active table: chosen once (thread-safe) from cpuid — amx (avx512 + VNNI + AMX-TILE +

@@ -505,6 +505,18 @@ static Q8Tile tile_fwd(const Q8Panels *W, const Q8Act *X, float *Y, size_t ldy)
                     .ldy = ldy, .nout = W->rows};
 }
 
+// encode_q8's tiles: the forward GEMM's, with the bias / JumpReLU threshold applied at the store
+// (pre: the pre-activations, when asked for).
+static Q8Tile tile_enc(const Q8Panels *W, const Q8Act *X, float *pre, float *act, size_t ld, const float *bias,
+                       const float *theta)
+{
+    Q8Tile a = tile_fwd(W, X, act, ld);
+    a.pre = pre;
+    a.bias = bias;
+    a.theta = theta;
+    return a;
+}
+
 // ref: scalar.c matmul_q8_scalar.
 static void matmul_q8_avx512(float *Y, size_t ldy, const Q8Panels *W, const Q8Act *X, size_t T, size_t p0,
                              size_t p1)
@@ -695,10 +707,7 @@ static void matmul_q8t_avx512(float *Y, size_t ldy, const Q8PanelsT *Wt, const Q
 static void encode_q8_avx512(float *pre, float *act, size_t ld, const Q8Panels *W, const Q8Act *X, size_t T,
                              size_t p0, size_t p1, const float *bias, const float *theta)
 {
-    Q8Tile a = tile_fwd(W, X, act, ld);
-    a.pre = pre;
-    a.bias = bias;
-    a.theta = theta;
+    Q8Tile a = tile_enc(W, X, pre, act, ld, bias, theta);
     panels_q8_avx512(&a, T, p0, p1);
 }
 
@@ -923,10 +932,7 @@ static void matmul_q8x2_amx(float *Y, size_t ldy, const Q8Panels *W, const Q8Act
 static void encode_q8_amx(float *pre, float *act, size_t ld, const Q8Panels *W, const Q8Act *X, size_t T,
                           size_t p0, size_t p1, const float *bias, const float *theta)
 {
-    Q8Tile a = tile_fwd(W, X, act, ld);
-    a.pre = pre;
-    a.bias = bias;
-    a.theta = theta;
+    Q8Tile a = tile_enc(W, X, pre, act, ld, bias, theta);
     panels_amx(&a, T, p0, p1);
 }
 
