@@ -334,7 +334,7 @@ int main(int argc, char **argv) {
     printf("| CPU | ISA | threads | kernel | sizes | figure | ratio |\n|---|---|---|---|---|---|---|\n");
     snprintf(sz, sizeof sz, "%zu MiB buffer", pbytes >> 20);
     snprintf(fig, sizeof fig, "%.1f GB/s (one stream: %.1f)", dram, dram1);
-    row(probe_read_isa(), 1, "probe: DRAM streaming read, best of 1 and 2 streams", sz, fig, "-");
+    row(probe_read_isa(), 1, "probe: DRAM streaming read, best of 1 and 2 streams, plain and prefetching", sz, fig, "-");
     snprintf(fig, sizeof fig, "%.1f GFLOP/s", fma);
     row(fisa, 1, "probe: fp32 FMA peak", "-", fig, "-");
     snprintf(fig, sizeof fig, vnni > 0 ? "%.1f GOP/s" : "n/a", vnni);

@@ -114,6 +114,44 @@ __attribute__((target("avx512f"))) static uint64_t probe_read2_avx512(const uint
     return (uint64_t)_mm512_reduce_add_epi64(s0);
 }
 
+// The same sums with each line prefetched into L1 (prefetcht0) 8 lines before its load, in
+// one stream or two side by side.  On the Intel Xeon VM these read 18-20 GB/s where the plain
+// loops above read 14-17 (the hardware prefetchers alone keep fewer lines in flight than a
+// core can), so the probe also runs them: a kernel is compared with the most a core reads.
+#define PROBE_PF_LINES 8
+#define PROBE_PF(p) _mm_prefetch((const char *)(p) + PROBE_PF_LINES * 64, _MM_HINT_T0)
+__attribute__((target("avx512f"))) static uint64_t probe_read_pf_avx512(const uint64_t *p, size_t n8) {
+    __m512i s0 = _mm512_setzero_si512(), s1 = s0, s2 = s0, s3 = s0;
+    for (size_t i = 0; i < n8; i += 32) {
+        PROBE_PF(p + i);
+        PROBE_PF(p + i + 8);
+        PROBE_PF(p + i + 16);
+        PROBE_PF(p + i + 24);
+        s0 = _mm512_add_epi64(s0, _mm512_load_si512((const void *)(p + i + 0)));
+        s1 = _mm512_add_epi64(s1, _mm512_load_si512((const void *)(p + i + 8)));
+        s2 = _mm512_add_epi64(s2, _mm512_load_si512((const void *)(p + i + 16)));
+        s3 = _mm512_add_epi64(s3, _mm512_load_si512((const void *)(p + i + 24)));
+    }
+    return (uint64_t)_mm512_reduce_add_epi64(_mm512_add_epi64(_mm512_add_epi64(s0, s1), _mm512_add_epi64(s2, s3)));
+}
+
+__attribute__((target("avx512f"))) static uint64_t probe_read2_pf_avx512(const uint64_t *p, size_t n8) {
+    __m512i s0 = _mm512_setzero_si512(), s1 = s0, s2 = s0, s3 = s0;
+    const uint64_t *q = p + n8 / 2;   // n8 / 2 is a multiple of 32
+    for (size_t i = 0; i < n8 / 2; i += 16) {
+        PROBE_PF(p + i);
+        PROBE_PF(q + i);
+        PROBE_PF(p + i + 8);
+        PROBE_PF(q + i + 8);
+        s0 = _mm512_add_epi64(s0, _mm512_load_si512((const void *)(p + i + 0)));
+        s1 = _mm512_add_epi64(s1, _mm512_load_si512((const void *)(q + i + 0)));
+        s2 = _mm512_add_epi64(s2, _mm512_load_si512((const void *)(p + i + 8)));
+        s3 = _mm512_add_epi64(s3, _mm512_load_si512((const void *)(q + i + 8)));
+    }
+    return (uint64_t)_mm512_reduce_add_epi64(_mm512_add_epi64(_mm512_add_epi64(s0, s1), _mm512_add_epi64(s2, s3)));
+}
+#undef PROBE_PF
+
 __attribute__((target("avx2"))) static uint64_t probe_read_avx2(const uint64_t *p, size_t n8) {
     __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0, s7 = s0;
     for (size_t i = 0; i < n8; i += 32) {
@@ -172,13 +210,18 @@ static double probe_dram_read_ways_gbs(size_t bytes, int runs, double *one) {
     size_t n8 = bytes / 8;
     const char *isa = probe_read_isa();
     double best = 0, best1 = 0;
-    int ways = !strcmp(isa, "avx512") ? 2 : 1;   // AVX-512: one stream and two streams, each pass
+    // AVX-512: one stream and two streams, each plain and prefetching (v = 0 .. 3), each pass.
+    int ways = !strcmp(isa, "avx512") ? 4 : 1;
     for (int r = -1; r < runs; r++)
         for (int v = 0; v < ways; v++) {
             double t0 = ct_now();
             uint64_t s;
 #if PROBE_X86
-            if (!strcmp(isa, "avx512")) s = v ? probe_read2_avx512(buf, n8) : probe_read_avx512(buf, n8);
+            if (!strcmp(isa, "avx512"))
+                s = v == 0 ? probe_read_avx512(buf, n8)
+                  : v == 1 ? probe_read2_avx512(buf, n8)
+                  : v == 2 ? probe_read_pf_avx512(buf, n8)
+                           : probe_read2_pf_avx512(buf, n8);
             else if (!strcmp(isa, "avx2")) s = probe_read_avx2(buf, n8);
             else
 #endif
@@ -187,7 +230,7 @@ static double probe_dram_read_ways_gbs(size_t bytes, int runs, double *one) {
             probe_sink += s;
             double g = r >= 0 && dt > 0 ? (double)bytes / dt / 1e9 : 0;
             if (g > best) best = g;
-            if (v == 0 && g > best1) best1 = g;
+            if (v % 2 == 0 && g > best1) best1 = g;   // the one-stream loops
         }
     mem_free(&pool, buf, bytes);
     mem_pool_free(&pool);
