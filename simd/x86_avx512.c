@@ -872,13 +872,14 @@ static void amx_gather(float *dx, int32_t *ns, const Q8Tile *a, size_t Tf)
 // Rows [0, T) of panels [p0, p1) of W x: whole 16-row tiles on AMX, panel by panel (a panel's
 // blocks stay in L1 while every row tile passes), then the rest through the VNNI panels.  The
 // gathered scales take 8 bytes per row and block: on the stack up to AMX_STACK rows x blocks,
-// else malloc'd; without memory, every row runs on VNNI.  (The transposed product stays VNNI:
+// else malloc'd; without memory, or without columns (the tile pipeline issues its first
+// product unconditionally), every row runs on VNNI.  (The transposed product stays VNNI:
 // there each activation row meets only one pair of panels, so gathering its scales would cost
 // about what the tiles save; measured 0.45 of the VNNI peak against VNNI's 0.52-0.56.)
 #define AMX_STACK 4096
 static void panels_amx(const Q8Tile *a, size_t T, size_t p0, size_t p1)
 {
-    size_t Tf = T / AMX_M * AMX_M;
+    size_t Tf = a->nblk ? T / AMX_M * AMX_M : 0;
     const size_t per = Tf * a->nblk;
     float sdx[AMX_STACK];
     int32_t sns[AMX_STACK];

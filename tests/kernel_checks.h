@@ -916,10 +916,10 @@ static inline void kc_check_matmul_q8(KcStats *st, const SimdKernels *K)
     // The amx table's 16-row tiles: exactly one (16; as digit pairs, 8 tokens), one or two with
     // 1, 15 or 14 rows left for the VNNI tiles (17, 31, 47; pairs 16 + 14, 32 + 14), and more
     // blocks than the pipeline holds (1, 2, 3, 4, 5 and 32 blocks: 20, 33, 65, 100, 150, 1001
-    // columns; the loop starts at 4).
+    // columns; the loop starts at 4), and no columns at all (amx sends those rows to VNNI).
     static const size_t Tamx[] = {16, 17, 31, 34, 47};
     static const size_t ramx[] = {17, 33};
-    static const size_t camx[] = {20, 33, 65, 100, 150, 1001};
+    static const size_t camx[] = {0, 20, 33, 65, 100, 150, 1001};
     for (size_t ti = 0; ti < sizeof Tamx / sizeof Tamx[0]; ti++)
         for (size_t ri = 0; ri < 2; ri++)
             for (size_t ci = 0; ci < sizeof camx / sizeof camx[0]; ci++)
