@@ -360,7 +360,8 @@ int main(int argc, char **argv) {
     Q8Act xa;
     // GEMM shapes
     size_t T = 64, GR[2] = {768, 2048}, GC = 768;
-    float *Xg = malloc(T * 2048 * sizeof(float)), *Yg = mem_alloc(&pool, big_bytes(T * 2048 * sizeof(float) + 64));
+    const size_t yg_bytes = big_bytes(T * 2048 * sizeof(float) + 64);
+    float *Xg = malloc(T * 2048 * sizeof(float)), *Yg = mem_alloc(&pool, yg_bytes);
     for (size_t i = 0; i < T * 2048; i++) Xg[i] = rndf();
     Q8Panels Pg[2];
     uint8_t *gb[2];
@@ -562,7 +563,7 @@ int main(int argc, char **argv) {
     q8_actbuf_free(&gab);
     q8_actbuf_free(&ab16);
     q8_actbuf_free(&gab16);
-    mem_free(&pool, Yg, big_bytes(T * 2048 * sizeof(float) + 64));
+    mem_free(&pool, Yg, yg_bytes);
     free(x); free(y); free(Xg);
     mem_pool_free(&pool);
     return 0;
