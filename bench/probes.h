@@ -17,6 +17,7 @@
 
 #include "engine/common.h"
 #include "engine/mem.h"
+#include "simd/amx_cfg.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -363,16 +364,11 @@ __attribute__((target("avx512f,avx512vnni"))) static double probe_q8mix_avx512(l
 // (4 independent accumulator tiles, the instruction's throughput); what = 1: a block's whole
 // tile work in the GEMM (load the 16 x 32-byte activation tile and the 512-byte panel block,
 // zero, TDPBSUD, store the 1 KiB int32 product for the float step).
-typedef struct ProbeAmxCfg {
-    uint8_t palette, start_row, reserved[14];
-    uint16_t colsb[16];
-    uint8_t rows[16];
-} ProbeAmxCfg;
 static _Alignas(64) int8_t probe_amx_a[16 * 64];
 static _Alignas(64) uint8_t probe_amx_b[8 * 64];
 static _Alignas(64) int32_t probe_amx_c[4][256];
 __attribute__((target("amx-tile,amx-int8"))) static double probe_amx_run(long iters, int what) {
-    static const _Alignas(64) ProbeAmxCfg cfg = {.palette = 1, .colsb = {32, 64, 64, 64, 64, 64}, .rows = {16, 8, 16, 16, 16, 16}};
+    static const _Alignas(64) AmxCfg cfg = {.palette = 1, .colsb = {32, 64, 64, 64, 64, 64}, .rows = {16, 8, 16, 16, 16, 16}};
     _tile_loadconfig(&cfg);
     _tile_loadd(0, probe_amx_a, 64);
     _tile_loadd(1, probe_amx_b, 64);

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <stdlib.h>
 
+#include "simd/amx_cfg.h"
 #include "simd/q8_tile_asm.h"
 #include "simd/simd.h"
 
@@ -739,13 +740,6 @@ static void encode_q8_avx512(float *pre, float *act, size_t ld, const Q8Panels *
 // returns.
 #define AMX_M 16   // activation rows per tile (the tile unit's row count)
 #define AMX_RING 4 // stored products: the float step's block b, b+1 and b+2 (being stored), and slack
-
-typedef struct AmxCfg {
-    uint8_t palette, start_row, reserved[14];
-    uint16_t colsb[16];
-    uint8_t rows[16];
-} AmxCfg;
-_Static_assert(sizeof(AmxCfg) == 64, "AMX tile configuration is 64 bytes");
 
 // Tiles 0, 1: A (16 activation rows x 32 bytes); 2, 3: B (8 x 64 bytes: one panel block);
 // 4, 5, 6: C (16 x 16 int32).  Even and odd blocks use the two A/B pairs; C rotates by 3.
