@@ -282,11 +282,6 @@ static void scale_f32_avx512(float *y, float a, const float *x, size_t n)
 // holds the same isum as scalar.c; then acc = fma(float(isum), dw * dx, acc) per block in
 // order, lanes = rows: bit-identical to the reference.
 
-// acc += vpdpbusd(w, broadcast of the 4 bytes at p): the broadcast stays an embedded memory
-// operand ({1to16}); the decode matvec uses it (each activation word feeds one product there).
-#define DPBUSD_BCST(acc, w, p) \
-    __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(w), "m"(*(const int32_t *)(const void *)(p)))
-
 // The 4 bytes at p in every 32-bit lane, as an asm load: the compiler cannot hoist it out of the
 // block loop (clang would hoist all 8 x TT of them into registers and spill).
 AI __m512i BCAST32(const void *p)
@@ -546,51 +541,74 @@ static void matmul_q8x2_avx512(float *Y, size_t ldy, const Q8Panels *W, const Q8
 // burst 1 or 2 blocks ahead 15.5-16.6, into L2 instead of L1 14.2-15.6.
 #define MV_PF_BYTES Q8_PANEL_BLOCK_BYTES
 
+// The decode matvec works in 256-bit halves (rows 0-7 and 8-15 of a panel), though the loads
+// are the same lines: 512-bit multiply-type instructions (vpdpbusd, vfmadd, vcvtdq2ps) lower
+// this core's clock, and a DRAM-bound loop reads less at the lower clock.  On the Intel Xeon
+// VM a chain of scalar adds ran at 3.53 GHz alone or beside 256-bit vpdpbusd or 512-bit
+// vpaddq, 3.32 GHz beside 512-bit vpdpbusd; bench_q8 times the same ("clock beside ...").
+// The 2-run matvec read 0.95-0.97 of the read probe with 512-bit products and 0.99 with
+// 256-bit ones in the same process (604 MB); bench_q8's full run went from 0.87-0.88 to 0.92
+// (matvec_q8).  The lanes and their
+// operations are the 512-bit ones split in two, so every output bit is unchanged.
+typedef struct {
+    __m256 lo, hi;
+} MvAcc;
+
 // One 16-row x 32-column block of a panel against block b of activation rows 0 .. DG-1 (DG
-// digit rows, 1 or 2): acc[g] + fma(float(isum_g), dw * dx_g).  Two int32 chains per row (even
-// / odd column quads, summed exactly) halve the latency; each weight vector is loaded once
-// and feeds every row.  Each line's prefetch (MV_PF_BYTES ahead) goes with its load.
-AI void mv_block(const int DG, const uint8_t *blk, const Q8Act *x, size_t b, __m512 *acc)
+// digit rows, 1 or 2): acc[g] + fma(float(isum_g), dw * dx_g).  Two int32 chains per half
+// (even / odd column quads, summed exactly) halve the latency; each activation word is
+// broadcast once and feeds both halves.  Each line's prefetch (MV_PF_BYTES ahead) goes with
+// its load.
+AI void mv_block(const int DG, const uint8_t *blk, const Q8Act *x, size_t b, MvAcc *acc)
 {
     const char *pf = (const char *)blk + MV_PF_BYTES;
     _mm_prefetch(pf, _MM_HINT_T0);   // the lane scales' line
-    __m512i i0[2], i1[2];
+    __m256i l0[2], h0[2], l1[2], h1[2];
     const int8_t *xq[2];
 #pragma GCC unroll 2
     for (int g = 0; g < DG; g++) {
         size_t xb = (size_t)g * x->nb + b;
-        i0[g] = _mm512_set1_epi32(x->nsum[xb]);
-        i1[g] = _mm512_setzero_si512();
+        l0[g] = h0[g] = _mm256_set1_epi32(x->nsum[xb]);
+        l1[g] = h1[g] = _mm256_setzero_si256();
         xq[g] = x->q + xb * 32;
     }
 #pragma GCC unroll 4
     for (int j = 0; j < 8; j += 2) {
         _mm_prefetch(pf + 64 + 64 * j, _MM_HINT_T0);
         _mm_prefetch(pf + 128 + 64 * j, _MM_HINT_T0);
-        __m512i w0 = _mm512_loadu_si512((const void *)(blk + 64 + 64 * j));
-        __m512i w1 = _mm512_loadu_si512((const void *)(blk + 128 + 64 * j));
+        const uint8_t *l = blk + 64 + 64 * j;
+        __m256i w0l = _mm256_loadu_si256((const __m256i *)l), w0h = _mm256_loadu_si256((const __m256i *)(l + 32));
+        __m256i w1l = _mm256_loadu_si256((const __m256i *)(l + 64)), w1h = _mm256_loadu_si256((const __m256i *)(l + 96));
 #pragma GCC unroll 2
-        for (int g = 0; g < DG; g++) {   // the 4 activation bytes as an embedded broadcast
-            DPBUSD_BCST(i0[g], w0, xq[g] + 4 * j);
-            DPBUSD_BCST(i1[g], w1, xq[g] + 4 * j + 4);
+        for (int g = 0; g < DG; g++) {
+            __m256i x0 = _mm256_set1_epi32(*(const int32_t *)(const void *)(xq[g] + 4 * j));
+            __m256i x1 = _mm256_set1_epi32(*(const int32_t *)(const void *)(xq[g] + 4 * j + 4));
+            l0[g] = _mm256_dpbusd_epi32(l0[g], w0l, x0);
+            h0[g] = _mm256_dpbusd_epi32(h0[g], w0h, x0);
+            l1[g] = _mm256_dpbusd_epi32(l1[g], w1l, x1);
+            h1[g] = _mm256_dpbusd_epi32(h1[g], w1h, x1);
         }
     }
-    __m512 sw = _mm512_loadu_ps((const float *)blk);
+    __m256 swl = _mm256_loadu_ps((const float *)blk), swh = _mm256_loadu_ps((const float *)blk + 8);
 #pragma GCC unroll 2
     for (int g = 0; g < DG; g++) {
-        __m512 s = _mm512_mul_ps(sw, _mm512_set1_ps(x->d[(size_t)g * x->nb + b]));
-        acc[g] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(i0[g], i1[g])), s, acc[g]);
+        __m256 dx = _mm256_set1_ps(x->d[(size_t)g * x->nb + b]);
+        acc[g].lo = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(l0[g], l1[g])), _mm256_mul_ps(swl, dx), acc[g].lo);
+        acc[g].hi = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(h0[g], h1[g])), _mm256_mul_ps(swh, dx), acc[g].hi);
     }
 }
 
 // Panel p's output: the digit rows' canonical values, summed for DG = 2 (simd.h matvec_q8x2).
-AI void mv_store(const int DG, const Q8Tile *a, size_t p, const __m512 *acc)
+AI void mv_store(const int DG, const Q8Tile *a, size_t p, const MvAcc *acc)
 {
-    q8_store(a, 0, p * 16, DG == 2 ? _mm512_add_ps(acc[0], acc[1]) : acc[0]);
+    __m256 lo = DG == 2 ? _mm256_add_ps(acc[0].lo, acc[1].lo) : acc[0].lo;
+    __m256 hi = DG == 2 ? _mm256_add_ps(acc[0].hi, acc[1].hi) : acc[0].hi;
+    q8_store(a, 0, p * 16, _mm512_insertf32x8(_mm512_castps256_ps512(lo), hi, 1));
 }
 
-// Panels [p0, p1) read as NS runs of equal length side by side (NS sequential streams), two
-// blocks of each per step, every line prefetched into L1 one block ahead (mv_block).  Each
+// Panels [p0, p1) read as NS runs of equal length side by side (NS sequential streams), one
+// block of each per step, every line prefetched into L1 one block ahead (mv_block).  (Two
+// blocks of each per step read 0.02 less of the probe in the 256-bit version.)  Each
 // panel's blocks stay in order, so the float accumulation is the canonical one whatever NS
 // is.  The 0 .. NS-1 panels left over run one at a time at the end; the prefetches past a
 // run's end touch at most one block beyond it (inside the packed matrix or
@@ -602,32 +620,25 @@ AI void matvec_q8_runs(const int DG, const int NS, float *y, const Q8Panels *W, 
     const size_t nb = W->nb, B = Q8_PANEL_BLOCK_BYTES, run = (p1 - p0) / NS;
     for (size_t p = p0; p < p0 + run; p++) {
         const uint8_t *u[4];
-        __m512 acc[4][2];
+        MvAcc acc[4][2];
 #pragma GCC unroll 4
         for (int s = 0; s < NS; s++) {
             u[s] = W->data + (p + s * run) * nb * B;
-            acc[s][0] = acc[s][1] = _mm512_setzero_ps();
+            acc[s][0].lo = acc[s][0].hi = acc[s][1].lo = acc[s][1].hi = _mm256_setzero_ps();
         }
-        size_t b = 0;
-        for (; b + 2 <= nb; b += 2) {
-#pragma GCC unroll 4
-            for (int s = 0; s < NS; s++) mv_block(DG, u[s], x, b, acc[s]);
+        for (size_t b = 0; b < nb; b++) {
 #pragma GCC unroll 4
             for (int s = 0; s < NS; s++) {
-                mv_block(DG, u[s] + B, x, b + 1, acc[s]);
-                u[s] += 2 * B;
+                mv_block(DG, u[s], x, b, acc[s]);
+                u[s] += B;
             }
-        }
-        if (b < nb) {
-#pragma GCC unroll 4
-            for (int s = 0; s < NS; s++) mv_block(DG, u[s], x, b, acc[s]);
         }
 #pragma GCC unroll 4
         for (int s = 0; s < NS; s++) mv_store(DG, &a, p + s * run, acc[s]);
     }
     for (size_t p = p0 + NS * run; p < p1; p++) {
         const uint8_t *u = W->data + p * nb * B;
-        __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
+        MvAcc acc[2] = {{_mm256_setzero_ps(), _mm256_setzero_ps()}, {_mm256_setzero_ps(), _mm256_setzero_ps()}};
         for (size_t b = 0; b < nb; b++, u += B) mv_block(DG, u, x, b, acc);
         mv_store(DG, &a, p, acc);
     }
