@@ -345,6 +345,14 @@ int main(int argc, char **argv) {
         row(visa, 1, "probe: block-scaled int8 op mix (per 32-deep block: 8 vpdpbusd, convert, scale, fma)", "-", fig, rt);
     }
 
+    double ghz[4];
+    if (probe_clock_ghz(quick ? 2 : 3, 0.05, ghz)) {
+        snprintf(fig, sizeof fig, "%.2f / %.2f / %.2f / %.2f GHz", ghz[0], ghz[1], ghz[2], ghz[3]);
+        snprintf(rt, sizeof rt, "%.2f of alone beside 512-bit vpdpbusd", ghz[3] / ghz[0]);
+        row(visa, 1, "probe: core clock (8 dependent adds per step) alone / beside 256-bit vpdpbusd / 512-bit vpaddq / "
+                     "512-bit vpdpbusd", "-", fig, rt);
+    }
+
     char probe_sz[128];
     snprintf(probe_sz, sizeof probe_sz, "%s", sz);
     Pool pool;

@@ -406,6 +406,43 @@ static double probe_fma_scalar(long iters) {
     return (double)iters * 4 * 2;
 }
 
+// The core's clock beside vector work: each step is a chain of 8 dependent scalar adds (one
+// cycle each) next to 4 independent vector ops, so a step takes 8 cycles whatever the clock
+// and steps x 8 / s is the clock.  Intel cores lower their clock under sustained 512-bit
+// multiply-type instructions (vpdpbusd, vfmadd, vcvtdq2ps) but not under 512-bit adds or
+// 256-bit products, and a DRAM-bound kernel reads less at the lower clock: the decode matvec
+// works in 256-bit halves for this reason (simd/x86_avx512.c, mv_block).  kind: 0 the adds
+// alone, 1 beside 256-bit vpdpbusd, 2 beside 512-bit vpaddq, 3 beside 512-bit vpdpbusd.
+#define PROBE_ADD8 "add %0, %0\n\tadd %0, %0\n\tadd %0, %0\n\tadd %0, %0\n\t" \
+                   "add %0, %0\n\tadd %0, %0\n\tadd %0, %0\n\tadd %0, %0\n\t"
+#define PROBE_CLK4(op) __asm__ volatile(PROBE_ADD8 op " %5, %6, %1\n\t" op " %5, %6, %2\n\t" op " %5, %6, %3\n\t" \
+                                        op " %5, %6, %4" : "+r"(c), "+v"(a0), "+v"(a1), "+v"(a2), "+v"(a3) \
+                                        : "v"(u), "v"(v))
+__attribute__((target("avx512f,avx512vl,avx512vnni"), always_inline)) static inline double
+probe_clock_body(long iters, const int kind) {
+    uint64_t c = 1;
+    if (kind == 1) {
+        __m256i a0 = _mm256_set1_epi32(1), a1 = a0, a2 = a0, a3 = a0, u = _mm256_set1_epi8(3), v = _mm256_set1_epi8(-5);
+        for (long i = 0; i < iters; i++) PROBE_CLK4("vpdpbusd");
+        c += (uint64_t)_mm256_extract_epi32(_mm256_add_epi32(_mm256_add_epi32(a0, a1), _mm256_add_epi32(a2, a3)), 0);
+    } else if (kind >= 2) {
+        __m512i a0 = _mm512_set1_epi32(1), a1 = a0, a2 = a0, a3 = a0, u = _mm512_set1_epi8(3), v = _mm512_set1_epi8(-5);
+        if (kind == 2)
+            for (long i = 0; i < iters; i++) PROBE_CLK4("vpaddq");
+        else
+            for (long i = 0; i < iters; i++) PROBE_CLK4("vpdpbusd");
+        c += (uint64_t)_mm512_reduce_add_epi32(_mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3)));
+    } else {
+        for (long i = 0; i < iters; i++) __asm__ volatile(PROBE_ADD8 : "+r"(c));
+    }
+    probe_sink += c;
+    return (double)iters * 8;
+}
+__attribute__((target("avx512f,avx512vl,avx512vnni"))) static double probe_clock0(long n) { return probe_clock_body(n, 0); }
+__attribute__((target("avx512f,avx512vl,avx512vnni"))) static double probe_clock1(long n) { return probe_clock_body(n, 1); }
+__attribute__((target("avx512f,avx512vl,avx512vnni"))) static double probe_clock2(long n) { return probe_clock_body(n, 2); }
+__attribute__((target("avx512f,avx512vl,avx512vnni"))) static double probe_clock3(long n) { return probe_clock_body(n, 3); }
+
 // Time fn(iters) with iters doubled until one call takes >= min_s, then best of runs; the
 // result is units/s / 1e9.
 static double probe_best_rate(double (*fn)(long), int runs, double min_s) {
@@ -463,6 +500,21 @@ __attribute__((unused)) static double probe_q8mix_gops(int runs, double min_s) {
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vnni"))
         return probe_best_rate(probe_q8mix_avx512, runs, min_s);
+#endif
+    return 0;
+}
+
+// GHz of one core beside vector work (probe_clock_body): ghz[0 .. 3] for kinds 0 .. 3, each the
+// best of `runs` passes of >= min_s.  Returns 0 (ghz untouched) without AVX-512 VNNI.
+__attribute__((unused)) static int probe_clock_ghz(int runs, double min_s, double ghz[4]) {
+#if PROBE_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512vnni")) {
+        double (*fn[4])(long) = {probe_clock0, probe_clock1, probe_clock2, probe_clock3};
+        for (int k = 0; k < 4; k++) ghz[k] = probe_best_rate(fn[k], runs, min_s);
+        return 1;
+    }
 #endif
     return 0;
 }
