@@ -542,14 +542,13 @@ static void matmul_q8x2_avx512(float *Y, size_t ldy, const Q8Panels *W, const Q8
 #define MV_PF_BYTES Q8_PANEL_BLOCK_BYTES
 
 // The decode matvec works in 256-bit halves (rows 0-7 and 8-15 of a panel), though the loads
-// are the same lines: 512-bit multiply-type instructions (vpdpbusd, vfmadd, vcvtdq2ps) lower
-// this core's clock, and a DRAM-bound loop reads less at the lower clock.  On the Intel Xeon
-// VM a chain of scalar adds ran at 3.53 GHz alone or beside 256-bit vpdpbusd or 512-bit
-// vpaddq, 3.32 GHz beside 512-bit vpdpbusd; bench_q8 times the same ("clock beside ...").
-// The 2-run matvec read 0.95-0.97 of the read probe with 512-bit products and 0.99 with
-// 256-bit ones in the same process (604 MB); bench_q8's full run went from 0.87-0.88 to 0.92
-// (matvec_q8).  The lanes and their
-// operations are the 512-bit ones split in two, so every output bit is unchanged.
+// are the same lines: sustained 512-bit vpdpbusd lowers this core's clock, and a DRAM-bound
+// loop reads less at the lower clock.  On the Intel Xeon VM a chain of scalar adds ran at
+// 3.53-3.56 GHz alone or beside 256-bit vpdpbusd or 512-bit vpaddq, 3.30-3.36 GHz beside
+// 512-bit vpdpbusd (bench_q8's "core clock" probe row).  The 2-run matvec read 0.94-0.97 of
+// the read probe with 512-bit products and 0.97-0.99 with 256-bit ones in the same process
+// (604 MB); bench_q8's full runs went from 0.86-0.88 to 0.89-0.92 (matvec_q8).  The lanes and
+// their operations are the 512-bit ones split in two, so every output bit is unchanged.
 typedef struct {
     __m256 lo, hi;
 } MvAcc;
