@@ -205,18 +205,18 @@ static double probe_dram_read_ways_gbs(size_t bytes, int runs, double *one) {
     size_t n8 = bytes / 8;
     const char *isa = probe_read_isa();
     double best = 0, best1 = 0;
-    // AVX-512: one stream and two streams, each plain and prefetching (v = 0 .. 3), each pass.
+    // AVX-512: one stream and two streams (odd v), each plain and prefetching, each pass.
+#if PROBE_X86
+    static uint64_t (*const rd512[4])(const uint64_t *, size_t) = {probe_read_avx512, probe_read2_avx512,
+                                                                   probe_read_pf_avx512, probe_read2_pf_avx512};
+#endif
     int ways = !strcmp(isa, "avx512") ? 4 : 1;
     for (int r = -1; r < runs; r++)
         for (int v = 0; v < ways; v++) {
             double t0 = ct_now();
             uint64_t s;
 #if PROBE_X86
-            if (!strcmp(isa, "avx512"))
-                s = v == 0 ? probe_read_avx512(buf, n8)
-                  : v == 1 ? probe_read2_avx512(buf, n8)
-                  : v == 2 ? probe_read_pf_avx512(buf, n8)
-                           : probe_read2_pf_avx512(buf, n8);
+            if (!strcmp(isa, "avx512")) s = rd512[v](buf, n8);
             else if (!strcmp(isa, "avx2")) s = probe_read_avx2(buf, n8);
             else
 #endif
