@@ -11,8 +11,9 @@
 //               fraction of the DRAM probe (target >= 0.90); also 2 threads.  matvec_q8 takes
 //               8-bit activations (--dtype q8a8), matvec_q8x2 the two digit rows of 16-bit
 //               ones (--dtype q8, the default decode): the same weight stream, twice the
-//               multiply-adds.  The AVX-512 matvec reads 1, 2 or 4 runs of panels side by side,
-//               chosen at run time by speed; a row gives each count forced, interleaved
+//               multiply-adds.  The AVX-512 matvec reads 1-8 runs of panels side by side,
+//               chosen at run time by speed, with 256- or 512-bit products (by CPU vendor);
+//               two rows give each count forced with each width, interleaved
 //   sgemv       OpenBLAS on the same shape in fp32 (2.1 GB) -> GB/s, fraction of DRAM
 //   matmul_q8   64 rows x (768 x 768) and (2048 x 768) -> GOP/s, fraction of VNNI peak
 //               (target >= 0.70) and of the block-scaled op-mix ceiling (probes.h
@@ -398,9 +399,11 @@ int main(int argc, char **argv) {
         for (int mv = 0; mv < 4; mv++) {
             int th = 1 + (mv & 1), dg = 1 + (mv >> 1);
             Job j = {.K = K, .pool = th == 2 ? tp2 : NULL, .nt = th, .W = &Pbig, .X = dg == 2 ? &xa16 : &xa, .Y = y};
-            double s = INFINITY, sf[3] = {INFINITY, INFINITY, INFINITY};
+            double s = INFINITY, sf[2][4];
+            for (int i = 0; i < 8; i++) sf[i / 4][i % 4] = INFINITY;
             // The AVX-512 matvec picks how many runs of panels it reads side by side (simd.h
-            // simd_q8_matvec_streams); its rows also time each count forced.
+            // simd_q8_matvec_streams) and its products' width (simd_q8_matvec_width); its rows
+            // also time each count forced, with each width.
             int forced = k == SIMD_AVX512;
             if (th == 1) {
                 // One DRAM probe pass, one matvec pass, alternately: both see the same machine
@@ -411,16 +414,18 @@ int main(int argc, char **argv) {
                     if (g > dram) dram = g;
                     if (g1 > dram1) dram1 = g1;
                     // The chosen count and the forced ones take turns at following the probe.
-                    for (int i = 0; i < (forced ? 4 : 1); i++) {
-                        int c = (r + i) % 4 - 1;   // -1: chosen at run time
-                        simd_q8_matvec_streams(c < 0 ? 0 : 1 << c);
+                    for (int i = 0; i < (forced ? 9 : 1); i++) {
+                        int c = (r + i) % 9 - 1;   // -1: chosen at run time; else width c / 4, 2^(c % 4) runs
+                        simd_q8_matvec_width(c < 0 ? 0 : c < 4 ? 256 : 512);
+                        simd_q8_matvec_streams(c < 0 ? 0 : 1 << c % 4);
                         double t1 = ct_now();
                         run_mv(&j);
                         double dt = ct_now() - t1;
-                        double *best = c < 0 ? &s : &sf[c];
+                        double *best = c < 0 ? &s : &sf[c / 4][c % 4];
                         if (dt < *best) *best = dt;
                     }
                     simd_q8_matvec_streams(0);
+                    simd_q8_matvec_width(0);
                     if (r > 200) break;
                 }
                 snprintf(fig, sizeof fig, "%.1f GB/s (one stream: %.1f)", dram, dram1);
@@ -436,14 +441,20 @@ int main(int argc, char **argv) {
                          bytes / s / 1e9 / dram1);
             else
                 snprintf(rt, sizeof rt, "%.2f of 1-core DRAM read", bytes / s / 1e9 / dram);
-            row(isa, th, dg == 2 ? "matvec_q8x2 (q8: 16-bit activations)" : "matvec_q8 (q8a8: 8-bit activations)", sz, fig, rt);
-            if (th == 1 && forced) {
-                snprintf(fig, sizeof fig, "%.1f / %.1f / %.1f GB/s", bytes / sf[0] / 1e9, bytes / sf[1] / 1e9,
-                         bytes / sf[2] / 1e9);
-                snprintf(rt, sizeof rt, "%.2f / %.2f / %.2f of 1-core DRAM read", bytes / sf[0] / 1e9 / dram,
-                         bytes / sf[1] / 1e9 / dram, bytes / sf[2] / 1e9 / dram);
-                row(isa, th, dg == 2 ? "matvec_q8x2 (q8), 1 / 2 / 4 runs side by side forced"
-                                     : "matvec_q8 (q8a8), 1 / 2 / 4 runs side by side forced", sz, fig, rt);
+            char kn[128];
+            snprintf(kn, sizeof kn, "%s%s", dg == 2 ? "matvec_q8x2 (q8: 16-bit activations)" : "matvec_q8 (q8a8: 8-bit activations)",
+                     !forced ? "" : simd_q8_matvec_width_default() == 512 ? ", 512-bit products (default here)"
+                                                                           : ", 256-bit products (default here)");
+            row(isa, th, kn, sz, fig, rt);
+            for (int w = 0; w < 2 && th == 1 && forced; w++) {
+                const double *f = sf[w];
+                snprintf(fig, sizeof fig, "%.1f / %.1f / %.1f / %.1f GB/s", bytes / f[0] / 1e9, bytes / f[1] / 1e9,
+                         bytes / f[2] / 1e9, bytes / f[3] / 1e9);
+                snprintf(rt, sizeof rt, "%.2f / %.2f / %.2f / %.2f of 1-core DRAM read", bytes / f[0] / 1e9 / dram,
+                         bytes / f[1] / 1e9 / dram, bytes / f[2] / 1e9 / dram, bytes / f[3] / 1e9 / dram);
+                snprintf(kn, sizeof kn, "%s, %d-bit products, 1 / 2 / 4 / 8 runs side by side forced",
+                         dg == 2 ? "matvec_q8x2 (q8)" : "matvec_q8 (q8a8)", w ? 512 : 256);
+                row(isa, th, kn, sz, fig, rt);
             }
         }
         // dg 1: matmul_q8 (8-bit activations); dg 2: a q8 (16-bit) batch, matmul_q8x2 over the

@@ -194,9 +194,32 @@ static atomic_int matvec_streams;
 
 int simd_q8_matvec_streams(int n)
 {
-    if (n != 0 && n != 1 && n != 2 && n != 4) return -1;
+    if (n != 0 && n != 1 && n != 2 && n != 4 && n != 8) return -1;
     atomic_store(&matvec_streams, n);
     return 0;
 }
 
 int simd_q8_matvec_streams_forced(void) { return atomic_load_explicit(&matvec_streams, memory_order_relaxed); }
+
+static atomic_int matvec_width;
+
+int simd_q8_matvec_width(int bits)
+{
+    if (bits != 0 && bits != 256 && bits != 512) return -1;
+    atomic_store(&matvec_width, bits);
+    return 0;
+}
+
+int simd_q8_matvec_width_forced(void) { return atomic_load_explicit(&matvec_width, memory_order_relaxed); }
+
+// AMD's AVX-512 cores (Zen 4, Zen 5) run 512-bit integer products at the full clock; Intel's
+// lower the core clock for them (x86_avx512.c, the decode matvec).
+int simd_q8_matvec_width_default(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    return __builtin_cpu_is("amd") ? 512 : 256;
+#else
+    return 256;
+#endif
+}

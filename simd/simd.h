@@ -200,12 +200,19 @@ const SimdKernels *simd_kernels_for(SimdIsa isa);
 // Force a table for the rest of the process (tests, benchmarks); returns 0 or -1 if unsupported
 // (then the active table is unchanged).  Not meant to race with kernels running on other threads.
 int simd_force(SimdIsa isa);
-// The AVX-512 decode matvec (matvec_q8, matvec_q8x2) reads 1, 2 or 4 runs of panels side by
-// side, chosen per thread at run time by measured speed (x86_avx512.c); every count gives the
-// same bits.  n = 1, 2 or 4 forces a count for the rest of the process (tests, benchmarks), 0
-// restores the choice; returns 0, or -1 (and changes nothing) for any other n.
+// The AVX-512 decode matvec (matvec_q8, matvec_q8x2) reads several runs of panels side by
+// side, chosen per thread at run time by measured speed among 1, 2, 4 (256-bit products) or
+// 2, 4, 8 (512-bit products) (x86_avx512.c); every count and width gives the same bits.
+// n = 1, 2, 4 or 8 forces a count for the rest of the process (tests, benchmarks), 0 restores
+// the choice; returns 0, or -1 (and changes nothing) for any other n.
 int simd_q8_matvec_streams(int n);
 int simd_q8_matvec_streams_forced(void);   // 0 or the forced count
+// Its products' width: 512-bit on AMD cores, 256-bit halves elsewhere (Intel cores lower their
+// clock for 512-bit vpdpbusd).  bits = 256 or 512 forces one, 0 restores the default; returns 0,
+// or -1 (and changes nothing) for any other value.
+int simd_q8_matvec_width(int bits);
+int simd_q8_matvec_width_forced(void);    // 0 or the forced width
+int simd_q8_matvec_width_default(void);   // 256 or 512: this CPU's default
 
 // Per-ISA fill functions: each overwrites the entries its file implements.
 void simd_fill_scalar(SimdKernels *k);

@@ -10,6 +10,7 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <sleef.h>
 #include <string.h>
 #include <stdlib.h>
@@ -541,68 +542,116 @@ static void matmul_q8x2_avx512(float *Y, size_t ldy, const Q8Panels *W, const Q8
 // burst 1 or 2 blocks ahead 15.5-16.6, into L2 instead of L1 14.2-15.6.
 #define MV_PF_BYTES Q8_PANEL_BLOCK_BYTES
 
-// The decode matvec works in 256-bit halves (rows 0-7 and 8-15 of a panel), though the loads
-// are the same lines: sustained 512-bit vpdpbusd lowers this core's clock, and a DRAM-bound
-// loop reads less at the lower clock.  On the Intel Xeon VM a chain of scalar adds ran at
-// 3.53-3.56 GHz alone or beside 256-bit vpdpbusd or 512-bit vpaddq, 3.30-3.36 GHz beside
-// 512-bit vpdpbusd (bench_q8's "core clock" probe row).  The 2-run matvec read 0.94-0.97 of
-// the read probe with 512-bit products and 0.97-0.99 with 256-bit ones in the same process
-// (604 MB); bench_q8's full runs went from 0.86-0.88 to 0.89-0.92 (matvec_q8).  The lanes and
-// their operations are the 512-bit ones split in two, so every output bit is unchanged.
-typedef struct {
-    __m256 lo, hi;
+// The decode matvec's products come in two widths, with the same loads, lines and prefetches
+// and the same bits out (the lanes do the same operations in the same order):
+// - 256-bit halves (Z = 0; rows 0-7 and 8-15 of a panel, each activation word broadcast once
+//   for both): sustained 512-bit vpdpbusd lowers the Intel Xeon VM's clock, and a DRAM-bound
+//   loop reads less at the lower clock.  A chain of scalar adds ran at 3.53-3.56 GHz alone or
+//   beside 256-bit vpdpbusd or 512-bit vpaddq, 3.30-3.36 GHz beside 512-bit vpdpbusd
+//   (bench_q8's "core clock" probe row).  The 2-run matvec read 0.94-0.97 of the read probe with
+//   512-bit products and 0.97-0.99 with 256-bit ones in the same process (604 MB); bench_q8's
+//   full runs went from 0.86-0.88 to 0.89-0.92 (matvec_q8).
+// - 512-bit (Z = 1): the AMD EPYC (Zen 5) VM keeps its clock beside 512-bit vpdpbusd (0.97-0.99
+//   of alone), and there half as many instructions per line read more.  In one process against
+//   the read probe (1208 MB), 4 runs: 0.91-0.93 against 0.85-0.87 for 256-bit halves; with
+//   16-bit activations 0.88 against 0.71-0.82 (the float step in halves too: 0.76-0.82).
+// simd_q8_matvec_width_default (dispatch.c) picks by vendor; simd_q8_matvec_width forces one.
+typedef union {
+    struct {
+        __m256 lo, hi;   // Z = 0
+    };
+    __m512 v;            // Z = 1
 } MvAcc;
 
 // One 16-row x 32-column block of a panel against block b of activation rows 0 .. DG-1 (DG
-// digit rows, 1 or 2): acc[g] + fma(float(isum_g), dw * dx_g).  Two int32 chains per half
-// (even / odd column quads, summed exactly) halve the latency; each activation word is
-// broadcast once and feeds both halves.  Each line's prefetch (MV_PF_BYTES ahead) goes with
-// its load.
-AI void mv_block(const int DG, const uint8_t *blk, const Q8Act *x, size_t b, MvAcc *acc)
+// digit rows, 1 or 2): acc[g] + fma(float(isum_g), dw * dx_g).  Two int32 chains per product
+// (even / odd column quads, summed exactly) halve the latency; each weight line is loaded once
+// and feeds every digit row.  Each line's prefetch (MV_PF_BYTES ahead) goes with its load.
+AI void mv_block(const int Z, const int DG, const uint8_t *blk, const Q8Act *x, size_t b, MvAcc *acc)
 {
     const char *pf = (const char *)blk + MV_PF_BYTES;
     _mm_prefetch(pf, _MM_HINT_T0);   // the lane scales' line
-    __m256i l0[2], h0[2], l1[2], h1[2];
     const int8_t *xq[2];
-#pragma GCC unroll 2
-    for (int g = 0; g < DG; g++) {
-        size_t xb = (size_t)g * x->nb + b;
-        l0[g] = h0[g] = _mm256_set1_epi32(x->nsum[xb]);
-        l1[g] = h1[g] = _mm256_setzero_si256();
-        xq[g] = x->q + xb * 32;
-    }
-#pragma GCC unroll 4
-    for (int j = 0; j < 8; j += 2) {
-        _mm_prefetch(pf + 64 + 64 * j, _MM_HINT_T0);
-        _mm_prefetch(pf + 128 + 64 * j, _MM_HINT_T0);
-        const uint8_t *l = blk + 64 + 64 * j;
-        __m256i w0l = _mm256_loadu_si256((const __m256i *)l), w0h = _mm256_loadu_si256((const __m256i *)(l + 32));
-        __m256i w1l = _mm256_loadu_si256((const __m256i *)(l + 64)), w1h = _mm256_loadu_si256((const __m256i *)(l + 96));
+    if (Z) {
+        __m512i i0[2], i1[2];
 #pragma GCC unroll 2
         for (int g = 0; g < DG; g++) {
-            __m256i x0 = _mm256_set1_epi32(*(const int32_t *)(const void *)(xq[g] + 4 * j));
-            __m256i x1 = _mm256_set1_epi32(*(const int32_t *)(const void *)(xq[g] + 4 * j + 4));
-            l0[g] = _mm256_dpbusd_epi32(l0[g], w0l, x0);
-            h0[g] = _mm256_dpbusd_epi32(h0[g], w0h, x0);
-            l1[g] = _mm256_dpbusd_epi32(l1[g], w1l, x1);
-            h1[g] = _mm256_dpbusd_epi32(h1[g], w1h, x1);
+            size_t xb = (size_t)g * x->nb + b;
+            i0[g] = _mm512_set1_epi32(x->nsum[xb]);
+            i1[g] = _mm512_setzero_si512();
+            xq[g] = x->q + xb * 32;
         }
-    }
-    __m256 swl = _mm256_loadu_ps((const float *)blk), swh = _mm256_loadu_ps((const float *)blk + 8);
+#pragma GCC unroll 4
+        for (int j = 0; j < 8; j += 2) {
+            _mm_prefetch(pf + 64 + 64 * j, _MM_HINT_T0);
+            _mm_prefetch(pf + 128 + 64 * j, _MM_HINT_T0);
+            __m512i w0 = _mm512_loadu_si512((const void *)(blk + 64 + 64 * j));
+            __m512i w1 = _mm512_loadu_si512((const void *)(blk + 128 + 64 * j));
 #pragma GCC unroll 2
-    for (int g = 0; g < DG; g++) {
-        __m256 dx = _mm256_set1_ps(x->d[(size_t)g * x->nb + b]);
-        acc[g].lo = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(l0[g], l1[g])), _mm256_mul_ps(swl, dx), acc[g].lo);
-        acc[g].hi = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(h0[g], h1[g])), _mm256_mul_ps(swh, dx), acc[g].hi);
+            for (int g = 0; g < DG; g++) {
+                i0[g] = _mm512_dpbusd_epi32(i0[g], w0, _mm512_set1_epi32(*(const int32_t *)(const void *)(xq[g] + 4 * j)));
+                i1[g] = _mm512_dpbusd_epi32(i1[g], w1, _mm512_set1_epi32(*(const int32_t *)(const void *)(xq[g] + 4 * j + 4)));
+            }
+        }
+        __m512 sw = _mm512_loadu_ps((const float *)blk);
+#pragma GCC unroll 2
+        for (int g = 0; g < DG; g++) {
+            __m512 sc = _mm512_mul_ps(sw, _mm512_set1_ps(x->d[(size_t)g * x->nb + b]));
+            acc[g].v = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(i0[g], i1[g])), sc, acc[g].v);
+        }
+    } else {
+        __m256i l0[2], h0[2], l1[2], h1[2];
+#pragma GCC unroll 2
+        for (int g = 0; g < DG; g++) {
+            size_t xb = (size_t)g * x->nb + b;
+            l0[g] = h0[g] = _mm256_set1_epi32(x->nsum[xb]);
+            l1[g] = h1[g] = _mm256_setzero_si256();
+            xq[g] = x->q + xb * 32;
+        }
+#pragma GCC unroll 4
+        for (int j = 0; j < 8; j += 2) {
+            _mm_prefetch(pf + 64 + 64 * j, _MM_HINT_T0);
+            _mm_prefetch(pf + 128 + 64 * j, _MM_HINT_T0);
+            const uint8_t *l = blk + 64 + 64 * j;
+            __m256i w0l = _mm256_loadu_si256((const __m256i *)l), w0h = _mm256_loadu_si256((const __m256i *)(l + 32));
+            __m256i w1l = _mm256_loadu_si256((const __m256i *)(l + 64)), w1h = _mm256_loadu_si256((const __m256i *)(l + 96));
+#pragma GCC unroll 2
+            for (int g = 0; g < DG; g++) {
+                __m256i x0 = _mm256_set1_epi32(*(const int32_t *)(const void *)(xq[g] + 4 * j));
+                __m256i x1 = _mm256_set1_epi32(*(const int32_t *)(const void *)(xq[g] + 4 * j + 4));
+                l0[g] = _mm256_dpbusd_epi32(l0[g], w0l, x0);
+                h0[g] = _mm256_dpbusd_epi32(h0[g], w0h, x0);
+                l1[g] = _mm256_dpbusd_epi32(l1[g], w1l, x1);
+                h1[g] = _mm256_dpbusd_epi32(h1[g], w1h, x1);
+            }
+        }
+        __m256 swl = _mm256_loadu_ps((const float *)blk), swh = _mm256_loadu_ps((const float *)blk + 8);
+#pragma GCC unroll 2
+        for (int g = 0; g < DG; g++) {
+            __m256 dx = _mm256_set1_ps(x->d[(size_t)g * x->nb + b]);
+            acc[g].lo = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(l0[g], l1[g])), _mm256_mul_ps(swl, dx), acc[g].lo);
+            acc[g].hi = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(h0[g], h1[g])), _mm256_mul_ps(swh, dx), acc[g].hi);
+        }
     }
 }
 
-// Panel p's output: the digit rows' canonical values, summed for DG = 2 (simd.h matvec_q8x2).
-AI void mv_store(const int DG, const Q8Tile *a, size_t p, const MvAcc *acc)
+AI void mv_zero(const int Z, MvAcc *acc)
 {
-    __m256 lo = DG == 2 ? _mm256_add_ps(acc[0].lo, acc[1].lo) : acc[0].lo;
-    __m256 hi = DG == 2 ? _mm256_add_ps(acc[0].hi, acc[1].hi) : acc[0].hi;
-    q8_store(a, 0, p * 16, _mm512_insertf32x8(_mm512_castps256_ps512(lo), hi, 1));
+    if (Z) acc[0].v = acc[1].v = _mm512_setzero_ps();
+    else acc[0].lo = acc[0].hi = acc[1].lo = acc[1].hi = _mm256_setzero_ps();
+}
+
+// Panel p's output: the digit rows' canonical values, summed for DG = 2 (simd.h matvec_q8x2).
+AI void mv_store(const int Z, const int DG, const Q8Tile *a, size_t p, const MvAcc *acc)
+{
+    __m512 v;
+    if (Z) v = DG == 2 ? _mm512_add_ps(acc[0].v, acc[1].v) : acc[0].v;
+    else {
+        __m256 lo = DG == 2 ? _mm256_add_ps(acc[0].lo, acc[1].lo) : acc[0].lo;
+        __m256 hi = DG == 2 ? _mm256_add_ps(acc[0].hi, acc[1].hi) : acc[0].hi;
+        v = _mm512_insertf32x8(_mm512_castps256_ps512(lo), hi, 1);
+    }
+    q8_store(a, 0, p * 16, v);
 }
 
 // Panels [p0, p1) read as NS runs of equal length side by side (NS sequential streams), one
@@ -612,34 +661,35 @@ AI void mv_store(const int DG, const Q8Tile *a, size_t p, const MvAcc *acc)
 // is.  The 0 .. NS-1 panels left over run one at a time at the end; the prefetches past a
 // run's end touch at most one block beyond it (inside the packed matrix or
 // harmlessly past it: prefetches never fault).
-AI void matvec_q8_runs(const int DG, const int NS, float *y, const Q8Panels *W, const Q8Act *x, size_t p0,
-                       size_t p1)
+AI void matvec_q8_runs(const int Z, const int DG, const int NS, float *y, const Q8Panels *W, const Q8Act *x,
+                       size_t p0, size_t p1)
 {
     Q8Tile a = tile_fwd(W, x, y, 0);
     const size_t nb = W->nb, B = Q8_PANEL_BLOCK_BYTES, run = (p1 - p0) / NS;
     for (size_t p = p0; p < p0 + run; p++) {
-        const uint8_t *u[4];
-        MvAcc acc[4][2];
-#pragma GCC unroll 4
+        const uint8_t *u[8];
+        MvAcc acc[8][2];
+#pragma GCC unroll 8
         for (int s = 0; s < NS; s++) {
             u[s] = W->data + (p + s * run) * nb * B;
-            acc[s][0].lo = acc[s][0].hi = acc[s][1].lo = acc[s][1].hi = _mm256_setzero_ps();
+            mv_zero(Z, acc[s]);
         }
         for (size_t b = 0; b < nb; b++) {
-#pragma GCC unroll 4
+#pragma GCC unroll 8
             for (int s = 0; s < NS; s++) {
-                mv_block(DG, u[s], x, b, acc[s]);
+                mv_block(Z, DG, u[s], x, b, acc[s]);
                 u[s] += B;
             }
         }
-#pragma GCC unroll 4
-        for (int s = 0; s < NS; s++) mv_store(DG, &a, p + s * run, acc[s]);
+#pragma GCC unroll 8
+        for (int s = 0; s < NS; s++) mv_store(Z, DG, &a, p + s * run, acc[s]);
     }
     for (size_t p = p0 + NS * run; p < p1; p++) {
         const uint8_t *u = W->data + p * nb * B;
-        MvAcc acc[2] = {{_mm256_setzero_ps(), _mm256_setzero_ps()}, {_mm256_setzero_ps(), _mm256_setzero_ps()}};
-        for (size_t b = 0; b < nb; b++, u += B) mv_block(DG, u, x, b, acc);
-        mv_store(DG, &a, p, acc);
+        MvAcc acc[2];
+        mv_zero(Z, acc);
+        for (size_t b = 0; b < nb; b++, u += B) mv_block(Z, DG, u, x, b, acc);
+        mv_store(Z, DG, &a, p, acc);
     }
 }
 
@@ -650,45 +700,68 @@ AI void matvec_q8_runs(const int DG, const int NS, float *y, const Q8Panels *W, 
 // 0.85-0.91 and 4 runs 0.66-0.78 in others (2 runs between the two).  So each thread times its
 // large matvecs (rdtsc), keeps a running average of bytes per tick for each count, reads with
 // the best, and tries the next count on every MV_EXPLORE-th large call; a count never timed
-// yet is tried first.  Calls under MV_TUNE_BYTES (caches hold most of them) read with 2 runs
-// untimed.  simd_q8_matvec_streams (simd.h) forces a count.
+// yet is tried first.  The counts depend on the width: 1, 2, 4 with 256-bit products (8 runs'
+// accumulators do not fit in the registers beside them), 2, 4, 8 with 512-bit ones (on the
+// AMD VM 1 run read 0.6 of the probe, 8 runs the most).  Calls under MV_TUNE_BYTES (caches
+// hold most of them) read with 2 runs untimed.  simd_q8_matvec_streams and
+// simd_q8_matvec_width (simd.h) force a count and a width.
 #define MV_TUNE_BYTES ((size_t)8 << 20)
 #define MV_EXPLORE 8
-static const int mv_counts[3] = {1, 2, 4};
+static const int mv_counts[2][3] = {{1, 2, 4}, {2, 4, 8}};
 typedef struct {
-    double rate[3];    // bytes per tick, running average (0: not timed yet)
-    unsigned calls;    // large calls so far
+    double rate[2][3];   // bytes per tick per width and count, running average (0: not timed yet)
+    unsigned calls;      // large calls so far
 } MvTune;
 static _Thread_local MvTune mv_tune;
 
-static int mv_pick(void)
+static int mv_pick(int z)
 {
     MvTune *t = &mv_tune;
+    const double *r = t->rate[z];
     int best = 0;
     for (int k = 0; k < 3; k++) {
-        if (t->rate[k] == 0) return k;
-        if (t->rate[k] > t->rate[best]) best = k;
+        if (r[k] == 0) return k;
+        if (r[k] > r[best]) best = k;
     }
     if (++t->calls % MV_EXPLORE == 0) return (best + 1 + (int)(t->calls / MV_EXPLORE) % 2) % 3;
     return best;
 }
 
+static int mv_wide(void)
+{
+    static atomic_int dflt;   // 0: not read yet
+    int w = simd_q8_matvec_width_forced();
+    if (!w) {
+        w = atomic_load_explicit(&dflt, memory_order_relaxed);
+        if (!w) atomic_store_explicit(&dflt, w = simd_q8_matvec_width_default(), memory_order_relaxed);
+    }
+    return w == 512;
+}
+
+AI void matvec_q8_w(const int Z, const int DG, const int ns, float *y, const Q8Panels *W, const Q8Act *x,
+                    size_t p0, size_t p1)
+{
+    if (ns == 1) matvec_q8_runs(Z, DG, 1, y, W, x, p0, p1);
+    else if (ns == 2) matvec_q8_runs(Z, DG, 2, y, W, x, p0, p1);
+    else if (ns == 4) matvec_q8_runs(Z, DG, 4, y, W, x, p0, p1);
+    else matvec_q8_runs(Z, DG, 8, y, W, x, p0, p1);
+}
+
 AI void matvec_q8_dg(const int DG, float *y, const Q8Panels *W, const Q8Act *x, size_t p0, size_t p1)
 {
-    int ns = simd_q8_matvec_streams_forced();
+    int ns = simd_q8_matvec_streams_forced(), z = mv_wide();
     size_t bytes = (p1 - p0) * W->nb * Q8_PANEL_BLOCK_BYTES;
     int k = -1;
     if (!ns) {
         if (bytes < MV_TUNE_BYTES) ns = 2;
-        else ns = mv_counts[k = mv_pick()];
+        else ns = mv_counts[z][k = mv_pick(z)];
     }
     uint64_t t0 = k >= 0 ? __rdtsc() : 0;
-    if (ns == 1) matvec_q8_runs(DG, 1, y, W, x, p0, p1);
-    else if (ns == 2) matvec_q8_runs(DG, 2, y, W, x, p0, p1);
-    else matvec_q8_runs(DG, 4, y, W, x, p0, p1);
+    if (z) matvec_q8_w(1, DG, ns, y, W, x, p0, p1);
+    else matvec_q8_w(0, DG, ns, y, W, x, p0, p1);
     if (k >= 0) {
         uint64_t dt = __rdtsc() - t0;
-        double r = (double)bytes / (double)(dt ? dt : 1), *m = &mv_tune.rate[k];
+        double r = (double)bytes / (double)(dt ? dt : 1), *m = &mv_tune.rate[z][k];
         *m = *m == 0 ? r : 0.5 * (*m + r);
     }
 }

@@ -924,16 +924,21 @@ static inline void kc_check_matmul_q8(KcStats *st, const SimdKernels *K)
         for (size_t ri = 0; ri < 2; ri++)
             for (size_t ci = 0; ci < sizeof camx / sizeof camx[0]; ci++)
                 kc_q8_case(st, K, Tamx[ti], ramx[ri], camx[ci], (ti + ri + ci) & 1, &seed);
-    // Enough panels for the decode matvec's side-by-side streams (AVX-512: 4 runs of 2-3 panels)
-    // with 0, 1, 2 and 3 panels left over, in one call and split in two.
-    // Each count forced (simd_q8_matvec_streams; small calls read with 2 runs otherwise).
-    static const size_t mvrows[] = {128, 200, 226, 250};
-    static const int counts[] = {1, 2, 4};
-    for (size_t c = 0; c < 3; c++) {
-        simd_q8_matvec_streams(counts[c]);
-        for (size_t i = 0; i < sizeof mvrows / sizeof mvrows[0]; i++) kc_q8_case(st, K, 3, mvrows[i], 65, i & 1, &seed);
-    }
+    // Enough panels for the decode matvec's side-by-side streams (AVX-512: 4 runs of 2-3 panels
+    // with 0, 1, 2 and 3 panels left over; 8 runs of 1-2 panels with 0, 1, 5 and 7 left over),
+    // in one call and split in two.  Each count forced, with each product width
+    // (simd_q8_matvec_streams, simd_q8_matvec_width; small calls read with 2 runs otherwise).
+    static const size_t mvrows[] = {128, 200, 226, 250, 270};
+    static const int counts[] = {1, 2, 4, 8}, widths[] = {256, 512};
+    for (size_t w = 0; w < 2; w++)
+        for (size_t c = 0; c < 4; c++) {
+            simd_q8_matvec_width(widths[w]);
+            simd_q8_matvec_streams(counts[c]);
+            for (size_t i = 0; i < sizeof mvrows / sizeof mvrows[0]; i++)
+                kc_q8_case(st, K, 3, mvrows[i], 65, i & 1, &seed);
+        }
     simd_q8_matvec_streams(0);
+    simd_q8_matvec_width(0);
     // Real activations, 8-bit and 16-bit (two digit rows): within the quantization bound of the
     // double-precision product of the int8 weights, sum_b (d_b / 2) sum_k |w_k|, plus float
     // rounding; decode (matvec_q8x2) == the batch (matmul_q8 + q8_combine_digits) bit for bit;
@@ -1016,11 +1021,13 @@ static inline void kc_check_matmul_q8(KcStats *st, const SimdKernels *K)
     }
 }
 
-// The AVX-512 decode matvec reads 1, 2 or 4 runs of panels side by side, chosen per thread by
-// timing calls of 8 MB and more (x86_avx512.c): a matrix above that size, multiplied often
-// enough to time every count and to explore again, and with each count forced, gives
-// matmul_q8's rows bit for bit (matvec_q8 and matvec_q8x2; every table, the others have one
-// count).  Checks that simd_q8_matvec_streams refuses other counts.
+// The AVX-512 decode matvec reads 1, 2 or 4 runs of panels side by side with 256-bit products,
+// 2, 4 or 8 with 512-bit ones, chosen per thread by timing calls of 8 MB and more
+// (x86_avx512.c): a matrix above that size, multiplied often enough to time every count and to
+// explore again, and with each count and each width forced, gives matmul_q8's rows bit for bit
+// (matvec_q8 and matvec_q8x2; every table, the others have one count and width).  Checks that
+// simd_q8_matvec_streams and simd_q8_matvec_width refuse other values and that the default
+// width is one of the two.
 static inline void kc_check_matvec_q8_streams(KcStats *st, const SimdKernels *K)
 {
     const size_t rows = 4100, cols = 2080, np = q8_npanels(rows);   // 257 panels, 9.9 MB packed
@@ -1035,27 +1042,38 @@ static inline void kc_check_matvec_q8_streams(KcStats *st, const SimdKernels *K)
     Q8Act one = X.a, two = X.a;
     one.T = 1;
     two.digits = 2;
-    static const int forced[] = {0, 1, 2, 4};
-    for (size_t f = 0; f < 4; f++) {
-        kc_case(st, simd_q8_matvec_streams(forced[f]) == 0 && simd_q8_matvec_streams_forced() == forced[f],
-                K->name, "simd_q8_matvec_streams(%d) refused", forced[f]);
-        int ok = 1, ok2 = 1;
-        for (int call = 0; call < (forced[f] ? 1 : 20); call++) {   // 3 first timings + 2 explorations
-            for (size_t i = 0; i < rows; i++) y[1 + i] = kc_canary;
-            K->matvec_q8(y + 1, &P, &one, 0, np);
-            ok = ok && kc_guards_ok(y, 1, rows) && memcmp(y + 1, ref, rows * sizeof(float)) == 0;
-            K->matvec_q8x2(y + 1, &P, &two, 0, np);
-            ok2 = ok2 && kc_guards_ok(y, 1, rows);
-            for (size_t r = 0; r < rows && ok2; r++) ok2 = kc_same(y[1 + r], ref[r] + ref[rows + r]);
+    static const int forced[] = {0, 1, 2, 4, 8}, widths[] = {0, 256, 512};
+    for (size_t wi = 0; wi < 3; wi++)
+        for (size_t f = 0; f < 5; f++) {
+            kc_case(st, simd_q8_matvec_width(widths[wi]) == 0 && simd_q8_matvec_width_forced() == widths[wi],
+                    K->name, "simd_q8_matvec_width(%d) refused", widths[wi]);
+            kc_case(st, simd_q8_matvec_streams(forced[f]) == 0 && simd_q8_matvec_streams_forced() == forced[f],
+                    K->name, "simd_q8_matvec_streams(%d) refused", forced[f]);
+            int ok = 1, ok2 = 1;
+            for (int call = 0; call < (forced[f] ? 1 : 20); call++) {   // 3 first timings + 2 explorations
+                for (size_t i = 0; i < rows; i++) y[1 + i] = kc_canary;
+                K->matvec_q8(y + 1, &P, &one, 0, np);
+                ok = ok && kc_guards_ok(y, 1, rows) && memcmp(y + 1, ref, rows * sizeof(float)) == 0;
+                K->matvec_q8x2(y + 1, &P, &two, 0, np);
+                ok2 = ok2 && kc_guards_ok(y, 1, rows);
+                for (size_t r = 0; r < rows && ok2; r++) ok2 = kc_same(y[1 + r], ref[r] + ref[rows + r]);
+            }
+            kc_case(st, ok, K->name, "matvec_q8 %zux%zu, width %d, streams %d: differs from matmul_q8 (or wrote outside y)",
+                    rows, cols, widths[wi], forced[f]);
+            kc_case(st, ok2, K->name,
+                    "matvec_q8x2 %zux%zu, width %d, streams %d: differs from the sum of two matmul_q8 rows (or wrote outside y)",
+                    rows, cols, widths[wi], forced[f]);
         }
-        kc_case(st, ok, K->name, "matvec_q8 %zux%zu, streams %d: differs from matmul_q8 (or wrote outside y)", rows,
-                cols, forced[f]);
-        kc_case(st, ok2, K->name, "matvec_q8x2 %zux%zu, streams %d: differs from the sum of two matmul_q8 rows (or wrote outside y)", rows,
-                cols, forced[f]);
-    }
-    kc_case(st, simd_q8_matvec_streams(3) == -1 && simd_q8_matvec_streams(-1) == -1 && simd_q8_matvec_streams_forced() == 4,
-            K->name, "simd_q8_matvec_streams accepted a count other than 0, 1, 2, 4");
+    kc_case(st, simd_q8_matvec_streams(3) == -1 && simd_q8_matvec_streams(-1) == -1 && simd_q8_matvec_streams(16) == -1 &&
+                    simd_q8_matvec_streams_forced() == 8,
+            K->name, "simd_q8_matvec_streams accepted a count other than 0, 1, 2, 4, 8");
+    kc_case(st, simd_q8_matvec_width(128) == -1 && simd_q8_matvec_width(1024) == -1 && simd_q8_matvec_width(-1) == -1 &&
+                    simd_q8_matvec_width_forced() == 512,
+            K->name, "simd_q8_matvec_width accepted a width other than 0, 256, 512");
+    int dw = simd_q8_matvec_width_default();
+    kc_case(st, dw == 256 || dw == 512, K->name, "simd_q8_matvec_width_default() = %d, not 256 or 512", dw);
     simd_q8_matvec_streams(0);
+    simd_q8_matvec_width(0);
     free(W); free(base); kc_act_free(&X); free(ref); free(y);
 }
 
