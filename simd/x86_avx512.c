@@ -700,9 +700,9 @@ AI void matvec_q8_runs(const int Z, const int DG, const int NS, float *y, const 
 // 0.85-0.91 and 4 runs 0.66-0.78 in others (2 runs between the two).  So each thread times its
 // large matvecs (rdtsc), keeps a running average of bytes per tick for each count, reads with
 // the best, and tries the next count on every MV_EXPLORE-th large call; a count never timed
-// yet is tried first.  The counts depend on the width: 1, 2, 4 with 256-bit products (8 runs'
-// accumulators do not fit in the registers beside them), 2, 4, 8 with 512-bit ones (on the
-// AMD VM 1 run read 0.6 of the probe, 8 runs the most).  Calls under MV_TUNE_BYTES (caches
+// yet is tried first.  The counts depend on the width: 1, 2, 4 with 256-bit products (8 runs
+// read less on the AMD VM; with 16-bit activations their 32 accumulators alone fill the
+// registers), 2, 4, 8 with 512-bit ones (on the AMD VM 1 run read 0.6 of the probe).  Calls under MV_TUNE_BYTES (caches
 // hold most of them) read with 2 runs untimed.  simd_q8_matvec_streams and
 // simd_q8_matvec_width (simd.h) force a count and a width.
 #define MV_TUNE_BYTES ((size_t)8 << 20)
