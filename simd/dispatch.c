@@ -213,13 +213,21 @@ int simd_q8_matvec_width(int bits)
 int simd_q8_matvec_width_forced(void) { return atomic_load_explicit(&matvec_width, memory_order_relaxed); }
 
 // AMD's AVX-512 cores (Zen 4, Zen 5) run 512-bit integer products at the full clock; Intel's
-// lower the core clock for them (x86_avx512.c, the decode matvec).
+// lower the core clock for them (x86_avx512.c, the decode matvec).  Read once; every decode
+// matvec asks.
+static atomic_int matvec_width_default;   // 0: not read yet
+
 int simd_q8_matvec_width_default(void)
 {
+    int w = atomic_load_explicit(&matvec_width_default, memory_order_relaxed);
+    if (!w) {
 #if defined(__x86_64__) || defined(__i386__)
-    __builtin_cpu_init();
-    return __builtin_cpu_is("amd") ? 512 : 256;
+        __builtin_cpu_init();
+        w = __builtin_cpu_is("amd") ? 512 : 256;
 #else
-    return 256;
+        w = 256;
 #endif
+        atomic_store_explicit(&matvec_width_default, w, memory_order_relaxed);
+    }
+    return w;
 }

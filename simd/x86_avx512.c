@@ -10,7 +10,6 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 #include <math.h>
-#include <stdatomic.h>
 #include <sleef.h>
 #include <string.h>
 #include <stdlib.h>
@@ -551,10 +550,13 @@ static void matmul_q8x2_avx512(float *Y, size_t ldy, const Q8Panels *W, const Q8
 //   (bench_q8's "core clock" probe row).  The 2-run matvec read 0.94-0.97 of the read probe with
 //   512-bit products and 0.97-0.99 with 256-bit ones in the same process (604 MB); bench_q8's
 //   full runs went from 0.86-0.88 to 0.89-0.92 (matvec_q8).
-// - 512-bit (Z = 1): the AMD EPYC (Zen 5) VM keeps its clock beside 512-bit vpdpbusd (0.97-0.99
-//   of alone), and there half as many instructions per line read more.  In one process against
-//   the read probe (1208 MB), 4 runs: 0.91-0.93 against 0.85-0.87 for 256-bit halves; with
-//   16-bit activations 0.88 against 0.71-0.82 (the float step in halves too: 0.76-0.82).
+// - 512-bit (Z = 1): the AMD EPYC (Zen 5) VM keeps its clock beside 512-bit vpdpbusd (0.97-1.00
+//   of alone), and there half as many instructions per line read more.  Each width against the
+//   read probe in its own process (1208 MB), 8-bit activations, 4 runs: 0.84-0.95 against
+//   0.85-0.88 for 256-bit halves, 8 runs 0.90-0.98; 16-bit activations at the best count
+//   0.86-0.88 against 0.77-0.78.  Both widths in one process: 512-bit as much or more at every
+//   count in 6 of 6 runs.  With the float step in 256-bit halves too, 16-bit activations read
+//   0.71-0.82 at 4 runs against 0.83-0.95.
 // simd_q8_matvec_width_default (dispatch.c) picks by vendor; simd_q8_matvec_width forces one.
 typedef union {
     struct {
@@ -729,13 +731,8 @@ static int mv_pick(int z)
 
 static int mv_wide(void)
 {
-    static atomic_int dflt;   // 0: not read yet
     int w = simd_q8_matvec_width_forced();
-    if (!w) {
-        w = atomic_load_explicit(&dflt, memory_order_relaxed);
-        if (!w) atomic_store_explicit(&dflt, w = simd_q8_matvec_width_default(), memory_order_relaxed);
-    }
-    return w == 512;
+    return (w ? w : simd_q8_matvec_width_default()) == 512;
 }
 
 AI void matvec_q8_w(const int Z, const int DG, const int ns, float *y, const Q8Panels *W, const Q8Act *x,
