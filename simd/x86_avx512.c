@@ -558,6 +558,18 @@ static void matmul_q8x2_avx512(float *Y, size_t ldy, const Q8Panels *W, const Q8
 //   count in 6 of 6 runs.  With the float step in 256-bit halves too, 16-bit activations read
 //   0.71-0.82 at 4 runs against 0.83-0.95.
 // simd_q8_matvec_width_default (dispatch.c) picks by vendor; simd_q8_matvec_width forces one.
+// i += vpdpbusd(w, the 4 activation bytes at p in every lane), the broadcast an embedded memory
+// operand ({1to16}) that the compiler cannot hoist.  As an intrinsic, gcc loads the block's
+// activation words into registers once per step and keeps them for all NS runs: 9 registers
+// for 8-bit activations, 18 for 16-bit ones, which with 8 runs' 16 accumulators spill (29
+// stack accesses per step in matvec_q8x2's 8-run loop; 2 with the asm).  On the AMD EPYC
+// (Zen 5) VM, each form in its own process against the read probe (1208 MB, best of 3, three
+// processes each): 16-bit activations, 8 runs 0.91-0.93 against 0.68-0.77, 4 runs 0.82-0.84
+// against 0.73-0.77; 8-bit activations 0.99-1.01 against 0.97-0.99.  A plain broadcast load
+// kept out of registers (BCAST32) instead read 0.79-0.84 at 8 runs.
+#define DPBUSD_BCST(i, w, p) \
+    __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(i) : "v"(w), "m"(*(const int32_t *)(const void *)(p)))
+
 typedef union {
     struct {
         __m256 lo, hi;   // Z = 0
@@ -591,8 +603,8 @@ AI void mv_block(const int Z, const int DG, const uint8_t *blk, const Q8Act *x, 
             __m512i w1 = _mm512_loadu_si512((const void *)(blk + 128 + 64 * j));
 #pragma GCC unroll 2
             for (int g = 0; g < DG; g++) {
-                i0[g] = _mm512_dpbusd_epi32(i0[g], w0, _mm512_set1_epi32(*(const int32_t *)(const void *)(xq[g] + 4 * j)));
-                i1[g] = _mm512_dpbusd_epi32(i1[g], w1, _mm512_set1_epi32(*(const int32_t *)(const void *)(xq[g] + 4 * j + 4)));
+                DPBUSD_BCST(i0[g], w0, xq[g] + 4 * j);
+                DPBUSD_BCST(i1[g], w1, xq[g] + 4 * j + 4);
             }
         }
         __m512 sw = _mm512_loadu_ps((const float *)blk);
@@ -702,30 +714,36 @@ AI void matvec_q8_runs(const int Z, const int DG, const int NS, float *y, const 
 // 0.85-0.91 and 4 runs 0.66-0.78 in others (2 runs between the two).  So each thread times its
 // large matvecs (rdtsc), keeps a running average of bytes per tick for each count, reads with
 // the best, and tries the next count on every MV_EXPLORE-th large call; a count never timed
-// yet is tried first.  The counts depend on the width: 1, 2, 4 with 256-bit products (8 runs
-// read less on the AMD VM; with 16-bit activations their 32 accumulators alone fill the
-// registers), 2, 4, 8 with 512-bit ones (on the AMD VM 1 run read 0.6 of the probe).  Calls under MV_TUNE_BYTES (caches
+// yet is tried first.  A count tried that way starts its average afresh: a rate from minutes
+// ago (another load on the machine, another thread reading beside this one) would otherwise
+// stand against the best's recent ones.  The averages are kept per width and per activation
+// kind (16-bit activations do twice the products per byte, and their best count differs).
+// The counts depend on the width: 1, 2, 4 with 256-bit products (8 runs read less on the AMD
+// VM; with 16-bit activations their 32 accumulators alone fill the registers), 2, 4, 8 with
+// 512-bit ones (on the AMD VM 1 run read 0.6 of the probe).  Calls under MV_TUNE_BYTES (caches
 // hold most of them) read with 2 runs untimed.  simd_q8_matvec_streams and
 // simd_q8_matvec_width (simd.h) force a count and a width.
 #define MV_TUNE_BYTES ((size_t)8 << 20)
 #define MV_EXPLORE 8
 static const int mv_counts[2][3] = {{1, 2, 4}, {2, 4, 8}};
 typedef struct {
-    double rate[2][3];   // bytes per tick per width and count, running average (0: not timed yet)
-    unsigned calls;      // large calls so far
+    double rate[3];   // bytes per tick per count, running average (0: not timed yet)
+    unsigned calls;   // large calls so far
 } MvTune;
-static _Thread_local MvTune mv_tune;
+static _Thread_local MvTune mv_tune[2][2];   // [width: 256, 512][activation digits - 1]
 
-static int mv_pick(int z)
+// The count to read with (index into mv_counts[z]); *fresh: its average restarts.
+static int mv_pick(MvTune *t, int *fresh)
 {
-    MvTune *t = &mv_tune;
-    const double *r = t->rate[z];
+    const double *r = t->rate;
     int best = 0;
+    *fresh = 1;
     for (int k = 0; k < 3; k++) {
         if (r[k] == 0) return k;
         if (r[k] > r[best]) best = k;
     }
     if (++t->calls % MV_EXPLORE == 0) return (best + 1 + (int)(t->calls / MV_EXPLORE) % 2) % 3;
+    *fresh = 0;
     return best;
 }
 
@@ -748,18 +766,19 @@ AI void matvec_q8_dg(const int DG, float *y, const Q8Panels *W, const Q8Act *x, 
 {
     int ns = simd_q8_matvec_streams_forced(), z = mv_wide();
     size_t bytes = (p1 - p0) * W->nb * Q8_PANEL_BLOCK_BYTES;
-    int k = -1;
+    int k = -1, fresh = 0;
+    MvTune *t = &mv_tune[z][DG - 1];
     if (!ns) {
         if (bytes < MV_TUNE_BYTES) ns = 2;
-        else ns = mv_counts[z][k = mv_pick(z)];
+        else ns = mv_counts[z][k = mv_pick(t, &fresh)];
     }
     uint64_t t0 = k >= 0 ? __rdtsc() : 0;
     if (z) matvec_q8_w(1, DG, ns, y, W, x, p0, p1);
     else matvec_q8_w(0, DG, ns, y, W, x, p0, p1);
     if (k >= 0) {
         uint64_t dt = __rdtsc() - t0;
-        double r = (double)bytes / (double)(dt ? dt : 1), *m = &mv_tune.rate[z][k];
-        *m = *m == 0 ? r : 0.5 * (*m + r);
+        double r = (double)bytes / (double)(dt ? dt : 1), *m = &t->rate[k];
+        *m = fresh ? r : 0.5 * (*m + r);
     }
 }
 
