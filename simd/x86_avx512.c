@@ -713,22 +713,26 @@ AI void matvec_q8_runs(const int Z, const int DG, const int NS, float *y, const 
 // probe (bench/probes.h) gave 4 runs 0.88-1.03 and 1 run 0.78-0.80 in some minutes, 1 run
 // 0.85-0.91 and 4 runs 0.66-0.78 in others (2 runs between the two).  So each thread times its
 // large matvecs (rdtsc), keeps a running average of bytes per tick for each count, reads with
-// the best, and tries the next count on every MV_EXPLORE-th large call; a count never timed
-// yet is tried first.  A count tried that way starts its average afresh: a rate from minutes
-// ago (another load on the machine, another thread reading beside this one) would otherwise
-// stand against the best's recent ones.  The averages are kept per width and per activation
-// kind (16-bit activations do twice the products per byte, and their best count differs).
-// The counts depend on the width: 1, 2, 4 with 256-bit products (8 runs read less on the AMD
-// VM; with 16-bit activations their 32 accumulators alone fill the registers), 2, 4, 8 with
-// 512-bit ones (on the AMD VM 1 run read 0.6 of the probe).  Calls under MV_TUNE_BYTES (caches
-// hold most of them) read with 2 runs untimed.  simd_q8_matvec_streams and
-// simd_q8_matvec_width (simd.h) force a count and a width.
+// the best, and tries the next count on every MV_EXPLORE-th large call.  First it times every
+// count MV_WARM times, in turns: one sample on this shared machine can be 0.75 of the same
+// count's rate a few calls later, and a benchmark's dozen calls would otherwise read with a
+// count picked on one such sample.  A count tried again starts its average afresh: a rate
+// from minutes ago (another load on the machine, another thread reading beside this one)
+// would otherwise stand against the best's recent ones.  The averages are kept per width and
+// per activation kind (16-bit activations do twice the products per byte; their best count
+// can differ).  The counts depend on the width: 1, 2, 4 with 256-bit products (8 runs read
+// less on the AMD VM; with 16-bit activations their 32 accumulators alone fill the
+// registers), 2, 4, 8 with 512-bit ones (on the AMD VM 1 run read 0.6 of the probe).  Calls
+// under MV_TUNE_BYTES (caches hold most of them) read with 2 runs untimed.
+// simd_q8_matvec_streams and simd_q8_matvec_width (simd.h) force a count and a width.
 #define MV_TUNE_BYTES ((size_t)8 << 20)
 #define MV_EXPLORE 8
+#define MV_WARM 2
 static const int mv_counts[2][3] = {{1, 2, 4}, {2, 4, 8}};
 typedef struct {
-    double rate[3];   // bytes per tick per count, running average (0: not timed yet)
-    unsigned calls;   // large calls so far
+    double rate[3];   // bytes per tick per count, running average
+    unsigned n[3];    // times each count was timed
+    unsigned calls;   // large calls after the warm-up
 } MvTune;
 static _Thread_local MvTune mv_tune[2][2];   // [width: 256, 512][activation digits - 1]
 
@@ -736,12 +740,14 @@ static _Thread_local MvTune mv_tune[2][2];   // [width: 256, 512][activation dig
 static int mv_pick(MvTune *t, int *fresh)
 {
     const double *r = t->rate;
-    int best = 0;
-    *fresh = 1;
-    for (int k = 0; k < 3; k++) {
-        if (r[k] == 0) return k;
+    int best = 0, least = 0;
+    for (int k = 1; k < 3; k++) {
+        if (t->n[k] < t->n[least]) least = k;
         if (r[k] > r[best]) best = k;
     }
+    *fresh = t->n[least] == 0;
+    if (t->n[least] < MV_WARM) return least;   // warm-up: each count in turn
+    *fresh = 1;
     if (++t->calls % MV_EXPLORE == 0) return (best + 1 + (int)(t->calls / MV_EXPLORE) % 2) % 3;
     *fresh = 0;
     return best;
@@ -779,6 +785,7 @@ AI void matvec_q8_dg(const int DG, float *y, const Q8Panels *W, const Q8Act *x, 
         uint64_t dt = __rdtsc() - t0;
         double r = (double)bytes / (double)(dt ? dt : 1), *m = &t->rate[k];
         *m = fresh ? r : 0.5 * (*m + r);
+        t->n[k]++;
     }
 }
 
