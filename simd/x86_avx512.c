@@ -563,10 +563,10 @@ static void matmul_q8x2_avx512(float *Y, size_t ldy, const Q8Panels *W, const Q8
 // activation words into registers once per step and keeps them for all NS runs: 9 registers
 // for 8-bit activations, 18 for 16-bit ones, which with 8 runs' 16 accumulators spill (29
 // stack accesses per step in matvec_q8x2's 8-run loop; 2 with the asm).  On the AMD EPYC
-// (Zen 5) VM, each form in its own process against the read probe (1208 MB, best of 3, three
-// processes each): 16-bit activations, 8 runs 0.91-0.93 against 0.68-0.77, 4 runs 0.82-0.84
-// against 0.73-0.77; 8-bit activations 0.99-1.01 against 0.97-0.99.  A plain broadcast load
-// kept out of registers (BCAST32) instead read 0.79-0.84 at 8 runs.
+// (Zen 5) VM, each form in its own process against the read probe (1208 MB, best of 3, six
+// processes each): 16-bit activations, 8 runs 0.91-0.95 against 0.68-0.78, 4 runs 0.82-0.89
+// against 0.73-0.82; 8-bit activations 0.99-1.01 against 0.97-0.99 (three each).  A plain
+// broadcast load kept out of registers (BCAST32) instead read 0.79-0.84 at 8 runs.
 #define DPBUSD_BCST(i, w, p) \
     __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(i) : "v"(w), "m"(*(const int32_t *)(const void *)(p)))
 
