@@ -541,6 +541,18 @@ static void matmul_q8x2_avx512(float *Y, size_t ldy, const Q8Panels *W, const Q8
 // burst 1 or 2 blocks ahead 15.5-16.6, into L2 instead of L1 14.2-15.6.
 #define MV_PF_BYTES Q8_PANEL_BLOCK_BYTES
 
+// The 512-bit products (Z = 1 below): i += vpdpbusd(w, the 4 activation bytes at p in every lane),
+// the broadcast an embedded memory operand ({1to16}) that the compiler cannot hoist.  As an
+// intrinsic, gcc loads the block's activation words into registers once per step and keeps them
+// for all NS runs: 9 registers for 8-bit activations, 18 for 16-bit ones, which with 8 runs' 16
+// accumulators spill (29 stack accesses per step in matvec_q8x2's 8-run loop; 2 with the asm).  On
+// the AMD EPYC (Zen 5) VM, each form in its own process against the read probe (1208 MB, best of
+// 3, six processes each): 16-bit activations, 8 runs 0.91-0.95 against 0.68-0.78, 4 runs 0.82-0.89
+// against 0.73-0.82; 8-bit activations 0.99-1.01 against 0.97-0.99 (three each).  A plain
+// broadcast load kept out of registers (BCAST32) instead read 0.79-0.84 at 8 runs.
+#define DPBUSD_BCST(i, w, p) \
+    __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(i) : "v"(w), "m"(*(const int32_t *)(const void *)(p)))
+
 // The decode matvec's products come in two widths, with the same loads, lines and prefetches
 // and the same bits out (the lanes do the same operations in the same order):
 // - 256-bit halves (Z = 0; rows 0-7 and 8-15 of a panel, each activation word broadcast once
@@ -558,18 +570,6 @@ static void matmul_q8x2_avx512(float *Y, size_t ldy, const Q8Panels *W, const Q8
 //   count in 6 of 6 runs.  With the float step in 256-bit halves too, 16-bit activations read
 //   0.71-0.82 at 4 runs against 0.83-0.95.
 // simd_q8_matvec_width_default (dispatch.c) picks by vendor; simd_q8_matvec_width forces one.
-// i += vpdpbusd(w, the 4 activation bytes at p in every lane), the broadcast an embedded memory
-// operand ({1to16}) that the compiler cannot hoist.  As an intrinsic, gcc loads the block's
-// activation words into registers once per step and keeps them for all NS runs: 9 registers
-// for 8-bit activations, 18 for 16-bit ones, which with 8 runs' 16 accumulators spill (29
-// stack accesses per step in matvec_q8x2's 8-run loop; 2 with the asm).  On the AMD EPYC
-// (Zen 5) VM, each form in its own process against the read probe (1208 MB, best of 3, six
-// processes each): 16-bit activations, 8 runs 0.91-0.95 against 0.68-0.78, 4 runs 0.82-0.89
-// against 0.73-0.82; 8-bit activations 0.99-1.01 against 0.97-0.99 (three each).  A plain
-// broadcast load kept out of registers (BCAST32) instead read 0.79-0.84 at 8 runs.
-#define DPBUSD_BCST(i, w, p) \
-    __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(i) : "v"(w), "m"(*(const int32_t *)(const void *)(p)))
-
 typedef union {
     struct {
         __m256 lo, hi;   // Z = 0

@@ -1023,8 +1023,8 @@ static inline void kc_check_matmul_q8(KcStats *st, const SimdKernels *K)
 
 // The AVX-512 decode matvec reads 1, 2 or 4 runs of panels side by side with 256-bit products,
 // 2, 4 or 8 with 512-bit ones, chosen per thread by timing calls of 8 MB and more
-// (x86_avx512.c): a matrix above that size, multiplied often enough to time every count and to
-// explore again, and with each count and each width forced, gives matmul_q8's rows bit for bit
+// (x86_avx512.c): a matrix above that size, multiplied often enough to time every count twice
+// and to explore twice more, and with each count and each width forced, gives matmul_q8's rows bit for bit
 // (matvec_q8 and matvec_q8x2; every table, the others have one count and width).  Checks that
 // simd_q8_matvec_streams and simd_q8_matvec_width refuse other values and that the default
 // width is one of the two.
@@ -1050,7 +1050,7 @@ static inline void kc_check_matvec_q8_streams(KcStats *st, const SimdKernels *K)
             kc_case(st, simd_q8_matvec_streams(forced[f]) == 0 && simd_q8_matvec_streams_forced() == forced[f],
                     K->name, "simd_q8_matvec_streams(%d) refused", forced[f]);
             int ok = 1, ok2 = 1;
-            for (int call = 0; call < (forced[f] ? 1 : 20); call++) {   // 3 first timings + 2 explorations
+            for (int call = 0; call < (forced[f] ? 1 : 22); call++) {   // 6 warm-up timings + 2 explorations
                 for (size_t i = 0; i < rows; i++) y[1 + i] = kc_canary;
                 K->matvec_q8(y + 1, &P, &one, 0, np);
                 ok = ok && kc_guards_ok(y, 1, rows) && memcmp(y + 1, ref, rows * sizeof(float)) == 0;
