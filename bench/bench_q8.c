@@ -442,9 +442,9 @@ int main(int argc, char **argv) {
             else
                 snprintf(rt, sizeof rt, "%.2f of 1-core DRAM read", bytes / s / 1e9 / dram);
             char kn[128];
-            snprintf(kn, sizeof kn, "%s%s", dg == 2 ? "matvec_q8x2 (q8: 16-bit activations)" : "matvec_q8 (q8a8: 8-bit activations)",
-                     !forced ? "" : simd_q8_matvec_width_default() == 512 ? ", 512-bit products (default here)"
-                                                                           : ", 256-bit products (default here)");
+            const char *kind = dg == 2 ? "matvec_q8x2 (q8: 16-bit activations)" : "matvec_q8 (q8a8: 8-bit activations)";
+            if (forced) snprintf(kn, sizeof kn, "%s, %d-bit products (default here)", kind, simd_q8_matvec_width_default());
+            else snprintf(kn, sizeof kn, "%s", kind);
             row(isa, th, kn, sz, fig, rt);
             for (int w = 0; w < 2 && th == 1 && forced; w++) {
                 const double *f = sf[w];

@@ -411,8 +411,9 @@ static double probe_fma_scalar(long iters) {
 // and steps x 8 / s is the clock.  The Intel Xeon VM lowers its clock by ~6% under sustained
 // 512-bit vpdpbusd but not under 512-bit adds or 256-bit vpdpbusd, and a DRAM-bound kernel
 // reads less at the lower clock: the decode matvec works in 256-bit halves on Intel cores for
-// this reason (simd/x86_avx512.c, mv_block; AMD's Zen 5 keeps its clock, and 512-bit there).  kind: 0 the adds alone, 1 beside 256-bit vpdpbusd, 2
-// beside 512-bit vpaddq, 3 beside 512-bit vpdpbusd.
+// this reason (simd/x86_avx512.c, mv_block; AMD's Zen 5 keeps its clock, and 512-bit there).
+// kind: 0 the adds alone, 1 beside 256-bit vpdpbusd, 2 beside 512-bit vpaddq, 3 beside 512-bit
+// vpdpbusd.
 #define PROBE_ADD8 "add %0, %0\n\tadd %0, %0\n\tadd %0, %0\n\tadd %0, %0\n\t" \
                    "add %0, %0\n\tadd %0, %0\n\tadd %0, %0\n\tadd %0, %0\n\t"
 #define PROBE_CLK4(op) __asm__ volatile(PROBE_ADD8 op " %5, %6, %1\n\t" op " %5, %6, %2\n\t" op " %5, %6, %3\n\t" \

@@ -745,12 +745,12 @@ static int mv_pick(MvTune *t, int *fresh)
         if (t->n[k] < t->n[least]) least = k;
         if (r[k] > r[best]) best = k;
     }
-    *fresh = t->n[least] == 0;
-    if (t->n[least] < MV_WARM) return least;   // warm-up: each count in turn
-    *fresh = 1;
-    if (++t->calls % MV_EXPLORE == 0) return (best + 1 + (int)(t->calls / MV_EXPLORE) % 2) % 3;
-    *fresh = 0;
-    return best;
+    if (t->n[least] < MV_WARM) {   // warm-up: each count in turn
+        *fresh = t->n[least] == 0;
+        return least;
+    }
+    *fresh = ++t->calls % MV_EXPLORE == 0;   // explore: one of the other two, in turn
+    return *fresh ? (best + 1 + (int)(t->calls / MV_EXPLORE) % 2) % 3 : best;
 }
 
 static int mv_wide(void)

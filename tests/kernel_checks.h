@@ -1024,10 +1024,10 @@ static inline void kc_check_matmul_q8(KcStats *st, const SimdKernels *K)
 // The AVX-512 decode matvec reads 1, 2 or 4 runs of panels side by side with 256-bit products,
 // 2, 4 or 8 with 512-bit ones, chosen per thread by timing calls of 8 MB and more
 // (x86_avx512.c): a matrix above that size, multiplied often enough to time every count twice
-// and to explore twice more, and with each count and each width forced, gives matmul_q8's rows bit for bit
-// (matvec_q8 and matvec_q8x2; every table, the others have one count and width).  Checks that
-// simd_q8_matvec_streams and simd_q8_matvec_width refuse other values and that the default
-// width is one of the two.
+// and to explore twice more, and with each count and each width forced, gives matmul_q8's rows
+// bit for bit (matvec_q8 and matvec_q8x2; every table, the others have one count and width).
+// Checks that simd_q8_matvec_streams and simd_q8_matvec_width refuse other values and that the
+// default width is one of the two.
 static inline void kc_check_matvec_q8_streams(KcStats *st, const SimdKernels *K)
 {
     const size_t rows = 4100, cols = 2080, np = q8_npanels(rows);   // 257 panels, 9.9 MB packed
