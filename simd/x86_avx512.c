@@ -570,11 +570,11 @@ static void matmul_q8x2_avx512(float *Y, size_t ldy, const Q8Panels *W, const Q8
 //   count in 6 of 6 runs.  With the float step in 256-bit halves too, 16-bit activations read
 //   0.71-0.82 at 4 runs against 0.83-0.95.
 // simd_q8_matvec_width_default (dispatch.c) picks by vendor; simd_q8_matvec_width forces one.
-typedef union {
-    struct {
-        __m256 lo, hi;   // Z = 0
-    };
+// A struct, not a union of the two: clang 14 splits such a union's zmm into two ymm halves
+// kept on the stack.  Each width uses its own members; the others are never touched.
+typedef struct {
     __m512 v;            // Z = 1
+    __m256 lo, hi;       // Z = 0
 } MvAcc;
 
 // One 16-row x 32-column block of a panel against block b of activation rows 0 .. DG-1 (DG
@@ -585,43 +585,38 @@ AI void mv_block(const int Z, const int DG, const uint8_t *blk, const Q8Act *x, 
 {
     const char *pf = (const char *)blk + MV_PF_BYTES;
     _mm_prefetch(pf, _MM_HINT_T0);   // the lane scales' line
-    const int8_t *xq[2];
+    // Digit row 1 (DG = 2) is written out beside row 0 rather than looped over: clang 14 keeps
+    // an indexed array of chains on the stack even after unrolling.
+    const size_t xb0 = b, xb1 = x->nb + b;
+    const int8_t *q0 = x->q + xb0 * 32, *q1 = DG == 2 ? x->q + xb1 * 32 : q0;
     if (Z) {
-        __m512i i0[2], i1[2];
-#pragma GCC unroll 2
-        for (int g = 0; g < DG; g++) {
-            size_t xb = (size_t)g * x->nb + b;
-            i0[g] = _mm512_set1_epi32(x->nsum[xb]);
-            i1[g] = _mm512_setzero_si512();
-            xq[g] = x->q + xb * 32;
-        }
+        __m512i i00 = _mm512_set1_epi32(x->nsum[xb0]), i10 = _mm512_setzero_si512();
+        __m512i i01 = DG == 2 ? _mm512_set1_epi32(x->nsum[xb1]) : i10, i11 = i10;
 #pragma GCC unroll 4
         for (int j = 0; j < 8; j += 2) {
             _mm_prefetch(pf + 64 + 64 * j, _MM_HINT_T0);
             _mm_prefetch(pf + 128 + 64 * j, _MM_HINT_T0);
             __m512i w0 = _mm512_loadu_si512((const void *)(blk + 64 + 64 * j));
             __m512i w1 = _mm512_loadu_si512((const void *)(blk + 128 + 64 * j));
-#pragma GCC unroll 2
-            for (int g = 0; g < DG; g++) {
-                DPBUSD_BCST(i0[g], w0, xq[g] + 4 * j);
-                DPBUSD_BCST(i1[g], w1, xq[g] + 4 * j + 4);
+            DPBUSD_BCST(i00, w0, q0 + 4 * j);
+            DPBUSD_BCST(i10, w1, q0 + 4 * j + 4);
+            if (DG == 2) {
+                DPBUSD_BCST(i01, w0, q1 + 4 * j);
+                DPBUSD_BCST(i11, w1, q1 + 4 * j + 4);
             }
         }
         __m512 sw = _mm512_loadu_ps((const float *)blk);
-#pragma GCC unroll 2
-        for (int g = 0; g < DG; g++) {
-            __m512 sc = _mm512_mul_ps(sw, _mm512_set1_ps(x->d[(size_t)g * x->nb + b]));
-            acc[g].v = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(i0[g], i1[g])), sc, acc[g].v);
+        __m512 sc0 = _mm512_mul_ps(sw, _mm512_set1_ps(x->d[xb0]));
+        acc[0].v = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(i00, i10)), sc0, acc[0].v);
+        if (DG == 2) {
+            __m512 sc1 = _mm512_mul_ps(sw, _mm512_set1_ps(x->d[xb1]));
+            acc[1].v = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(i01, i11)), sc1, acc[1].v);
         }
     } else {
-        __m256i l0[2], h0[2], l1[2], h1[2];
-#pragma GCC unroll 2
-        for (int g = 0; g < DG; g++) {
-            size_t xb = (size_t)g * x->nb + b;
-            l0[g] = h0[g] = _mm256_set1_epi32(x->nsum[xb]);
-            l1[g] = h1[g] = _mm256_setzero_si256();
-            xq[g] = x->q + xb * 32;
-        }
+        __m256i l00, h00, l10, h10, l01, h01, l11, h11;
+        l00 = h00 = _mm256_set1_epi32(x->nsum[xb0]);
+        l10 = h10 = l11 = h11 = _mm256_setzero_si256();
+        l01 = h01 = DG == 2 ? _mm256_set1_epi32(x->nsum[xb1]) : l10;
 #pragma GCC unroll 4
         for (int j = 0; j < 8; j += 2) {
             _mm_prefetch(pf + 64 + 64 * j, _MM_HINT_T0);
@@ -629,22 +624,29 @@ AI void mv_block(const int Z, const int DG, const uint8_t *blk, const Q8Act *x, 
             const uint8_t *l = blk + 64 + 64 * j;
             __m256i w0l = _mm256_loadu_si256((const __m256i *)l), w0h = _mm256_loadu_si256((const __m256i *)(l + 32));
             __m256i w1l = _mm256_loadu_si256((const __m256i *)(l + 64)), w1h = _mm256_loadu_si256((const __m256i *)(l + 96));
-#pragma GCC unroll 2
-            for (int g = 0; g < DG; g++) {
-                __m256i x0 = _mm256_set1_epi32(*(const int32_t *)(const void *)(xq[g] + 4 * j));
-                __m256i x1 = _mm256_set1_epi32(*(const int32_t *)(const void *)(xq[g] + 4 * j + 4));
-                l0[g] = _mm256_dpbusd_epi32(l0[g], w0l, x0);
-                h0[g] = _mm256_dpbusd_epi32(h0[g], w0h, x0);
-                l1[g] = _mm256_dpbusd_epi32(l1[g], w1l, x1);
-                h1[g] = _mm256_dpbusd_epi32(h1[g], w1h, x1);
+            __m256i x0 = _mm256_set1_epi32(*(const int32_t *)(const void *)(q0 + 4 * j));
+            __m256i x1 = _mm256_set1_epi32(*(const int32_t *)(const void *)(q0 + 4 * j + 4));
+            l00 = _mm256_dpbusd_epi32(l00, w0l, x0);
+            h00 = _mm256_dpbusd_epi32(h00, w0h, x0);
+            l10 = _mm256_dpbusd_epi32(l10, w1l, x1);
+            h10 = _mm256_dpbusd_epi32(h10, w1h, x1);
+            if (DG == 2) {
+                __m256i y0 = _mm256_set1_epi32(*(const int32_t *)(const void *)(q1 + 4 * j));
+                __m256i y1 = _mm256_set1_epi32(*(const int32_t *)(const void *)(q1 + 4 * j + 4));
+                l01 = _mm256_dpbusd_epi32(l01, w0l, y0);
+                h01 = _mm256_dpbusd_epi32(h01, w0h, y0);
+                l11 = _mm256_dpbusd_epi32(l11, w1l, y1);
+                h11 = _mm256_dpbusd_epi32(h11, w1h, y1);
             }
         }
         __m256 swl = _mm256_loadu_ps((const float *)blk), swh = _mm256_loadu_ps((const float *)blk + 8);
-#pragma GCC unroll 2
-        for (int g = 0; g < DG; g++) {
-            __m256 dx = _mm256_set1_ps(x->d[(size_t)g * x->nb + b]);
-            acc[g].lo = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(l0[g], l1[g])), _mm256_mul_ps(swl, dx), acc[g].lo);
-            acc[g].hi = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(h0[g], h1[g])), _mm256_mul_ps(swh, dx), acc[g].hi);
+        __m256 dx0 = _mm256_set1_ps(x->d[xb0]);
+        acc[0].lo = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(l00, l10)), _mm256_mul_ps(swl, dx0), acc[0].lo);
+        acc[0].hi = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(h00, h10)), _mm256_mul_ps(swh, dx0), acc[0].hi);
+        if (DG == 2) {
+            __m256 dx1 = _mm256_set1_ps(x->d[xb1]);
+            acc[1].lo = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(l01, l11)), _mm256_mul_ps(swl, dx1), acc[1].lo);
+            acc[1].hi = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(h01, h11)), _mm256_mul_ps(swh, dx1), acc[1].hi);
         }
     }
 }
@@ -680,24 +682,32 @@ AI void matvec_q8_runs(const int Z, const int DG, const int NS, float *y, const 
 {
     Q8Tile a = tile_fwd(W, x, y, 0);
     const size_t nb = W->nb, B = Q8_PANEL_BLOCK_BYTES, run = (p1 - p0) / NS;
+    // Each run's pointer and accumulators are named, not indexed: clang 14 keeps an indexed
+    // array of them on the stack even after unrolling (89 stack accesses per step in
+    // matvec_q8x2's 8-run loop).  MV_RUNS(f) applies f to the runs 0 .. NS-1.
+#define MV_RUNS(f) f(0) f(1) f(2) f(3) f(4) f(5) f(6) f(7)
     for (size_t p = p0; p < p0 + run; p++) {
-        const uint8_t *u[8];
-        MvAcc acc[8][2];
-#pragma GCC unroll 8
-        for (int s = 0; s < NS; s++) {
-            u[s] = W->data + (p + s * run) * nb * B;
-            mv_zero(Z, acc[s]);
-        }
+#define MV_INIT(s) \
+    const uint8_t *u##s = W->data + (p + (s) * run) * nb * B; \
+    MvAcc a##s[2]; \
+    mv_zero(Z, a##s);
+        MV_RUNS(MV_INIT)
         for (size_t b = 0; b < nb; b++) {
-#pragma GCC unroll 8
-            for (int s = 0; s < NS; s++) {
-                mv_block(Z, DG, u[s], x, b, acc[s]);
-                u[s] += B;
-            }
-        }
-#pragma GCC unroll 8
-        for (int s = 0; s < NS; s++) mv_store(Z, DG, &a, p + s * run, acc[s]);
+#define MV_STEP(s) \
+    if ((s) < NS) { \
+        mv_block(Z, DG, u##s, x, b, a##s); \
+        u##s += B; \
     }
+            MV_RUNS(MV_STEP)
+        }
+#define MV_STORE(s) \
+    if ((s) < NS) mv_store(Z, DG, &a, p + (s) * run, a##s);
+        MV_RUNS(MV_STORE)
+#undef MV_INIT
+#undef MV_STEP
+#undef MV_STORE
+    }
+#undef MV_RUNS
     for (size_t p = p0 + NS * run; p < p1; p++) {
         const uint8_t *u = W->data + p * nb * B;
         MvAcc acc[2];
