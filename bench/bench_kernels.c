@@ -428,9 +428,11 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_kernels: %s\n", ct_errmsg());
         return 1;
     }
-    // amx shares avx512's fp32 kernels (its int8 batches are bench_q8's rows): not timed twice.
+    // amx shares avx512's fp32 kernels and avxvnni avx2's (their int8 products are bench_q8's
+    // rows): not timed twice.
     for (int k = 0; k < SIMD_NISA; k++)
-        if (simd_kernels_for((SimdIsa)k) && k != SIMD_AMX) bench_table((SimdIsa)k, &L, &d, pool2, scalar_ns);
+        if (simd_kernels_for((SimdIsa)k) && k != SIMD_AMX && k != SIMD_AVXVNNI)
+            bench_table((SimdIsa)k, &L, &d, pool2, scalar_ns);
     data_free(&d);
     pool_destroy(pool2);
     printf("\n");

@@ -51,7 +51,7 @@ int cmd_bench_forward(int argc, char **argv) {
                 if (simd_force((SimdIsa)k) != 0) return cli_usage(cmd, "--isa %s: not supported on this CPU/build", isa);
                 found = 1;
             }
-        if (!found) return cli_usage(cmd, "--isa: expected scalar|avx2|avx512|amx|neon, got '%s'", isa);
+        if (!found) return cli_usage(cmd, "--isa: expected scalar|avx2|avxvnni|avx512|amx|neon, got '%s'", isa);
     }
     Model m;
     if (model_open_flags(&m, path, MODEL_OPEN_INT8_ONLY) != CT_OK) return cli_fail(cmd);

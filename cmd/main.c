@@ -57,7 +57,7 @@ static void usage(FILE *f) {
     fprintf(f, "ctrace — circuit tracing on CPUs\n\nusage: ctrace <command> [options]   "
                "(ctrace <command> --help for each)\n\ncommands:\n");
     for (size_t i = 0; i < NCOMMANDS; i++) fprintf(f, "  %-14s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
-    fprintf(f, "\nenvironment: CTRACE_ISA=scalar|avx2|avx512|amx|neon overrides the kernel table.\n");
+    fprintf(f, "\nenvironment: CTRACE_ISA=scalar|avx2|avxvnni|avx512|amx|neon overrides the kernel table.\n");
 }
 
 int cli_fail(const char *cmd) {

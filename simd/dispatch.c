@@ -2,7 +2,8 @@
 //
 // Every table starts as a copy of the scalar reference and the ISA's fill function
 // overwrites what it implements.  The active table is the best the CPU supports
-// (amx > avx512 > avx2 > scalar on x86-64, neon on aarch64) unless CTRACE_ISA names another.
+// (amx > avx512 > avxvnni > avx2 > scalar on x86-64, neon on aarch64) unless CTRACE_ISA names
+// another.
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -17,7 +18,7 @@
 
 #include "simd/simd.h"
 
-static const char *const isa_names[SIMD_NISA] = {"scalar", "avx2", "avx512", "neon", "amx"};
+static const char *const isa_names[SIMD_NISA] = {"scalar", "avx2", "avxvnni", "avx512", "neon", "amx"};
 
 static SimdKernels tables[SIMD_NISA];
 static int supported[SIMD_NISA];
@@ -68,6 +69,12 @@ static int cpu_can_run(SimdIsa isa)
         return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
                (xcr0 & 0x6) == 0x6;                        // SSE + AVX state
     }
+    case SIMD_AVXVNNI: {   // CPUID.(7,1):EAX bit 4 (leaf 7 reports its last subleaf in EAX);
+        unsigned a, b, c, d;   // VEX-encoded, so the AVX state suffices
+        if (!cpu_can_run(SIMD_AVX2) || !__get_cpuid_count(7, 0, &a, &b, &c, &d) || a < 1) return 0;
+        __cpuid_count(7, 1, a, b, c, d);
+        return (a >> 4) & 1;
+    }
     case SIMD_AVX512: {
         __builtin_cpu_init();
         uint64_t xcr0 = read_xcr0();
@@ -89,7 +96,7 @@ static int cpu_can_run(SimdIsa isa)
 static int compiled_in(SimdIsa isa)
 {
 #if defined(__x86_64__)
-    return isa == SIMD_SCALAR || isa == SIMD_AVX2 || isa == SIMD_AVX512 || isa == SIMD_AMX;
+    return isa == SIMD_SCALAR || isa == SIMD_AVX2 || isa == SIMD_AVXVNNI || isa == SIMD_AVX512 || isa == SIMD_AMX;
 #elif defined(__aarch64__)
     return isa == SIMD_SCALAR || isa == SIMD_NEON;
 #else
@@ -106,6 +113,7 @@ static void build_tables(void)
         switch ((SimdIsa)i) {
 #if defined(__x86_64__)
         case SIMD_AVX2: simd_fill_avx2(&tables[i]); break;
+        case SIMD_AVXVNNI: simd_fill_avxvnni(&tables[i]); break;
         case SIMD_AVX512: simd_fill_avx512(&tables[i]); break;
         case SIMD_AMX: simd_fill_amx(&tables[i]); break;
 #endif
@@ -136,7 +144,7 @@ static void choose_active(void)
         for (int i = 0; i < SIMD_NISA; i++)
             if (strcmp(env, isa_names[i]) == 0) found = i;
         if (found < 0) {
-            fprintf(stderr, "ctrace: CTRACE_ISA=%s: expected one of scalar, avx2, avx512, amx, neon\n", env);
+            fprintf(stderr, "ctrace: CTRACE_ISA=%s: expected one of scalar, avx2, avxvnni, avx512, amx, neon\n", env);
             exit(2);
         }
         if (!supported[found]) {

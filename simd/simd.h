@@ -56,7 +56,7 @@ static inline void simd_q8_act_zero_block(int8_t *q, float *d, int32_t *nsum, si
 static inline float simd_jump_act(float h, float th) { return (h > th || h != h) ? h : 0.0f; }
 
 typedef struct SimdKernels {
-    const char *name;   // "scalar", "avx2", "avx512", "neon", "amx"
+    const char *name;   // "scalar", "avx2", "avxvnni", "avx512", "neon", "amx"
 
     // sum_i a[i] * b[i]
     float (*dot_f32)(const float *a, const float *b, size_t n);
@@ -180,13 +180,17 @@ typedef struct SimdKernels {
 } SimdKernels;
 
 // ISA ids for dispatch and for tests that loop over every table the host can run.
-// SIMD_AMX is the AVX-512 table with the batched int8 products (matmul_q8, matmul_q8x2,
-// encode_q8) on the AMX tile unit; every other entry is avx512's (matmul_q8t included).
-typedef enum { SIMD_SCALAR = 0, SIMD_AVX2, SIMD_AVX512, SIMD_NEON, SIMD_AMX, SIMD_NISA } SimdIsa;
+// SIMD_AVXVNNI is the avx2 table with the int8 products (matvec_q8, matvec_q8x2, matmul_q8,
+// matmul_q8x2, matmul_q8t, encode_q8) on AVX-VNNI (VEX vpdpbusd, 256-bit: Intel client cores
+// since Alder Lake, AMD Zen 5); every other entry is avx2's.  SIMD_AMX is the AVX-512 table
+// with the batched int8 products (matmul_q8, matmul_q8x2, encode_q8) on the AMX tile unit;
+// every other entry is avx512's (matmul_q8t included).  A later id outranks an earlier one.
+typedef enum { SIMD_SCALAR = 0, SIMD_AVX2, SIMD_AVXVNNI, SIMD_AVX512, SIMD_NEON, SIMD_AMX, SIMD_NISA } SimdIsa;
 
 // The active table: chosen once (thread-safe) from cpuid — amx (avx512 + VNNI + AMX-TILE +
-// AMX-INT8, tile state granted by the kernel) > avx512 (F+BW+VL+DQ) > avx2 (+FMA) > scalar on
-// x86-64, neon on aarch64 — or from CTRACE_ISA=scalar|avx2|avx512|amx|neon.  An
+// AMX-INT8, tile state granted by the kernel) > avx512 (F+BW+VL+DQ) > avxvnni (avx2 +
+// AVX-VNNI) > avx2 (+FMA) > scalar on x86-64, neon on aarch64 — or from
+// CTRACE_ISA=scalar|avx2|avxvnni|avx512|amx|neon.  An
 // unknown name or an override this build/CPU cannot run is process configuration gone
 // wrong: a message naming the value and the choices goes to stderr and the process exits 2
 // (the library's one exit()).
@@ -217,6 +221,7 @@ int simd_q8_matvec_width_default(void);   // 256 or 512: this CPU's default
 // Per-ISA fill functions: each overwrites the entries its file implements.
 void simd_fill_scalar(SimdKernels *k);
 void simd_fill_avx2(SimdKernels *k);
+void simd_fill_avxvnni(SimdKernels *k);
 void simd_fill_avx512(SimdKernels *k);
 void simd_fill_neon(SimdKernels *k);
 void simd_fill_amx(SimdKernels *k);

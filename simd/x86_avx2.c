@@ -255,6 +255,14 @@ static void scale_f32_avx2(float *y, float a, const float *x, size_t n)
 // (w is never -128, so the negation is exact): pairs <= 2 * 127 * 127 = 32258, no saturation.
 // pmaddwd by ones adds the pairs into int32 row lanes; the block's isum is then exact and the
 // float steps are simd.h's canonical ones (vfmadd == fmaf), so results equal scalar.c's.
+//
+// The avxvnni table (V = 1 below; CPUs with AVX-VNNI but no AVX-512 VNNI: Intel's Alder Lake
+// and later client cores, AMD's Zen 5) runs the same tiles with one VEX vpdpbusd per product
+// instead of sign, pmaddubsw and pmaddwd: the u8 weights times the signed activation bytes,
+// the chain started at the block's nsum (-128 sum x, simd.h Q8Act), the same exact isum.  It
+// is inline asm ({vex} selects the AVX-VNNI encoding): this file is built without
+// -mavxvnni, and dispatch.c fills the avxvnni table only where cpuid reports the extension.
+#define DPBUSD_VEX(acc, w, x) __asm__("%{vex%} vpdpbusd %2, %1, %0" : "+x"(acc) : "x"(w), "x"(x))
 
 typedef struct Q8Tile {
     const uint8_t *w;
@@ -286,72 +294,128 @@ AI void q8_store8(const Q8Tile *a, size_t t, size_t o, __m256 v)
     _mm256_maskstore_ps(a->Y + t * a->ldy + o, m, v);
 }
 
-// ref: scalar.c out_q8_scalar.  One panel (two 8-row halves) x TT tokens over every block.
-AI void tile_q8_avx2(const int TT, const Q8Tile *a, size_t p, size_t t0)
+// One block (16 rows x 32 columns, two 8-row halves) of the panel at w against block b of TT
+// tokens' activation rows xr[t]: acc[2h + t] += fma(float(isum), dw * dx).  V = 1: the
+// products on AVX-VNNI.
+AI void block_q8_avx2(const int V, const int TT, const Q8Tile *a, const uint8_t *w, const size_t *xr, size_t b,
+                      __m256 *acc)
 {
     const __m256i flip = _mm256_set1_epi8((char)0x80), ones = _mm256_set1_epi16(1);
-    __m256 acc[2][2];
-#pragma GCC unroll 2
-    for (int t = 0; t < TT; t++) acc[0][t] = acc[1][t] = _mm256_setzero_ps();
     const Q8Act *x = a->x;
-    const uint8_t *wp = a->w + p * a->pstride;
-    size_t xr[2];
+    __m256i ia[2][2];
 #pragma GCC unroll 2
-    for (int t = 0; t < TT; t++) xr[t] = (a->xrow0 + (t0 + t) * a->xstep) * x->nb;
-    for (size_t b = 0; b < a->nblk; b++, wp += a->bstride) {
-        if (a->stream) _mm_prefetch((const char *)(wp + 16 * a->bstride), _MM_HINT_T1);   // decode: one line per block, ~9 KB ahead, into L2
-        __m256i ia[2][2];
-#pragma GCC unroll 2
-        for (int t = 0; t < TT; t++) ia[0][t] = ia[1][t] = _mm256_setzero_si256();
+    for (int t = 0; t < TT; t++) ia[0][t] = ia[1][t] = V ? _mm256_set1_epi32(x->nsum[xr[t] + b]) : _mm256_setzero_si256();
 #pragma GCC unroll 8
-        for (int j = 0; j < 8; j++) {
-            const uint8_t *q = wp + a->qoff + 64 * j;
-            __m256i w0 = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)q), flip);        // rows 0-7
-            __m256i w1 = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(q + 32)), flip); // rows 8-15
+    for (int j = 0; j < 8; j++) {
+        const uint8_t *q = w + a->qoff + 64 * j;
+        __m256i u0 = _mm256_loadu_si256((const __m256i *)q), u1 = _mm256_loadu_si256((const __m256i *)(q + 32));
+        __m256i w0 = V ? u0 : _mm256_xor_si256(u0, flip);   // rows 0-7
+        __m256i w1 = V ? u1 : _mm256_xor_si256(u1, flip);   // rows 8-15
 #pragma GCC unroll 2
-            for (int t = 0; t < TT; t++) {
-                int32_t x4;
-                memcpy(&x4, x->q + (xr[t] + b) * 32 + 4 * j, 4);
-                __m256i xb = _mm256_set1_epi32(x4), ax = _mm256_abs_epi8(xb);
+        for (int t = 0; t < TT; t++) {
+            int32_t x4;
+            memcpy(&x4, x->q + (xr[t] + b) * 32 + 4 * j, 4);
+            __m256i xb = _mm256_set1_epi32(x4);
+            if (V) {
+                DPBUSD_VEX(ia[0][t], u0, xb);
+                DPBUSD_VEX(ia[1][t], u1, xb);
+            } else {
+                __m256i ax = _mm256_abs_epi8(xb);
                 __m256i p0 = _mm256_maddubs_epi16(ax, _mm256_sign_epi8(w0, xb));
                 __m256i p1 = _mm256_maddubs_epi16(ax, _mm256_sign_epi8(w1, xb));
                 ia[0][t] = _mm256_add_epi32(ia[0][t], _mm256_madd_epi16(p0, ones));
                 ia[1][t] = _mm256_add_epi32(ia[1][t], _mm256_madd_epi16(p1, ones));
             }
         }
+    }
 #pragma GCC unroll 2
-        for (int h = 0; h < 2; h++) {
-            __m256 sw = a->lane_scales ? _mm256_loadu_ps((const float *)wp + 8 * h) : _mm256_set1_ps(1.0f);
+    for (int h = 0; h < 2; h++) {
+        __m256 sw = a->lane_scales ? _mm256_loadu_ps((const float *)w + 8 * h) : _mm256_set1_ps(1.0f);
 #pragma GCC unroll 2
-            for (int t = 0; t < TT; t++) {
-                __m256 dx = _mm256_set1_ps(x->d[xr[t] + b]);
-                __m256 s = a->lane_scales ? _mm256_mul_ps(sw, dx) : dx;
-                acc[h][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ia[h][t]), s, acc[h][t]);
-            }
+        for (int t = 0; t < TT; t++) {
+            __m256 dx = _mm256_set1_ps(x->d[xr[t] + b]);
+            __m256 s = a->lane_scales ? _mm256_mul_ps(sw, dx) : dx;
+            acc[2 * h + t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ia[h][t]), s, acc[2 * h + t]);
         }
     }
+}
+
+// Panel p's outputs for tokens t0 .. t0+TT-1 from its accumulators (block_q8_avx2).
+AI void store_q8_avx2(const int TT, const Q8Tile *a, size_t p, size_t t0, const __m256 *acc)
+{
+    size_t o = p * 16;
     if (TT == 2 && a->sum2) {   // matvec_q8x2 / matmul_q8x2: the two digit rows' canonical values, summed
-        q8_store8(a, t0 / 2, p * 16, _mm256_add_ps(acc[0][0], acc[0][1]));
-        if (p * 16 + 8 < a->nout) q8_store8(a, t0 / 2, p * 16 + 8, _mm256_add_ps(acc[1][0], acc[1][1]));
+        q8_store8(a, t0 / 2, o, _mm256_add_ps(acc[0], acc[1]));
+        if (o + 8 < a->nout) q8_store8(a, t0 / 2, o + 8, _mm256_add_ps(acc[2], acc[3]));
         return;
     }
 #pragma GCC unroll 2
     for (int t = 0; t < TT; t++) {
-        q8_store8(a, t0 + t, p * 16, acc[0][t]);
-        if (p * 16 + 8 < a->nout) q8_store8(a, t0 + t, p * 16 + 8, acc[1][t]);
+        q8_store8(a, t0 + t, o, acc[t]);
+        if (o + 8 < a->nout) q8_store8(a, t0 + t, o + 8, acc[2 + t]);
     }
+}
+
+// Decode: each line of a run's block is prefetched into L1 MV_PF_BLOCKS blocks ahead (1 and 4
+// read alike on the Zen 5 VM, within its noise).
+#define MV_PF_BLOCKS 4
+
+// ref: scalar.c out_q8_scalar.  NR panels p, p + pstep, ... x TT tokens over every block, the
+// panels' blocks side by side (NR runs: sequential streams for the decode matvec, a->stream).
+// Each run's pointer and accumulators are named, not indexed: clang 14 keeps an indexed array
+// of them on the stack.  Q8_RUNS(f) applies f to the runs 0 .. NR-1.
+AI void tile_q8_avx2(const int V, const int TT, const int NR, const Q8Tile *a, size_t p, size_t pstep, size_t t0)
+{
+    const Q8Act *x = a->x;
+    size_t xr[2];
+#pragma GCC unroll 2
+    for (int t = 0; t < TT; t++) xr[t] = (a->xrow0 + (t0 + t) * a->xstep) * x->nb;
+#define Q8_RUNS(f) f(0) f(1) f(2) f(3)
+#define Q8_INIT(r)                                                                  \
+    const uint8_t *w##r = a->w + (p + (r) * pstep) * a->pstride;                    \
+    __m256 c##r[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), \
+                      _mm256_setzero_ps()};
+    Q8_RUNS(Q8_INIT)
+    for (size_t b = 0; b < a->nblk; b++) {
+#define Q8_STEP(r)                                                                                 \
+    if ((r) < NR) {                                                                                \
+        if (a->stream)                                                                             \
+            for (int l = 0; l < 9; l++)                                                            \
+                _mm_prefetch((const char *)(w##r + MV_PF_BLOCKS * a->bstride + 64 * l), _MM_HINT_T0); \
+        block_q8_avx2(V, TT, a, w##r, xr, b, c##r);                                                \
+        w##r += a->bstride;                                                                        \
+    }
+        Q8_RUNS(Q8_STEP)
+    }
+#define Q8_STORE(r) \
+    if ((r) < NR) store_q8_avx2(TT, a, p + (r) * pstep, t0, c##r);
+    Q8_RUNS(Q8_STORE)
+#undef Q8_RUNS
+#undef Q8_INIT
+#undef Q8_STEP
+#undef Q8_STORE
+}
+
+// The decode matvec (one token, TT = 1, or its two digit rows, TT = 2): panels [p0, p1) as NR
+// runs of equal length read side by side, the 0 .. NR-1 left over one at a time.  Each panel's
+// blocks stay in order, so the bits do not depend on NR.
+AI void matvec_runs_avx2(const int V, const int TT, const int NR, const Q8Tile *a, size_t p0, size_t p1)
+{
+    size_t run = (p1 - p0) / NR;
+    for (size_t p = p0; p < p0 + run; p++) tile_q8_avx2(V, TT, NR, a, p, run, 0);
+    for (size_t p = p0 + NR * run; p < p1; p++) tile_q8_avx2(V, TT, 1, a, p, 0, 0);
 }
 
 // Every panel in [p0, p1) against every token, two tokens per tile (weights of the panel are
 // reused from L1 by each token pair).  Transposed: panel p reads column block p/2.
-static void panels_q8_avx2(const Q8Tile *a, size_t T, size_t p0, size_t p1, int transposed)
+AI void panels_q8_avx2(const int V, const Q8Tile *a, size_t T, size_t p0, size_t p1, int transposed)
 {
     Q8Tile b = *a;
     for (size_t p = p0; p < p1; p++) {
         if (transposed) b.xrow0 = p / 2;
         size_t t = 0;
-        for (; t + 2 <= T; t += 2) tile_q8_avx2(2, &b, p, t);
-        if (t < T) tile_q8_avx2(1, &b, p, t);
+        for (; t + 2 <= T; t += 2) tile_q8_avx2(V, 2, 1, &b, p, 0, t);
+        if (t < T) tile_q8_avx2(V, 1, 1, &b, p, 0, t);
     }
 }
 
@@ -362,60 +426,66 @@ static Q8Tile tile_fwd(const Q8Panels *W, const Q8Act *X, float *Y, size_t ldy)
                     .ldy = ldy, .nout = W->rows};
 }
 
-// ref: scalar.c matmul_q8_scalar.
-static void matmul_q8_avx2(float *Y, size_t ldy, const Q8Panels *W, const Q8Act *X, size_t T, size_t p0,
-                           size_t p1)
-{
-    Q8Tile a = tile_fwd(W, X, Y, ldy);
-    panels_q8_avx2(&a, T, p0, p1, 0);
-}
-
-// ref: scalar.c matvec_q8_scalar.  Panels one after another: one sequential stream.
-static void matvec_q8_avx2(float *y, const Q8Panels *W, const Q8Act *x, size_t p0, size_t p1)
-{
-    Q8Tile a = tile_fwd(W, x, y, 0);
-    a.stream = 1;
-    panels_q8_avx2(&a, 1, p0, p1, 0);
-}
-
-// ref: scalar.c matvec_q8x2_scalar.  The two digit rows as one 2-token tile per panel.
-static void matvec_q8x2_avx2(float *y, const Q8Panels *W, const Q8Act *x, size_t p0, size_t p1)
-{
-    Q8Tile a = tile_fwd(W, x, y, 0);
-    a.stream = a.sum2 = 1;
-    for (size_t p = p0; p < p1; p++) tile_q8_avx2(2, &a, p, 0);
-}
-
-// ref: scalar.c matmul_q8x2_scalar.  Each token's two digit rows as one 2-row tile per panel.
-static void matmul_q8x2_avx2(float *Y, size_t ldy, const Q8Panels *W, const Q8Act *X, size_t T, size_t p0,
-                             size_t p1)
-{
-    Q8Tile a = tile_fwd(W, X, Y, ldy);
-    a.sum2 = 1;
-    for (size_t p = p0; p < p1; p++)
-        for (size_t t = 0; t < T; t++) tile_q8_avx2(2, &a, p, 2 * t);
-}
-
-// ref: scalar.c matmul_q8t_scalar.
-static void matmul_q8t_avx2(float *Y, size_t ldy, const Q8PanelsT *Wt, const Q8Act *V, size_t T, size_t p0,
-                            size_t p1)
-{
-    Q8Tile a = {.w = Wt->data, .pstride = Wt->ng * Q8_PANEL_QBYTES, .bstride = Q8_PANEL_QBYTES, .qoff = 0,
-                .lane_scales = 0, .nblk = Wt->ng, .x = V, .xrow0 = 0, .xstep = Wt->nb, .Y = Y, .ldy = ldy,
-                .nout = Wt->cols};
-    panels_q8_avx2(&a, T, p0, p1, 1);
-}
-
-// ref: scalar.c encode_q8_scalar.
-static void encode_q8_avx2(float *pre, float *act, size_t ld, const Q8Panels *W, const Q8Act *X, size_t T,
-                           size_t p0, size_t p1, const float *bias, const float *theta)
-{
-    Q8Tile a = tile_fwd(W, X, act, ld);
-    a.pre = pre;
-    a.bias = bias;
-    a.theta = theta;
-    panels_q8_avx2(&a, T, p0, p1, 0);
-}
+// Decode reads 4 runs side by side.  On the AMD EPYC (Zen 5) VM, each build against the read
+// probe in its own process (1208 MB, best of 3, three processes each, gcc), avx2 / avxvnni:
+// 8-bit activations 0.77-0.92 / 0.81-0.94 against 0.69-0.72 / 0.77-0.84 for the one stream
+// with one line per block prefetched into L2 16 blocks ahead it replaced; 16-bit 0.71-0.85 /
+// 0.82-0.96 against 0.62-0.63 / 0.69-0.71.  2 runs read between the two.
+#define MV_RUNS_AVX2 4
+// The int8 entries, once per product kind (V: 0 avx2, 1 avxvnni).
+#define Q8_ENTRIES(SFX, V)                                                                                    \
+    /* ref: scalar.c matmul_q8_scalar. */                                                                     \
+    static void matmul_q8_##SFX(float *Y, size_t ldy, const Q8Panels *W, const Q8Act *X, size_t T, size_t p0, \
+                                size_t p1)                                                                    \
+    {                                                                                                         \
+        Q8Tile a = tile_fwd(W, X, Y, ldy);                                                                    \
+        panels_q8_avx2(V, &a, T, p0, p1, 0);                                                                  \
+    }                                                                                                         \
+    /* ref: scalar.c matvec_q8_scalar.  MV_RUNS_AVX2 runs of panels side by side. */                         \
+    static void matvec_q8_##SFX(float *y, const Q8Panels *W, const Q8Act *x, size_t p0, size_t p1)            \
+    {                                                                                                         \
+        Q8Tile a = tile_fwd(W, x, y, 0);                                                                      \
+        a.stream = 1;                                                                                         \
+        matvec_runs_avx2(V, 1, MV_RUNS_AVX2, &a, p0, p1);                                                     \
+    }                                                                                                         \
+    /* ref: scalar.c matvec_q8x2_scalar.  The two digit rows as one 2-token tile, MV_RUNS_AVX2 runs. */      \
+    static void matvec_q8x2_##SFX(float *y, const Q8Panels *W, const Q8Act *x, size_t p0, size_t p1)          \
+    {                                                                                                         \
+        Q8Tile a = tile_fwd(W, x, y, 0);                                                                      \
+        a.stream = a.sum2 = 1;                                                                                \
+        matvec_runs_avx2(V, 2, MV_RUNS_AVX2, &a, p0, p1);                                                     \
+    }                                                                                                         \
+    /* ref: scalar.c matmul_q8x2_scalar.  Each token's two digit rows as one 2-row tile per panel. */        \
+    static void matmul_q8x2_##SFX(float *Y, size_t ldy, const Q8Panels *W, const Q8Act *X, size_t T,          \
+                                  size_t p0, size_t p1)                                                       \
+    {                                                                                                         \
+        Q8Tile a = tile_fwd(W, X, Y, ldy);                                                                    \
+        a.sum2 = 1;                                                                                           \
+        for (size_t p = p0; p < p1; p++)                                                                      \
+            for (size_t t = 0; t < T; t++) tile_q8_avx2(V, 2, 1, &a, p, 0, 2 * t);                            \
+    }                                                                                                         \
+    /* ref: scalar.c matmul_q8t_scalar. */                                                                    \
+    static void matmul_q8t_##SFX(float *Y, size_t ldy, const Q8PanelsT *Wt, const Q8Act *Vt, size_t T,        \
+                                 size_t p0, size_t p1)                                                        \
+    {                                                                                                         \
+        Q8Tile a = {.w = Wt->data, .pstride = Wt->ng * Q8_PANEL_QBYTES, .bstride = Q8_PANEL_QBYTES,           \
+                    .qoff = 0, .lane_scales = 0, .nblk = Wt->ng, .x = Vt, .xrow0 = 0, .xstep = Wt->nb,        \
+                    .Y = Y, .ldy = ldy, .nout = Wt->cols};                                                    \
+        panels_q8_avx2(V, &a, T, p0, p1, 1);                                                                  \
+    }                                                                                                         \
+    /* ref: scalar.c encode_q8_scalar. */                                                                     \
+    static void encode_q8_##SFX(float *pre, float *act, size_t ld, const Q8Panels *W, const Q8Act *X,         \
+                                size_t T, size_t p0, size_t p1, const float *bias, const float *theta)        \
+    {                                                                                                         \
+        Q8Tile a = tile_fwd(W, X, act, ld);                                                                   \
+        a.pre = pre;                                                                                          \
+        a.bias = bias;                                                                                        \
+        a.theta = theta;                                                                                      \
+        panels_q8_avx2(V, &a, T, p0, p1, 0);                                                                  \
+    }
+Q8_ENTRIES(avx2, 0)
+Q8_ENTRIES(avxvnni, 1)
+#undef Q8_ENTRIES
 
 // y (8 lanes) + s * q: product rounded, then the add (no FMA), as in scalar.c.
 AI __m256 dec8(__m256 y, __m256 s, const int8_t *q)
@@ -685,6 +755,20 @@ void simd_fill_avx2(SimdKernels *k)
     k->q8_act_row = q8_act_row_avx2;
     k->matvec_bf16w = matvec_bf16w_avx2;
     k->matmul_bf16w = matmul_bf16w_avx2;
+}
+
+// The avx2 table with the int8 products on AVX-VNNI (dispatch.c runs this only where cpuid
+// reports AVX-VNNI); same bits as avx2's.
+void simd_fill_avxvnni(SimdKernels *k)
+{
+    simd_fill_avx2(k);
+    k->name = "avxvnni";
+    k->matvec_q8 = matvec_q8_avxvnni;
+    k->matvec_q8x2 = matvec_q8x2_avxvnni;
+    k->matmul_q8 = matmul_q8_avxvnni;
+    k->matmul_q8x2 = matmul_q8x2_avxvnni;
+    k->matmul_q8t = matmul_q8t_avxvnni;
+    k->encode_q8 = encode_q8_avxvnni;
 }
 #else
 typedef int ct_avx2_unused;

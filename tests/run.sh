@@ -2,7 +2,8 @@
 # tests/run.sh MODE — runs the test suites and prints one closing line "N passed, N failed".
 #   unit : every Criterion suite build/tests/test_* and every tests/cli/*.sh script
 #   asan : the Criterion suites and CLI scripts built with ASan+UBSan, under CTRACE_ISA=avx2
-#          and CTRACE_ISA=scalar (sanitizers cannot run AVX-512 here)
+#          and CTRACE_ISA=scalar (sanitizers cannot run AVX-512 here), and the int8 and forward
+#          suites under CTRACE_ISA=avxvnni where the CPU has AVX-VNNI
 #   neon : under qemu-aarch64: the aarch64 kernel self-test, the golden forward checks
 #          (stories260K and Hugging Face, 1 and 2 threads), `ctrace logits --threads 2` and
 #          tests/cli/serve.sh
@@ -90,6 +91,13 @@ if [ "$MODE" = unit ] || [ "$MODE" = all ]; then unit "$B" ""; fi
 if [ "$MODE" = asan ] || [ "$MODE" = all ]; then
     export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1
     for isa in avx2 scalar; do CTRACE_ISA=$isa unit "$B/asan" " [asan,$isa]"; done
+    # The avxvnni table is avx2's but for its int8 products: their suites again, where the CPU
+    # has AVX-VNNI.
+    if grep -qw avx_vnni /proc/cpuinfo 2>/dev/null; then
+        for t in test_simd test_quant test_forward; do
+            CTRACE_ISA=avxvnni run_suite "$t [asan,avxvnni]" "$B/asan/tests/$t"
+        done
+    fi
     unset ASAN_OPTIONS UBSAN_OPTIONS
 fi
 if [ "$MODE" = neon ] || [ "$MODE" = all ]; then

@@ -21,6 +21,7 @@ static void check_isa(SimdIsa isa, int threads) {
 
 Test(forward, goldens_scalar) { check_isa(SIMD_SCALAR, 1); }
 Test(forward, goldens_avx2) { check_isa(SIMD_AVX2, 1); }
+Test(forward, goldens_avxvnni_2threads) { check_isa(SIMD_AVXVNNI, 2); }
 Test(forward, goldens_avx512) { check_isa(SIMD_AVX512, 1); }
 Test(forward, goldens_avx512_2threads) { check_isa(SIMD_AVX512, 2); }
 Test(forward, goldens_amx_2threads) { check_isa(SIMD_AMX, 2); }

@@ -115,11 +115,41 @@ Test(simd, tables_complete)
 #if defined(__x86_64__)
     cr_expect(!simd_isa_supported(SIMD_NEON), "neon cannot be supported on x86-64");
 #endif
+    cr_expect_str_eq(simd_isa_name(SIMD_AVX2), "avx2");
+    cr_expect_str_eq(simd_isa_name(SIMD_AVXVNNI), "avxvnni");
     cr_expect_str_eq(simd_isa_name(SIMD_AVX512), "avx512");
     cr_expect_str_eq(simd_isa_name(SIMD_AMX), "amx");
     cr_expect_str_eq(simd_isa_name((SimdIsa)99), "unknown");
 #if defined(__x86_64__)
     // amx: the avx512 table with the batched int8 products on the tile unit, needing avx512.
+    // avxvnni: the avx2 table with the int8 products on AVX-VNNI, supported exactly where the
+    // kernel reports the avx_vnni flag (an independent reading of cpuid) beside avx2.
+    FILE *ci = fopen("/proc/cpuinfo", "r");
+    if (ci) {
+        char line[8192];
+        int flag = -1;
+        while (flag < 0 && fgets(line, sizeof line, ci))
+            if (!strncmp(line, "flags", 5)) {
+                size_t n = strlen(line);
+                if (n && line[n - 1] == '\n') line[n - 1] = ' ';
+                flag = strstr(line, " avx_vnni ") != NULL;
+            }
+        fclose(ci);
+        if (flag >= 0)
+            cr_expect_eq(simd_isa_supported(SIMD_AVXVNNI), flag && simd_isa_supported(SIMD_AVX2),
+                         "avxvnni supported %d, /proc/cpuinfo avx_vnni %d", simd_isa_supported(SIMD_AVXVNNI), flag);
+    }
+    if (simd_isa_supported(SIMD_AVXVNNI)) {
+        const SimdKernels *A = simd_kernels_for(SIMD_AVXVNNI), *V = simd_kernels_for(SIMD_AVX2);
+        cr_assert(V != NULL, "avxvnni supported without avx2");
+        cr_expect_str_eq(A->name, "avxvnni");
+        cr_expect(A->matvec_q8 != V->matvec_q8 && A->matvec_q8x2 != V->matvec_q8x2 && A->matmul_q8 != V->matmul_q8 &&
+                      A->matmul_q8x2 != V->matmul_q8x2 && A->matmul_q8t != V->matmul_q8t && A->encode_q8 != V->encode_q8,
+                  "avxvnni table does not install its int8 products");
+        cr_expect(A->matmul_f32 == V->matmul_f32 && A->decode_rows_q8 == V->decode_rows_q8 &&
+                      A->q8_act_row == V->q8_act_row && A->matvec_bf16w == V->matvec_bf16w,
+                  "avxvnni table differs from avx2 beyond the int8 products");
+    }
     if (simd_isa_supported(SIMD_AMX)) {
         const SimdKernels *A = simd_kernels_for(SIMD_AMX), *V = simd_kernels_for(SIMD_AVX512);
         cr_assert(V != NULL, "amx supported without avx512");

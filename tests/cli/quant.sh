@@ -58,6 +58,21 @@ for dt in q8 q8a8; do
         [ $? -eq 2 ] && grep -q "CTRACE_ISA=amx" "$TMP/isaerr" || fail "CTRACE_ISA=amx: $(cat "$TMP/isaerr")"
     fi
 done
+# The same for avxvnni (avx2's table with the int8 products on AVX-VNNI): prefill and greedy
+# decode give avx2's bytes; where the CPU has no AVX-VNNI it is refused with exit 2.
+for dt in q8 q8a8; do
+    if CTRACE_ISA=avxvnni $CTRACE logits "$Q" --tokens $T40 --dtype $dt --threads 2 -o "$TMP/vnni40.f32" 2>"$TMP/isaerr"; then
+        CTRACE_ISA=avx2 $CTRACE logits "$Q" --tokens $T40 --dtype $dt -o "$TMP/avx2_40.f32" || fail "logits 40 tokens avx2 $dt"
+        cmp "$TMP/avx2_40.f32" "$TMP/vnni40.f32" || fail "40-token $dt logits: avxvnni differs from avx2"
+        CTRACE_ISA=avxvnni $CTRACE generate "$Q" -z "$Z" -t 0 -n 48 -p "Once upon a time" --dtype $dt >"$TMP/gv" 2>/dev/null \
+            || fail "generate avxvnni $dt"
+        CTRACE_ISA=avx2 $CTRACE generate "$Q" -z "$Z" -t 0 -n 48 -p "Once upon a time" --dtype $dt >"$TMP/g2v" 2>/dev/null \
+            || fail "generate avx2 $dt"
+        cmp "$TMP/gv" "$TMP/g2v" || fail "generate $dt: avxvnni differs from avx2"
+    else
+        [ $? -eq 2 ] && grep -q "CTRACE_ISA=avxvnni" "$TMP/isaerr" || fail "CTRACE_ISA=avxvnni: $(cat "$TMP/isaerr")"
+    fi
+done
 
 $CTRACE generate "$Q" -z "$Z" -t 0 -n 48 -p "Once upon a time" >"$TMP/g1" 2>/dev/null || fail "generate q8 file"
 $CTRACE generate "$M" -z "$Z" -t 0 -n 48 -p "Once upon a time" --dtype q8 --numa local --threads 2 >"$TMP/g2" 2>/dev/null || fail "generate --dtype q8"
