@@ -123,6 +123,20 @@ static void build_tables(void)
         default: break;
         }
     }
+#if defined(__x86_64__)
+    // AVX-512 without VNNI (Skylake-SP and -X): simd_fill_avx512 leaves the
+    // int8 entries scalar; give them the best 256-bit ones instead (same bits, much faster).
+    SimdKernels *v = &tables[SIMD_AVX512];
+    const SimdKernels *from = supported[SIMD_AVXVNNI] ? &tables[SIMD_AVXVNNI] : &tables[SIMD_AVX2];
+    if (supported[SIMD_AVX512] && v->matvec_q8 == tables[SIMD_SCALAR].matvec_q8 && supported[SIMD_AVX2]) {
+        v->matvec_q8 = from->matvec_q8;
+        v->matvec_q8x2 = from->matvec_q8x2;
+        v->matmul_q8 = from->matmul_q8;
+        v->matmul_q8x2 = from->matmul_q8x2;
+        v->matmul_q8t = from->matmul_q8t;
+        v->encode_q8 = from->encode_q8;
+    }
+#endif
 }
 
 static void ensure_tables(void) { pthread_once(&tables_once, build_tables); }

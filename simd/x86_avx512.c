@@ -1445,7 +1445,8 @@ void simd_fill_avx512(SimdKernels *k)
     k->axpy_f32 = axpy_f32_avx512;
     k->scale_f32 = scale_f32_avx512;
     // VNNI is not part of the table's feature check (F+BW+VL+DQ): the int8 entries are filled
-    // only on CPUs that have it, else they stay scalar.c's.
+    // only on CPUs that have it, else build_tables (dispatch.c) gives them the avxvnni or avx2
+    // table's.
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512vnni")) {
         k->matvec_q8 = matvec_q8_avx512;

@@ -122,6 +122,16 @@ Test(simd, tables_complete)
     cr_expect_str_eq(simd_isa_name((SimdIsa)99), "unknown");
 #if defined(__x86_64__)
     // amx: the avx512 table with the batched int8 products on the tile unit, needing avx512.
+    // Every vector table runs vector int8 products (AVX-512 without VNNI borrows avx2's or
+    // avxvnni's), never the scalar reference's.
+    const SimdKernels *S = simd_kernels_for(SIMD_SCALAR);
+    for (int i = 1; i < SIMD_NISA; i++) {
+        const SimdKernels *K = simd_kernels_for((SimdIsa)i);
+        if (!K) continue;
+        cr_expect(K->matvec_q8 != S->matvec_q8 && K->matvec_q8x2 != S->matvec_q8x2 && K->matmul_q8 != S->matmul_q8 &&
+                      K->matmul_q8x2 != S->matmul_q8x2 && K->matmul_q8t != S->matmul_q8t && K->encode_q8 != S->encode_q8,
+                  "%s table runs scalar int8 products", K->name);
+    }
     // avxvnni: the avx2 table with the int8 products on AVX-VNNI, supported exactly where the
     // kernel reports the avx_vnni flag (an independent reading of cpuid) beside avx2.
     FILE *ci = fopen("/proc/cpuinfo", "r");
