@@ -22,7 +22,9 @@
 //               peak); OpenBLAS sgemm on the same shapes vs the FMA peak.  A q8
 //               (16-bit activation) batch of 64 tokens is matmul_q8x2 over 128 digit rows
 //               (each token's two rows summed in the store): its row gives the int8 work done
-//               and the products per second
+//               and the products per second.  16-bit activation scales are powers of two
+//               (quant/q8.h), so the AVX-512 table forms dw * dx by vscalefps there, not the
+//               op mix's multiply: its q8x2 rows have no op-mix fraction
 //               The amx table (AMX tile unit, where the CPU has it) runs the same batches
 //               with one TDPBSUD per 16 rows x 16 lanes x 32-deep block; its rows are
 //               followed by two AMX probes: TDPBSUD's own rate on 32-deep products and the
@@ -173,9 +175,10 @@ static uint8_t *random_panels(Pool *pool, size_t rows, size_t cols, Q8Panels *P)
 // timed whole and with parts left out, so the gap between the GEMM and the VNNI peak can be
 // read off on any machine: the vpdpbusd alone; with the weight loads; with the activation
 // broadcasts; the whole integer part (both, plus the nsum starts); the float step without the
-// scale multiply (what one scale per activation row would leave); the kernel's loop.  Only the
-// last one computes the kernel's numbers; the others are timing only.  All scales are 0, so
-// every float stays 0 however long it runs.
+// scale multiply (what one scale per activation row would leave); the kernel's loop for 16-bit
+// activations (power-of-two scales: dw * dx by vgetexpps / vscalefps) and for 8-bit ones
+// (vmulps).  The last two compute the kernel's numbers; the others are timing only.  All scales
+// are 0, so every float stays 0 however long it runs.
 #if PROBE_X86
 #include "simd/q8_tile_asm.h"
 #define ANAT_NB 24
@@ -214,7 +217,8 @@ ANAT_FN(anat_w, Q8A_LOOP("", ANAT_JW, "", ANAT_NOF))
 ANAT_FN(anat_b, Q8A_LOOP("", ANAT_JB, "", ANAT_NOF))
 ANAT_FN(anat_int, Q8A_LOOP(Q8A_INIT, Q8A_J6, "", ANAT_NOF))
 ANAT_FN(anat_f2, Q8A_LOOP(Q8A_INIT, Q8A_J6, Q8A_LSCALES, ANAT_F2))
-ANAT_FN(anat_full, Q8A_BODY(Q8A_LSCALES, Q8A_F))   // the kernel's loop
+ANAT_FN(anat_fp, Q8A_BODY(Q8A_LSCALES, Q8A_FP))   // the kernel's loop, power-of-two dx
+ANAT_FN(anat_full, Q8A_BODY(Q8A_LSCALES, Q8A_F))   // the kernel's loop, any dx
 
 // Rows of the anatomy, each as GOP/s and its fraction of the VNNI peak vnni.
 static void tile_anatomy(const char *visa, double vnni, int runs, double min_s) {
@@ -224,7 +228,8 @@ static void tile_anatomy(const char *visa, double vnni, int runs, double min_s) 
         {anat_b, "vpdpbusd + activation broadcasts"},
         {anat_int, "integer part (loads, broadcasts, nsum starts)"},
         {anat_f2, "+ float step without the scale multiply (convert, fma)"},
-        {anat_full, "the kernel's loop (convert, dw * dx, fma)"},
+        {anat_fp, "the kernel's loop, 16-bit activations (power-of-two dx: getexp, scalef, convert, fma)"},
+        {anat_full, "the kernel's loop, 8-bit activations (convert, dw * dx, fma)"},
     };
     memset(g_aw, 1, sizeof g_aw);
     memset(g_aq, 1, sizeof g_aq);
@@ -495,6 +500,9 @@ int main(int argc, char **argv) {
                     snprintf(fig, sizeof fig, "%.1f GOP/s", gops);
                 }
                 if (k == SIMD_AVXVNNI) snprintf(rt, sizeof rt, "%.2f of AVX-VNNI peak", gops / vex);
+                else if (vnni > 0 && dg == 2 && k == SIMD_AVX512)   // vscalefps: not the op mix's multiply
+                    snprintf(rt, sizeof rt, "%.2f of VNNI peak (power-of-two scales: no multiply in the float step)",
+                             gops / vnni);
                 else if (vnni > 0)
                     snprintf(rt, sizeof rt, "%.2f of VNNI peak (%.2f of the op-mix ceiling)", gops / vnni, gops / mix);
                 else snprintf(rt, sizeof rt, "%.2f of fp32 FMA peak", gops / fma);

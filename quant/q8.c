@@ -259,31 +259,35 @@ void q8_act_block16(int8_t *qhi, float *dhi, int32_t *nhi, int8_t *qlo, float *d
     }
     // Four lanes at a time in GCC vector extensions (SSE2 / NEON, no ISA file): a prefill
     // quantizes every input row of every product, and gcc does not vectorise the scalar form.
-    // Same arithmetic as one lane would do, so the bits do not depend on the ISA.
-    const float vmax = (float)Q8_VMAX16, id = vmax / amax, dg = (float)Q8_DIGIT, idg = 1.0f / dg;
-    const v4f magic = v4f_set(12582912.0f), vid = v4f_set(id), vm = v4f_set(vmax), vdg = v4f_set(dg),
-              vidg = v4f_set(idg), one = v4f_set(1.0f), lim = v4f_set(127.0f);
+    // Same arithmetic as one lane would do, so the bits do not depend on the ISA.  Every
+    // product below is by a power of two and every value a small integer: all exact.
+    const float vmax = (float)Q8_VMAX16, sc = q8_pow2_ceil(amax / vmax), id = 1.0f / sc;
+    const v4f magic = v4f_set(12582912.0f), vid = v4f_set(id), vm = v4f_set(vmax), vdg = v4f_set((float)Q8_DIGIT),
+              vidg = v4f_set(1.0f / (float)Q8_DIGIT), one = v4f_set(1.0f), lim = v4f_set(127.0f);
     v4i sh4 = {0, 0, 0, 0}, sl4 = {0, 0, 0, 0};
     for (int k = 0; k < QK8; k += 4) {
         v4f xv;
         memcpy(&xv, xb + k, sizeof xv);
-        v4f v = (xv * vid + magic) - magic;               // round half even (as round_even)
+        v4f r = xv * vid;                                 // x / s, exact
+        v4f v = (r + magic) - magic;                      // round half even (as round_even)
         v = v4f_sel(v > vm, vm, v);                       // clamp to [-vmax, vmax]
         v = v4f_sel(v < -vm, -vm, v);
-        v4f hk = (v * vidg + magic) - magic;              // the nearest digit or its neighbour
-        v4f lk = v - vdg * hk;                            // exact (small integers) ...
-        v4f up = (v4f)((v4i)one & (lk > lim));           // ... brought into [-127, 127]
-        v4f dn = (v4f)((v4i)one & (lk < -lim));
-        v4i hi = __builtin_convertvector(hk + up - dn, v4i), lo = __builtin_convertvector(lk - vdg * up + vdg * dn, v4i);
+        v4f hk = (v * vidg + magic) - magic;              // the nearest digit
+        v4f lk = v - vdg * hk;                            // in [-128, 128]
+        v4i odd = (lk > lim) | (lk < -lim);               // lo = +-128: v moves by one towards r
+        v4f step = v4f_sel(r > v, one, -one);
+        v += (v4f)((v4i)step & odd);
+        hk = (v * vidg + magic) - magic;
+        lk = v - vdg * hk;
+        v4i hi = __builtin_convertvector(hk, v4i), lo = __builtin_convertvector(lk, v4i);
         sh4 += hi, sl4 += lo;
         v4c ch = __builtin_convertvector(hi, v4c), cl = __builtin_convertvector(lo, v4c);
         memcpy(qhi + k, &ch, sizeof ch);
         memcpy(qlo + k, &cl, sizeof cl);
     }
     int32_t sh = sh4[0] + sh4[1] + sh4[2] + sh4[3], sl = sl4[0] + sl4[1] + sl4[2] + sl4[3];
-    float sc = amax / vmax;
     *dlo = sc;
-    *dhi = sc * dg;
+    *dhi = sc * (float)Q8_DIGIT;
     *nhi = -128 * sh;
     *nlo = -128 * sl;
 }
@@ -297,7 +301,7 @@ int q8_act_quantize_digits(Q8Act *A, Q8ActBuf *buf, const float *X, size_t T, si
         size_t i = D * t * nb;   // the hi (or only) row's first block; lo is one row (nb blocks) further
         K->q8_act_row(buf->q + i * QK8, buf->d + i, buf->nsum + i, nb, X + t * cols, cols, digits);
     }
-    *A = (Q8Act){buf->q, buf->d, buf->nsum, nb, D * T, digits};
+    *A = (Q8Act){buf->q, buf->d, buf->nsum, nb, D * T, digits, digits == 2};
     buf->gen++;
     return CT_OK;
 }
@@ -329,7 +333,7 @@ int q8_act_quantize_t(Q8Act *A, Q8ActBuf *buf, const float *G, size_t T, const Q
                 q8_act_block8(buf->q + i * QK8, buf->d + i, buf->nsum + i, v, n);
             }
         }
-    *A = (Q8Act){buf->q, buf->d, buf->nsum, ng, T * nb, 1};
+    *A = (Q8Act){buf->q, buf->d, buf->nsum, ng, T * nb, 1, 0};
     buf->gen++;
     return CT_OK;
 }

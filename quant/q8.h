@@ -29,18 +29,23 @@
 // precisions, both read by the same int8 kernels:
 //   - 8-bit (digits = 1, `--dtype q8a8`): one row per token, the BlockQ8 rule (d = amax/127);
 //   - 16-bit as two int8 digits (digits = 2, `--dtype q8`, the default): per block the scale
-//     s = amax / 32258 and the integer v = round_half_even(x / s) in [-32258, 32258]
-//     (32258 = 127 * 254), split as v = 254 * hi + lo with hi = round_half_even(v * fl(1/254))
-//     and lo = v - 254 * hi, moved by one digit when |lo| > 127 (a guard: for every integer
-//     |v| <= 32258, v * fl(1/254) rounds to the nearest digit, checked exhaustively, so it never
-//     fires), so hi and lo are both in [-127, 127] (never -128).  Token t becomes two rows:
-//     row 2t holds hi with scale 254 s (rounded to fp32), row 2t+1 holds lo with scale s.
+//     s = the power of two at or above fl(amax / 32639) (q8_pow2_ceil), and the integer
+//     v = round_half_even(x / s) in [-32639, 32639] (32639 = 127 * 256 + 127), split as
+//     v = 256 * hi + lo with hi = round_half_even(v / 256) and lo = v - 256 * hi.  lo would be
+//     +-128 where v = 128 (mod 256): such a v moves by one towards x / s (down when equal), so
+//     hi and lo are both in [-127, 127] (never -128) and the error is at most s (else s/2).
+//     Token t becomes two rows: row 2t holds hi with scale 256 s, row 2t+1 holds lo with
+//     scale s: every 16-bit scale is a power of two (Q8Act.pow2), so dw * dx is exact and a
+//     kernel may form it by scaling dw's exponent (AVX-512 vscalefps) instead of multiplying.
 //     Every int8 kernel multiplies both rows against the same weights; a token's output is
 //         y = canonical(row 2t) + canonical(row 2t+1)        (one fp32 rounding; simd.h)
 //     (matmul_q8x2 / matvec_q8x2 in one pass; q8_combine_digits sums two matmul_q8 rows).  The activation error is
-//     s/2 = amax/64516 per value instead of amax/254: measured on stories260K, 8-bit
+//     at most s <= amax/32639 per value (s/2 for 255 of 256 values; a power-of-two s is
+//     ~1.44x amax/32639 on average) instead of amax/254: measured on stories260K, 8-bit
 //     activations leave top-1 agreement with fp32 at 98.7% and mean KL 5.2e-4, 16-bit at
-//     99.2% and 2.2e-4 (what remains is the int8 weights).  Decode costs the same (the
+//     99.2% and 2.2e-4 (what remains is the int8 weights; exact scales with 254 as the digit
+//     gave the same).  8-bit scales stay amax/127: rounded up to powers of two, they doubled
+//     the 8-bit KL (1.0e-3).  Decode costs the same (the
 //     matvec is DRAM-bound: the second dot product per weight vector is free); batched
 //     products do twice the int8 multiply-adds.
 //
@@ -72,8 +77,8 @@
 #define Q8_PANEL_QBYTES (QK8 * Q8_PANEL_ROWS)                   // 512
 #define Q8_PANEL_BLOCK_BYTES (Q8_PANEL_QBYTES + 4 * Q8_PANEL_ROWS) // 576
 #define Q8_TINY 1e-30f             // blocks with amax below this quantize to zero
-#define Q8_DIGIT 254               // 16-bit activations: v = Q8_DIGIT * hi + lo
-#define Q8_VMAX16 (127 * Q8_DIGIT) // |v| <= 32258
+#define Q8_DIGIT 256               // 16-bit activations: v = Q8_DIGIT * hi + lo
+#define Q8_VMAX16 (127 * Q8_DIGIT + 127) // |v| <= 32639
 
 typedef struct BlockQ8 {
     float d;           // scale: value = d * qs[k]
@@ -107,7 +112,19 @@ typedef struct Q8Act {
     size_t nb;            // blocks per row
     size_t T;             // rows (digits rows per token)
     int digits;           // 1: int8 activations; 2: a token is rows (hi, lo) of a 16-bit value
+    int pow2;             // 1: every d is a power of two, 0 or NaN (the 16-bit quantizer's), so
+                          // fl(dw * d) = dw scaled by d's exponent; 0: any scales
 } Q8Act;
+
+// The smallest power of two >= t, for a positive normal t below 2^127 (the 16-bit activation
+// scale): t itself when its mantissa field is 0, else the next exponent with a zero mantissa.
+// Integer operations on the bits, so every ISA gets the same scale.
+static inline float q8_pow2_ceil(float t)
+{
+    union { float f; uint32_t u; } b = {t};
+    if (b.u & 0x7fffffu) b.u = (b.u & 0x7f800000u) + 0x800000u;
+    return b.f;
+}
 
 // A grow-only buffer that owns a Q8Act's storage (no allocation once it is large enough).
 typedef struct Q8ActBuf {

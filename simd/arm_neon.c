@@ -464,30 +464,33 @@ static void q8_act_row_neon(int8_t *q, float *d, int32_t *nsum, size_t lo, const
             nsum[b] = -128 * vaddvq_s32(sh);
             continue;
         }
-        // 16-bit: v = round(x / s) clamped to +-32258, v = 254 hi + lo (q8_act_block16's steps;
-        // small integers throughout, so the integer moves are exact).
-        const float vmax = (float)Q8_VMAX16, dg = (float)Q8_DIGIT;
-        const float32x4_t vm = vdupq_n_f32(vmax), nvm = vdupq_n_f32(-vmax), id = vdupq_n_f32(vmax / amax),
-                          idg = vdupq_n_f32(1.0f / dg), vdg = vdupq_n_f32(dg), lim = vdupq_n_f32(127.0f),
-                          nlim = vdupq_n_f32(-127.0f);
-        const int32x4_t dgi = vdupq_n_s32(Q8_DIGIT);
+        // 16-bit: s a power of two, v = round(x / s) clamped to +-32639, v = 256 hi + lo, a v
+        // with lo = +-128 moved by one towards x / s (q8_act_block16's steps; every product is
+        // by a power of two and every value a small integer, so all of it is exact).
+        const float vmax = (float)Q8_VMAX16, sc = q8_pow2_ceil(amax / vmax);
+        const float32x4_t vm = vdupq_n_f32(vmax), nvm = vdupq_n_f32(-vmax), id = vdupq_n_f32(1.0f / sc),
+                          idg = vdupq_n_f32(1.0f / (float)Q8_DIGIT), vdg = vdupq_n_f32((float)Q8_DIGIT),
+                          lim = vdupq_n_f32(127.0f), nlim = vdupq_n_f32(-127.0f), one = vdupq_n_f32(1.0f),
+                          mone = vdupq_n_f32(-1.0f);
         for (int k = 0; k < 8; k++) {
-            float32x4_t v = vmaxq_f32(vminq_f32(act_round4(xv[k], id), vm), nvm);
+            float32x4_t r = vmulq_f32(xv[k], id);
+            float32x4_t v = vmaxq_f32(vminq_f32(act_round4(r, one), vm), nvm);
             float32x4_t hk = act_round4(v, idg);
             float32x4_t lk = vsubq_f32(v, vmulq_f32(vdg, hk));
-            int32x4_t up = vreinterpretq_s32_u32(vcgtq_f32(lk, lim));   // all ones = -1
-            int32x4_t dn = vreinterpretq_s32_u32(vcltq_f32(lk, nlim));
-            int32x4_t h = vaddq_s32(vsubq_s32(vcvtq_s32_f32(hk), up), dn);   // + 1 where up, - 1 where dn
-            int32x4_t l = vaddq_s32(vsubq_s32(vcvtq_s32_f32(lk), vandq_s32(up, dgi)), vandq_s32(dn, dgi));
+            uint32x4_t odd = vorrq_u32(vcgtq_f32(lk, lim), vcltq_f32(lk, nlim));
+            float32x4_t step = vbslq_f32(vcgtq_f32(r, v), one, mone);
+            v = vaddq_f32(v, vreinterpretq_f32_u32(vandq_u32(vreinterpretq_u32_f32(step), odd)));
+            hk = act_round4(v, idg);
+            lk = vsubq_f32(v, vmulq_f32(vdg, hk));
+            int32x4_t h = vcvtq_s32_f32(hk), l = vcvtq_s32_f32(lk);
             hi[k] = h, lw[k] = l;
             sh = vaddq_s32(sh, h);
             sl = vaddq_s32(sl, l);
         }
         act_store32_neon(qh, hi);
         act_store32_neon(ql, lw);
-        float sc = amax / vmax;
         d[lo + b] = sc;
-        d[b] = sc * dg;
+        d[b] = sc * (float)Q8_DIGIT;
         nsum[b] = -128 * vaddvq_s32(sh);
         nsum[lo + b] = -128 * vaddvq_s32(sl);
     }

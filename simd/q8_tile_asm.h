@@ -83,6 +83,15 @@
     "vmulps %%zmm14, %%zmm12, %%zmm15\n\tvmulps %%zmm14, %%zmm13, %%zmm16\n\t"                      \
     "vcvtdq2ps %%zmm" #a0 ", %%zmm" #a0 "\n\tvcvtdq2ps %%zmm" #a1 ", %%zmm" #a1 "\n\t"              \
     "vfmadd231ps %%zmm15, %%zmm" #a0 ", %%zmm" #c0 "\n\tvfmadd231ps %%zmm16, %%zmm" #a1 ", %%zmm" #c1 "\n\t"
+// The same when every dx is a power of two, 0 or NaN (Q8Act.pow2: 16-bit activations):
+// dw * dx is then dw scaled by dx's exponent, exactly, so vscalefps(dw, getexp(dx)) gives
+// fl(dw * dx) bit for bit (zero, NaN and subnormal cases included), off the multiply ports
+// vpdpbusd uses on some cores.
+#define Q8A_FP(t, a0, a1, c0, c1)                                                                     \
+    "vgetexpps (" Q8A_DX_##t ")%{1to16%}, %%zmm14\n\t"                                               \
+    "vscalefps %%zmm14, %%zmm12, %%zmm15\n\tvscalefps %%zmm14, %%zmm13, %%zmm16\n\t"                  \
+    "vcvtdq2ps %%zmm" #a0 ", %%zmm" #a0 "\n\tvcvtdq2ps %%zmm" #a1 ", %%zmm" #a1 "\n\t"              \
+    "vfmadd231ps %%zmm15, %%zmm" #a0 ", %%zmm" #c0 "\n\tvfmadd231ps %%zmm16, %%zmm" #a1 ", %%zmm" #c1 "\n\t"
 #define Q8A_F0(t, a0, a1, c0, c1)                                                                     \
     "vbroadcastss (" Q8A_DX_##t "), %%zmm14\n\t"                                              \
     "vcvtdq2ps %%zmm" #a0 ", %%zmm" #a0 "\n\tvcvtdq2ps %%zmm" #a1 ", %%zmm" #a1 "\n\t"              \

@@ -566,31 +566,33 @@ static void q8_act_row_avx2(int8_t *q, float *d, int32_t *nsum, size_t lo, const
             nsum[b] = -128 * hsum8i(sh);
             continue;
         }
-        // 16-bit: v = round(x / s) clamped to +-32258, v = 254 hi + lo (q8_act_block16's steps;
-        // small integers throughout, so the integer moves are exact).
-        const float vmax = (float)Q8_VMAX16, dg = (float)Q8_DIGIT;
-        const __m256 vm = _mm256_set1_ps(vmax), nvm = _mm256_set1_ps(-vmax), id = _mm256_set1_ps(vmax / amax),
-                     idg = _mm256_set1_ps(1.0f / dg), vdg = _mm256_set1_ps(dg), lim = _mm256_set1_ps(127.0f),
-                     nlim = _mm256_set1_ps(-127.0f);
-        const __m256i dgi = _mm256_set1_epi32(Q8_DIGIT);
+        // 16-bit: s a power of two, v = round(x / s) clamped to +-32639, v = 256 hi + lo, a v
+        // with lo = +-128 moved by one towards x / s (q8_act_block16's steps; every product is
+        // by a power of two and every value a small integer, so all of it is exact).
+        const float vmax = (float)Q8_VMAX16, sc = q8_pow2_ceil(amax / vmax);
+        const __m256 vm = _mm256_set1_ps(vmax), nvm = _mm256_set1_ps(-vmax), id = _mm256_set1_ps(1.0f / sc),
+                     idg = _mm256_set1_ps(1.0f / (float)Q8_DIGIT), vdg = _mm256_set1_ps((float)Q8_DIGIT),
+                     lim = _mm256_set1_ps(127.0f), nlim = _mm256_set1_ps(-127.0f), one = _mm256_set1_ps(1.0f),
+                     mone = _mm256_set1_ps(-1.0f);
         for (int k = 0; k < 4; k++) {
-            __m256 v = _mm256_max_ps(_mm256_min_ps(act_round8(xv[k], id), vm), nvm);
+            __m256 r = _mm256_mul_ps(xv[k], id);
+            __m256 v = _mm256_max_ps(_mm256_min_ps(act_round8(r, one), vm), nvm);
             __m256 hk = act_round8(v, idg);
             __m256 lk = _mm256_sub_ps(v, _mm256_mul_ps(vdg, hk));
-            __m256i up = _mm256_castps_si256(_mm256_cmp_ps(lk, lim, _CMP_GT_OQ));   // all ones = -1
-            __m256i dn = _mm256_castps_si256(_mm256_cmp_ps(lk, nlim, _CMP_LT_OQ));
+            __m256 odd = _mm256_or_ps(_mm256_cmp_ps(lk, lim, _CMP_GT_OQ), _mm256_cmp_ps(lk, nlim, _CMP_LT_OQ));
+            __m256 step = _mm256_blendv_ps(mone, one, _mm256_cmp_ps(r, v, _CMP_GT_OQ));
+            v = _mm256_add_ps(v, _mm256_and_ps(step, odd));
+            hk = act_round8(v, idg);
+            lk = _mm256_sub_ps(v, _mm256_mul_ps(vdg, hk));
             __m256i h = _mm256_cvttps_epi32(hk), l = _mm256_cvttps_epi32(lk);
-            h = _mm256_add_epi32(_mm256_sub_epi32(h, up), dn);   // + 1 where up, - 1 where dn
-            l = _mm256_add_epi32(_mm256_sub_epi32(l, _mm256_and_si256(up, dgi)), _mm256_and_si256(dn, dgi));
             hi[k] = h, lw[k] = l;
             sh = _mm256_add_epi32(sh, h);
             sl = _mm256_add_epi32(sl, l);
         }
         act_store32(qh, hi);
         act_store32(ql, lw);
-        float sc = amax / vmax;
         d[lo + b] = sc;
-        d[b] = sc * dg;
+        d[b] = sc * (float)Q8_DIGIT;
         nsum[b] = -128 * hsum8i(sh);
         nsum[lo + b] = -128 * hsum8i(sl);
     }

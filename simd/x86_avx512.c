@@ -354,6 +354,7 @@ AI void tile_q8_avx512(const int R, const int TT, const int LS, const Q8Tile *a,
 #pragma GCC unroll 6
         for (int t = 0; t < TT; t++) acc[r][t] = _mm512_setzero_ps();
     const Q8Act *x = a->x;
+    const int p2 = x->pow2;
     const uint8_t *wp = a->w + p * a->pstride;
     const int8_t *xq = x->q;   // loaded once: clang would re-read it around every asm below
     const float *xd = x->d;
@@ -390,7 +391,8 @@ AI void tile_q8_avx512(const int R, const int TT, const int LS, const Q8Tile *a,
 #pragma GCC unroll 6
             for (int t = 0; t < TT; t++) {
                 __m512 dx = _mm512_set1_ps(xd[xr[t] + b]);
-                __m512 s = LS ? _mm512_mul_ps(sw, dx) : dx;   // dw * dx, one rounding
+                // dw * dx, one rounding; for a power-of-two dx, dw scaled by its exponent (exact)
+                __m512 s = LS ? (p2 ? _mm512_scalef_ps(sw, _mm512_getexp_ps(dx)) : _mm512_mul_ps(sw, dx)) : dx;
                 acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia[r][t]), s, acc[r][t]);
             }
         }
@@ -404,13 +406,15 @@ AI void tile_q8_avx512(const int R, const int TT, const int LS, const Q8Tile *a,
 // lane scales, 512 without), an immediate of the asm.
 #define Q8A_RUN(TTC)                                                                                  \
     do {                                                                                              \
-        if (LS) __asm__ volatile(Q8A_BODYN(TTC, Q8A_LSCALES, Q8A_F) Q8A_OPERANDS);                    \
+        if (LS && p2) __asm__ volatile(Q8A_BODYN(TTC, Q8A_LSCALES, Q8A_FP) Q8A_OPERANDS);             \
+        else if (LS) __asm__ volatile(Q8A_BODYN(TTC, Q8A_LSCALES, Q8A_F) Q8A_OPERANDS);               \
         else __asm__ volatile(Q8A_BODYN(TTC, "", Q8A_F0) Q8A_OPERANDS);                               \
     } while (0)
 AI void tile2_q8_avx512(const int LS, const int TT, const Q8Tile *a, size_t p, size_t t0)
 {
     _Alignas(64) float acc[12][16];   // written by the asm
     const Q8Act *x = a->x;
+    const int p2 = x->pow2;   // power-of-two dx: the scale product by vscalefps (Q8A_FP)
     const size_t rs = a->xstep * x->nb, r0 = (a->xrow0 + t0 * a->xstep) * x->nb;   // in blocks
     const size_t r3 = TT > 3 ? 3 * rs : 0;   // rows 3-5's base (row 0's when the tile has none)
     const int32_t *sa = x->nsum + r0, *sb = sa + r3;
@@ -1104,32 +1108,33 @@ static void q8_act_row_avx512(int8_t *q, float *d, int32_t *nsum, size_t lo, con
             nsum[b] = -128 * _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
             continue;
         }
-        // 16-bit: v = round(x / s) clamped to +-32258, v = 254 hi + lo (q8_act_block16's steps;
-        // every value below is a small integer, so the integer moves are exact).
-        const float vmax = (float)Q8_VMAX16, dg = (float)Q8_DIGIT;
-        const __m512 vm = _mm512_set1_ps(vmax), nvm = _mm512_set1_ps(-vmax), id = _mm512_set1_ps(vmax / amax),
-                     idg = _mm512_set1_ps(1.0f / dg), vdg = _mm512_set1_ps(dg), lim = _mm512_set1_ps(127.0f),
-                     nlim = _mm512_set1_ps(-127.0f);
-        const __m512i one = _mm512_set1_epi32(1), dgi = _mm512_set1_epi32(Q8_DIGIT);
+        // 16-bit: s a power of two, v = round(x / s) clamped to +-32639, v = 256 hi + lo, a v
+        // with lo = +-128 moved by one towards x / s (q8_act_block16's steps; every product is
+        // by a power of two and every value a small integer, so all of it is exact).
+        const float vmax = (float)Q8_VMAX16, sc = q8_pow2_ceil(amax / vmax);
+        const __m512 vm = _mm512_set1_ps(vmax), nvm = _mm512_set1_ps(-vmax), id = _mm512_set1_ps(1.0f / sc),
+                     idg = _mm512_set1_ps(1.0f / (float)Q8_DIGIT), vdg = _mm512_set1_ps((float)Q8_DIGIT),
+                     lim = _mm512_set1_ps(127.0f), nlim = _mm512_set1_ps(-127.0f), one = _mm512_set1_ps(1.0f),
+                     mone = _mm512_set1_ps(-1.0f);
         __m512i sh = _mm512_setzero_si512(), sl = _mm512_setzero_si512();
         for (int h = 0; h < 2; h++) {
-            __m512 v = _mm512_max_ps(_mm512_min_ps(act_round(h ? x1 : x0, id), vm), nvm);
+            __m512 r = _mm512_mul_ps(h ? x1 : x0, id);
+            __m512 v = _mm512_max_ps(_mm512_min_ps(act_round(r, one), vm), nvm);
             __m512 hk = act_round(v, idg);
             __m512 lk = _mm512_sub_ps(v, _mm512_mul_ps(vdg, hk));
-            __mmask16 up = _mm512_cmp_ps_mask(lk, lim, _CMP_GT_OQ), dn = _mm512_cmp_ps_mask(lk, nlim, _CMP_LT_OQ);
+            __mmask16 odd = _mm512_cmp_ps_mask(lk, lim, _CMP_GT_OQ) | _mm512_cmp_ps_mask(lk, nlim, _CMP_LT_OQ);
+            __mmask16 up = _mm512_cmp_ps_mask(r, v, _CMP_GT_OQ);
+            v = _mm512_mask_add_ps(v, odd, v, _mm512_mask_blend_ps(up, mone, one));
+            hk = act_round(v, idg);
+            lk = _mm512_sub_ps(v, _mm512_mul_ps(vdg, hk));
             __m512i hi = _mm512_cvttps_epi32(hk), lw = _mm512_cvttps_epi32(lk);
-            hi = _mm512_mask_add_epi32(hi, up, hi, one);   // one digit up where up, down where dn
-            hi = _mm512_mask_sub_epi32(hi, dn, hi, one);
-            lw = _mm512_mask_sub_epi32(lw, up, lw, dgi);
-            lw = _mm512_mask_add_epi32(lw, dn, lw, dgi);
             sh = _mm512_add_epi32(sh, hi);
             sl = _mm512_add_epi32(sl, lw);
             _mm_storeu_si128((__m128i *)(qh + 16 * h), _mm512_cvtepi32_epi8(hi));
             _mm_storeu_si128((__m128i *)(ql + 16 * h), _mm512_cvtepi32_epi8(lw));
         }
-        float sc = amax / vmax;
         d[lo + b] = sc;
-        d[b] = sc * dg;
+        d[b] = sc * (float)Q8_DIGIT;
         nsum[b] = -128 * _mm512_reduce_add_epi32(sh);
         nsum[lo + b] = -128 * _mm512_reduce_add_epi32(sl);
     }

@@ -576,7 +576,7 @@ static inline void kc_act_init(KcAct *k, size_t T, size_t cols, size_t off, uint
         for (int j = 0; j < 32; j++) sum += b.qs[j];
         k->ns[i] = -128 * sum;
     }
-    k->a = (Q8Act){q, k->d, k->ns, nb, T, 1};
+    k->a = (Q8Act){q, k->d, k->ns, nb, T, 1, 0};
 }
 static inline void kc_act_free(KcAct *k)
 {
@@ -680,15 +680,17 @@ static inline void kc_check_q8_format(KcStats *st, const SimdKernels *K)
     }
     kc_case(st, ok, K->name, "q8 quantizers: zero / tiny / NaN / Inf blocks");
 
-    // 16-bit activations (q8_act_block16): s = amax / 32258, v = round(x / s) in [-32258, 32258],
-    // v = 254 hi + lo with hi, lo in [-127, 127]; |x - s v| <= s/2; amax maps to +-32258; the
-    // digit scales are 254 s and s; nsum = -128 * sum of each digit row; tails zero.
+    // 16-bit activations (q8_act_block16): s = the power of two at or above fl(amax / 32639)
+    // (computed here with frexpf), v = round(x / s) in [-32639, 32639], v = 256 hi + lo with
+    // hi, lo in [-127, 127]; |x - s v| <= s/2, or <= s where |lo| = 127 (a v with lo = +-128
+    // moved by one); amax maps to |v| >= 16320; the digit scales are 256 s and s; nsum = -128 *
+    // sum of each digit row; tails zero.
     for (size_t ni = 0; ni < 4; ni++)
         for (int rep = 0; rep < 200; rep++) {
             size_t n = ns[ni];
             float x[32];
             float scale = kc_q8_block_input(x, n, rep, &seed);
-            if (rep % 13 == 0) x[kc_rand(&seed) % n] = 127.5f * scale / 32258.0f;   // a digit boundary
+            if (rep % 13 == 0) x[kc_rand(&seed) % n] = 127.5f * scale / 32639.0f;   // a digit boundary
             int8_t qh[32], ql[32];
             float dh, dl;
             int32_t nh, nl;
@@ -696,19 +698,21 @@ static inline void kc_check_q8_format(KcStats *st, const SimdKernels *K)
             q8_act_block16(qh, &dh, &nh, ql, &dl, &nl, x, n);
             float amax = 0;
             for (size_t k = 0; k < n; k++) amax = fabsf(x[k]) > amax ? fabsf(x[k]) : amax;
-            int ok16 = dl == amax / 32258.0f && dh == dl * 254.0f, hit = 0;
+            int e;
+            float t = amax / 32639.0f, mt = frexpf(t, &e), want = mt == 0.5f ? t : ldexpf(1.0f, e);
+            int ok16 = dl == want && dh == dl * 256.0f, hit = 0;
             int32_t sh = 0, sl = 0;
             for (size_t k = 0; k < 32; k++) {
-                int v = 254 * qh[k] + ql[k];
+                int v = 256 * qh[k] + ql[k];
                 sh += qh[k], sl += ql[k];
-                ok16 = ok16 && qh[k] != -128 && ql[k] != -128 && v >= -32258 && v <= 32258;
+                ok16 = ok16 && qh[k] != -128 && ql[k] != -128 && v >= -32639 && v <= 32639;
                 if (k >= n) ok16 = ok16 && qh[k] == 0 && ql[k] == 0;
                 else {
-                    // half a step, plus the roundings of 32258 / amax and of x * that (~2 ulp of amax)
-                    ok16 = ok16 && fabs((double)x[k] - (double)dl * v) <= 0.5 * dl + 3e-7 * amax + 1e-30;
+                    double err = fabs((double)x[k] - (double)dl * v), step = abs(ql[k]) == 127 ? 1.0 : 0.5;
+                    ok16 = ok16 && err <= step * dl;
                     // the two digit rows as the kernels see them: dh * hi + dl * lo
-                    ok16 = ok16 && fabs((double)x[k] - ((double)dh * qh[k] + (double)dl * ql[k])) <= 0.5 * dl * 1.01 + 4e-7 * amax;
-                    hit |= fabsf(x[k]) == amax && (v == 32258 || v == -32258);
+                    ok16 = ok16 && fabs((double)x[k] - ((double)dh * qh[k] + (double)dl * ql[k])) == err;
+                    hit |= fabsf(x[k]) == amax && (v >= 16320 || v <= -16320);
                 }
             }
             ok16 = ok16 && nh == -128 * sh && nl == -128 * sl;
@@ -746,16 +750,38 @@ static inline void kc_check_q8_format(KcStats *st, const SimdKernels *K)
         kc_case(st, okl, K->name, "q8_act_quantize_digits: rows (hi, lo) per token, or digits outside {1, 2} accepted");
     }
 
-    // The digit split never needs its one-digit move: for every integer |v| <= 32258,
-    // round_half_even(v * fl(1/254)) leaves |v - 254 hi| <= 127 (q8.h).
+    // Every integer v in [-32639, 32639] as x = v s with s = 2^-10 (the block's first value
+    // 32639 s fixes s): the digits give v back, except v = 128 (mod 256), which moves down by
+    // one (x / s equals v), and (v + 1/4) s, which moves up.  Both digits in [-127, 127].
     {
-        volatile float idg = 1.0f / (float)Q8_DIGIT, magic = 12582912.0f;
-        int moves = 0;
-        for (int v = -Q8_VMAX16; v <= Q8_VMAX16; v++) {
-            float hk = ((float)v * idg + magic) - magic, lk = (float)v - (float)Q8_DIGIT * hk;
-            moves += lk > 127.0f || lk < -127.0f;
-        }
-        kc_case(st, moves == 0, K->name, "q8 digit split: %d values of v need the one-digit move", moves);
+        const float s10 = 1.0f / 1024.0f;
+        int wrong = 0, moved = 0;
+        for (int pass = 0; pass < 2; pass++)
+            for (int v0 = -32639; v0 <= 32639; v0 += 31) {
+                float x[32] = {32639.0f * s10};
+                int want[32];
+                for (int k = 1; k < 32; k++) {
+                    int v = v0 + k - 1, m = ((v % 256) + 256) % 256 == 128;
+                    int out = v > 32639 - pass;   // (32639 + 1/4) s would be the block's amax
+                    x[k] = out ? 0.0f : ((float)v + (pass ? 0.25f : 0.0f)) * s10;
+                    want[k] = out ? 0 : m ? (pass ? v + 1 : v - 1) : v;
+                    moved += m && v <= 32639 && !pass;
+                }
+                int8_t qh[32], ql[32];
+                float dh, dl;
+                int32_t nh, nl;
+                q8_act_block16(qh, &dh, &nh, ql, &dl, &nl, x, 32);
+                wrong += dl != s10;
+                for (int k = 1; k < 32; k++) wrong += 256 * qh[k] + ql[k] != want[k] || qh[k] == -128 || ql[k] == -128;
+            }
+        float y[32] = {32639.0f * s10, 128.25f * s10, -384.25f * s10, -128.0f * s10};
+        int8_t qh[32], ql[32];
+        float dh, dl;
+        int32_t nh, nl;
+        q8_act_block16(qh, &dh, &nh, ql, &dl, &nl, y, 4);
+        wrong += qh[1] != 1 || ql[1] != -127 || qh[2] != -2 || ql[2] != 127 || qh[3] != -1 || ql[3] != 127;
+        kc_case(st, wrong == 0 && moved == 254, K->name, "q8 digit split: %d values wrong, %d moved (254 expected)", wrong,
+                moved);
     }
 
     // Dequantize: one product per value; a partial row's tail is not written.
@@ -801,8 +827,11 @@ static inline void kc_check_q8_format(KcStats *st, const SimdKernels *K)
 }
 
 // ---- matvec_q8 / matmul_q8 / encode_q8 -----------------------------------------------------------
-static inline void kc_q8_case(KcStats *st, const SimdKernels *K, size_t T, size_t rows, size_t cols, size_t off,
-                              uint64_t *seed)
+// pow2: activation scales that are powers of two (as the 16-bit quantizer's: Q8Act.pow2 = 1,
+// which lets AVX-512 form dw * dx by vscalefps), zero, one subnormal power of two (2^-140:
+// dw * dx is then subnormal too) and, in row 0, one NaN.
+static inline void kc_q8_case_p(KcStats *st, const SimdKernels *K, size_t T, size_t rows, size_t cols, size_t off,
+                                uint64_t *seed, int pow2)
 {
     size_t nb = q8_nblocks(cols), np = q8_npanels(rows), ldy = rows + 3;
     BlockQ8 *W = kc_q8_matrix(rows, cols, seed);
@@ -810,6 +839,13 @@ static inline void kc_q8_case(KcStats *st, const SimdKernels *K, size_t T, size_
     Q8Panels P = kc_pack(W, rows, cols, off, &base);
     KcAct X;
     kc_act_init(&X, T, cols, off, seed);
+    if (pow2) {
+        for (size_t i = 0; i < T * nb; i++)
+            if (X.d[i] != 0.0f) X.d[i] = ldexpf(1.0f, -7 - (int)(kc_rand(seed) % 12));
+        if (T * nb > 2) X.d[T * nb - 1] = ldexpf(1.0f, -140);
+        if (nb > 1) X.d[nb / 2] = NAN;
+        X.a.pow2 = 1;
+    }
     float *Y = kc_out(off, T * ldy), *y = kc_out(off, rows);
     float *bias = kc_in(0, rows), *theta = kc_in(0, rows), *pre = kc_out(off, T * ldy), *act = kc_out(off, T * ldy);
     kc_fill(bias, rows, seed, -0.5f, 0.5f);
@@ -900,6 +936,12 @@ static inline void kc_q8_case(KcStats *st, const SimdKernels *K, size_t T, size_
     free(W); free(base); kc_act_free(&X); free(Y); free(y); free(bias); free(theta); free(pre); free(act);
 }
 
+static inline void kc_q8_case(KcStats *st, const SimdKernels *K, size_t T, size_t rows, size_t cols, size_t off,
+                              uint64_t *seed)
+{
+    kc_q8_case_p(st, K, T, rows, cols, off, seed, 0);
+}
+
 static inline void kc_check_matmul_q8(KcStats *st, const SimdKernels *K)
 {
     // T >= 6 leaves 1 (7, 13), 3 (9) and 5 (11) rows after the full 6-row tiles; their digit
@@ -913,6 +955,13 @@ static inline void kc_check_matmul_q8(KcStats *st, const SimdKernels *K)
             for (size_t ci = 0; ci < sizeof colss / sizeof colss[0]; ci++)
                 kc_q8_case(st, K, Ts[ti], rowss[ri], colss[ci], (ti + ri + ci) & 1, &seed);
     kc_q8_case(st, K, 64, 96, 768, 1, &seed);   // a prefill-sized tile set
+    // Power-of-two activation scales (the 16-bit quantizer's; AVX-512 takes dw * dx by
+    // vscalefps there): every tile shape again, the same canonical bits.
+    for (size_t ti = 0; ti < sizeof Ts / sizeof Ts[0]; ti++)
+        for (size_t ri = 0; ri < sizeof rowss / sizeof rowss[0]; ri += 2)
+            for (size_t ci = 0; ci < sizeof colss / sizeof colss[0]; ci += 2)
+                kc_q8_case_p(st, K, Ts[ti], rowss[ri], colss[ci], (ti + ri + ci) & 1, &seed, 1);
+    kc_q8_case_p(st, K, 64, 96, 768, 0, &seed, 1);
     // The amx table's 16-row tiles: exactly one (16; as digit pairs, 8 tokens), one or two with
     // 1, 15 or 14 rows left for the VNNI tiles (17, 31, 47; pairs 16 + 14, 32 + 14), and more
     // blocks than the pipeline holds (1, 2, 3, 4, 5 and 32 blocks: 20, 33, 65, 100, 150, 1001
@@ -1226,7 +1275,8 @@ static inline void kc_check_q8_act_row(KcStats *st, const SimdKernels *K)
                     if (rep == 4) {   // special blocks: zero, NaN, Inf, a digit boundary
                         for (size_t k = 0; k < cols && k < 32; k++) x[k] = 0.0f;
                         if (cols > 33) x[33] = NAN;
-                        if (cols > 66) x[64] = 1.0f, x[65] = 635.0f / 32258.0f, x[66] = -889.0f / 32258.0f;   // v = 254 h + 127
+                        if (cols > 67)   // s = 2^-14: v = 128 (moves down), -384.25 and 640.25 (move away)
+                            x[64] = 1.0f, x[65] = 128.0f / 16384.0f, x[66] = -384.25f / 16384.0f, x[67] = 640.25f / 16384.0f;
                         if (cols > 96) x[96] = -INFINITY;
                     }
                     if (rep == 5 && cols > 3) x[cols / 2] = -1e-30f, x[cols - 1] = 0.0f;
