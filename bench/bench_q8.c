@@ -23,8 +23,9 @@
 //               (16-bit activation) batch of 64 tokens is matmul_q8x2 over 128 digit rows
 //               (each token's two rows summed in the store): its row gives the int8 work done
 //               and the products per second.  16-bit activation scales are powers of two
-//               (quant/q8.h), so the AVX-512 table forms dw * dx by vscalefps there, not the
-//               op mix's multiply: its q8x2 rows have no op-mix fraction
+//               (quant/q8.h), so the AVX-512 table may form dw * dx by vscalefps instead of
+//               the op mix's multiply (the default on AMD, simd_q8_pow2_scalef): it times its
+//               q8 batches both ways, the vscalefps rows without an op-mix fraction
 //               The amx table (AMX tile unit, where the CPU has it) runs the same batches
 //               with one TDPBSUD per 16 rows x 16 lanes x 32-deep block; its rows are
 //               followed by two AMX probes: TDPBSUD's own rate on 32-deep products and the
@@ -474,8 +475,13 @@ int main(int argc, char **argv) {
         }
         // dg 1: matmul_q8 (8-bit activations); dg 2: a q8 (16-bit) batch, matmul_q8x2 over the
         // 2T digit rows (their sums stored per token), whose int8 work is twice the products.
-        for (int dg = 1; dg <= 2; dg++)
+        // AVX-512 times the q8 batch once more with the other way of forming dw * dx from its
+        // power-of-two scales (vscalefps or vmulps, simd_q8_pow2_scalef): "dg 3" below.
+        const int sf_def = simd_q8_pow2_scalef_on();
+        for (int dgv = 1; dgv <= (k == SIMD_AVX512 ? 3 : 2); dgv++)
             for (int sh = 0; sh < 2; sh++) {
+                const int dg = dgv == 3 ? 2 : dgv, sf = dgv == 3 ? !sf_def : sf_def;
+                simd_q8_pow2_scalef(dgv == 3 ? (sf ? 1 : 2) : 0);
                 Job j = {.K = K, .W = &Pg[sh], .X = dg == 2 ? &Xa16 : &Xa, .Y = Yg, .T = T};
                 double s = INFINITY;
                 for (int r = 0; r < (quick ? 2 : 6); r++) {   // alternate with the peak probes, best of each
@@ -500,15 +506,20 @@ int main(int argc, char **argv) {
                     snprintf(fig, sizeof fig, "%.1f GOP/s", gops);
                 }
                 if (k == SIMD_AVXVNNI) snprintf(rt, sizeof rt, "%.2f of AVX-VNNI peak", gops / vex);
-                else if (vnni > 0 && dg == 2 && k == SIMD_AVX512)   // vscalefps: not the op mix's multiply
-                    snprintf(rt, sizeof rt, "%.2f of VNNI peak (power-of-two scales: no multiply in the float step)",
-                             gops / vnni);
+                else if (vnni > 0 && dg == 2 && k == SIMD_AVX512 && sf)   // vscalefps: not the op mix's multiply
+                    snprintf(rt, sizeof rt, "%.2f of VNNI peak (no multiply in the float step)", gops / vnni);
                 else if (vnni > 0)
                     snprintf(rt, sizeof rt, "%.2f of VNNI peak (%.2f of the op-mix ceiling)", gops / vnni, gops / mix);
                 else snprintf(rt, sizeof rt, "%.2f of fp32 FMA peak", gops / fma);
-                row(isa, 1, dg == 2 ? "matmul_q8x2 (q8: 16-bit activations)" : "matmul_q8 (q8a8: 8-bit activations)", sz,
-                    fig, rt);
+                char kn2[160];
+                if (dg == 1) snprintf(kn2, sizeof kn2, "matmul_q8 (q8a8: 8-bit activations)");
+                else if (k == SIMD_AVX512)
+                    snprintf(kn2, sizeof kn2, "matmul_q8x2 (q8: 16-bit activations), dw * dx by %s%s",
+                             sf ? "vscalefps" : "vmulps", dgv == 3 ? " (forced)" : " (default here)");
+                else snprintf(kn2, sizeof kn2, "matmul_q8x2 (q8: 16-bit activations)");
+                row(isa, 1, kn2, sz, fig, rt);
             }
+        simd_q8_pow2_scalef(0);
         if (k == SIMD_AVXVNNI) {
             snprintf(fig, sizeof fig, "%.1f GOP/s", vex);
             row("avxvnni", 1, "probe: int8 AVX-VNNI peak (interleaved with matmul_q8 batches)", "-", fig, "-");

@@ -253,3 +253,29 @@ int simd_q8_matvec_width_default(void)
     }
     return w;
 }
+
+static atomic_int pow2_scalef;           // 0: default, 1: vscalefps, 2: vmulps
+static atomic_int pow2_scalef_default;   // 0: not read yet, 1: vscalefps, 2: vmulps
+
+int simd_q8_pow2_scalef(int mode)
+{
+    if (mode < 0 || mode > 2) return -1;
+    atomic_store(&pow2_scalef, mode);
+    return 0;
+}
+
+int simd_q8_pow2_scalef_on(void)
+{
+    int m = atomic_load_explicit(&pow2_scalef, memory_order_relaxed);
+    if (!m) m = atomic_load_explicit(&pow2_scalef_default, memory_order_relaxed);
+    if (!m) {
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_cpu_init();
+        m = __builtin_cpu_is("amd") ? 1 : 2;
+#else
+        m = 2;
+#endif
+        atomic_store_explicit(&pow2_scalef_default, m, memory_order_relaxed);
+    }
+    return m == 1;
+}

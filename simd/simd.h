@@ -217,6 +217,14 @@ int simd_q8_matvec_streams_forced(void);   // 0 or the forced count
 int simd_q8_matvec_width(int bits);
 int simd_q8_matvec_width_forced(void);    // 0 or the forced width
 int simd_q8_matvec_width_default(void);   // 256 or 512: this CPU's default
+// How the AVX-512 GEMM tiles form dw * dx when every activation scale is a power of two
+// (Q8Act.pow2: 16-bit activations): by vgetexpps / vscalefps on AMD cores (Zen 5 runs
+// vpdpbusd, vmulps and the FMA on the same two ports, and scalef elsewhere), by vmulps on others
+// (not measured there: Intel cores run vscalefps and vgetexpps on one port).  The same bits
+// either way.  mode 1 forces vscalefps, 2 vmulps, 0 restores the default; returns 0, or -1 (and
+// changes nothing) for any other mode.
+int simd_q8_pow2_scalef(int mode);
+int simd_q8_pow2_scalef_on(void);         // 1: vscalefps (forced or this CPU's default)
 
 // Per-ISA fill functions: each overwrites the entries its file implements.
 void simd_fill_scalar(SimdKernels *k);

@@ -354,7 +354,7 @@ AI void tile_q8_avx512(const int R, const int TT, const int LS, const Q8Tile *a,
 #pragma GCC unroll 6
         for (int t = 0; t < TT; t++) acc[r][t] = _mm512_setzero_ps();
     const Q8Act *x = a->x;
-    const int p2 = x->pow2;
+    const int p2 = x->pow2 && simd_q8_pow2_scalef_on();
     const uint8_t *wp = a->w + p * a->pstride;
     const int8_t *xq = x->q;   // loaded once: clang would re-read it around every asm below
     const float *xd = x->d;
@@ -414,7 +414,7 @@ AI void tile2_q8_avx512(const int LS, const int TT, const Q8Tile *a, size_t p, s
 {
     _Alignas(64) float acc[12][16];   // written by the asm
     const Q8Act *x = a->x;
-    const int p2 = x->pow2;   // power-of-two dx: the scale product by vscalefps (Q8A_FP)
+    const int p2 = x->pow2 && simd_q8_pow2_scalef_on();   // power-of-two dx: dw * dx by vscalefps (Q8A_FP)
     const size_t rs = a->xstep * x->nb, r0 = (a->xrow0 + t0 * a->xstep) * x->nb;   // in blocks
     const size_t r3 = TT > 3 ? 3 * rs : 0;   // rows 3-5's base (row 0's when the tile has none)
     const int32_t *sa = x->nsum + r0, *sb = sa + r3;

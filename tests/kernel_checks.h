@@ -956,12 +956,19 @@ static inline void kc_check_matmul_q8(KcStats *st, const SimdKernels *K)
                 kc_q8_case(st, K, Ts[ti], rowss[ri], colss[ci], (ti + ri + ci) & 1, &seed);
     kc_q8_case(st, K, 64, 96, 768, 1, &seed);   // a prefill-sized tile set
     // Power-of-two activation scales (the 16-bit quantizer's; AVX-512 takes dw * dx by
-    // vscalefps there): every tile shape again, the same canonical bits.
-    for (size_t ti = 0; ti < sizeof Ts / sizeof Ts[0]; ti++)
-        for (size_t ri = 0; ri < sizeof rowss / sizeof rowss[0]; ri += 2)
-            for (size_t ci = 0; ci < sizeof colss / sizeof colss[0]; ci += 2)
-                kc_q8_case_p(st, K, Ts[ti], rowss[ri], colss[ci], (ti + ri + ci) & 1, &seed, 1);
-    kc_q8_case_p(st, K, 64, 96, 768, 0, &seed, 1);
+    // vscalefps or vmulps there, simd_q8_pow2_scalef): every tile shape again with each, the
+    // same canonical bits.
+    for (int mode = 1; mode <= 2; mode++) {
+        kc_case(st, simd_q8_pow2_scalef(mode) == 0 && simd_q8_pow2_scalef_on() == (mode == 1), K->name,
+                "simd_q8_pow2_scalef(%d) refused or not in effect", mode);
+        for (size_t ti = 0; ti < sizeof Ts / sizeof Ts[0]; ti++)
+            for (size_t ri = 0; ri < sizeof rowss / sizeof rowss[0]; ri += 2)
+                for (size_t ci = 0; ci < sizeof colss / sizeof colss[0]; ci += 2)
+                    kc_q8_case_p(st, K, Ts[ti], rowss[ri], colss[ci], (ti + ri + ci) & 1, &seed, 1);
+        kc_q8_case_p(st, K, 64, 96, 768, 0, &seed, 1);
+    }
+    kc_case(st, simd_q8_pow2_scalef(3) == -1 && simd_q8_pow2_scalef(0) == 0, K->name,
+            "simd_q8_pow2_scalef: mode 3 accepted or 0 refused");
     // The amx table's 16-row tiles: exactly one (16; as digit pairs, 8 tokens), one or two with
     // 1, 15 or 14 rows left for the VNNI tiles (17, 31, 47; pairs 16 + 14, 32 + 14), and more
     // blocks than the pipeline holds (1, 2, 3, 4, 5 and 32 blocks: 20, 33, 65, 100, 150, 1001
@@ -1032,7 +1039,11 @@ static inline void kc_check_matmul_q8(KcStats *st, const SimdKernels *K)
                                 e += w * xv, mag += fabs(w * xv), wabs += fabs(w);
                                 amax = fabsf(xv) > amax ? fabsf(xv) : amax;
                             }
-                            bound += 0.5 * (dg == 1 ? amax / 127.0 : amax / 32258.0) * wabs * 1.001;
+                            // per value: half a step (8-bit: amax / 127), or 16-bit's step s, the power of two
+                            // at or above amax / 32639 (a moved value is off by up to s; q8.h)
+                            int e2;
+                            float t2 = amax / 32639.0f, m2 = frexpf(t2, &e2), s2 = m2 == 0.5f || amax == 0 ? t2 : ldexpf(1.0f, e2);
+                            bound += (dg == 1 ? 0.5 * amax / 127.0 : (double)s2) * wabs * 1.001;
                         }
                         double d = fabs((double)Y[t * rows + r] - e);
                         err[dg - 1] += d;

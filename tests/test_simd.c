@@ -134,20 +134,26 @@ Test(simd, tables_complete)
     }
     // avxvnni: the avx2 table with the int8 products on AVX-VNNI, supported exactly where the
     // kernel reports the avx_vnni flag (an independent reading of cpuid) beside avx2.
+    // The power-of-two scale product defaults to vscalefps exactly on AMD (vendor_id).
     FILE *ci = fopen("/proc/cpuinfo", "r");
     if (ci) {
         char line[8192];
-        int flag = -1;
-        while (flag < 0 && fgets(line, sizeof line, ci))
+        int flag = -1, amd = 0;
+        while (flag < 0 && fgets(line, sizeof line, ci)) {
+            if (!strncmp(line, "vendor_id", 9)) amd = strstr(line, "AuthenticAMD") != NULL;
             if (!strncmp(line, "flags", 5)) {
                 size_t n = strlen(line);
                 if (n && line[n - 1] == '\n') line[n - 1] = ' ';
                 flag = strstr(line, " avx_vnni ") != NULL;
             }
+        }
         fclose(ci);
         if (flag >= 0)
             cr_expect_eq(simd_isa_supported(SIMD_AVXVNNI), flag && simd_isa_supported(SIMD_AVX2),
                          "avxvnni supported %d, /proc/cpuinfo avx_vnni %d", simd_isa_supported(SIMD_AVXVNNI), flag);
+        cr_expect_eq(simd_q8_pow2_scalef(0), 0);
+        cr_expect_eq(simd_q8_pow2_scalef_on(), amd, "vscalefps default %d on a %s CPU", simd_q8_pow2_scalef_on(),
+                     amd ? "AMD" : "non-AMD");
     }
     if (simd_isa_supported(SIMD_AVXVNNI)) {
         const SimdKernels *A = simd_kernels_for(SIMD_AVXVNNI), *V = simd_kernels_for(SIMD_AVX2);
