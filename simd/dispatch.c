@@ -234,28 +234,30 @@ int simd_q8_matvec_width(int bits)
 
 int simd_q8_matvec_width_forced(void) { return atomic_load_explicit(&matvec_width, memory_order_relaxed); }
 
-// AMD's AVX-512 cores (Zen 4, Zen 5) run 512-bit integer products at the full clock; Intel's
-// lower the core clock for them (x86_avx512.c, the decode matvec).  Read once; every decode
-// matvec asks.
-static atomic_int matvec_width_default;   // 0: not read yet
+// 1 on an AMD CPU (read once): the decode matvec's product width and the GEMM tiles' way of
+// forming a power-of-two scale product both follow the vendor.
+static atomic_int cpu_amd_state;   // 0: not read yet, 1: AMD, 2: other
 
-int simd_q8_matvec_width_default(void)
+static int cpu_amd(void)
 {
-    int w = atomic_load_explicit(&matvec_width_default, memory_order_relaxed);
-    if (!w) {
+    int m = atomic_load_explicit(&cpu_amd_state, memory_order_relaxed);
+    if (!m) {
 #if defined(__x86_64__) || defined(__i386__)
         __builtin_cpu_init();
-        w = __builtin_cpu_is("amd") ? 512 : 256;
+        m = __builtin_cpu_is("amd") ? 1 : 2;
 #else
-        w = 256;
+        m = 2;
 #endif
-        atomic_store_explicit(&matvec_width_default, w, memory_order_relaxed);
+        atomic_store_explicit(&cpu_amd_state, m, memory_order_relaxed);
     }
-    return w;
+    return m == 1;
 }
 
-static atomic_int pow2_scalef;           // 0: default, 1: vscalefps, 2: vmulps
-static atomic_int pow2_scalef_default;   // 0: not read yet, 1: vscalefps, 2: vmulps
+// AMD's AVX-512 cores (Zen 4, Zen 5) run 512-bit integer products at the full clock; Intel's
+// lower the core clock for them (x86_avx512.c, the decode matvec).
+int simd_q8_matvec_width_default(void) { return cpu_amd() ? 512 : 256; }
+
+static atomic_int pow2_scalef;   // 0: default, 1: vscalefps, 2: vmulps
 
 int simd_q8_pow2_scalef(int mode)
 {
@@ -264,18 +266,9 @@ int simd_q8_pow2_scalef(int mode)
     return 0;
 }
 
+// vscalefps by default on AMD (simd.h).
 int simd_q8_pow2_scalef_on(void)
 {
     int m = atomic_load_explicit(&pow2_scalef, memory_order_relaxed);
-    if (!m) m = atomic_load_explicit(&pow2_scalef_default, memory_order_relaxed);
-    if (!m) {
-#if defined(__x86_64__) || defined(__i386__)
-        __builtin_cpu_init();
-        m = __builtin_cpu_is("amd") ? 1 : 2;
-#else
-        m = 2;
-#endif
-        atomic_store_explicit(&pow2_scalef_default, m, memory_order_relaxed);
-    }
-    return m == 1;
+    return m ? m == 1 : cpu_amd();
 }

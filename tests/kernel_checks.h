@@ -626,6 +626,15 @@ static inline float kc_q8_block_input(float *x, size_t n, int rep, uint64_t *see
     return scale;
 }
 
+// The 16-bit activation step for a block's amax: the power of two at or above fl(amax / 32639)
+// (quant/q8.h), computed with frexpf rather than the quantizer's bit operations; 0 for amax 0.
+static inline float kc_step16(float amax)
+{
+    int e;
+    float t = amax / 32639.0f, m = frexpf(t, &e);
+    return m == 0.5f || amax == 0 ? t : ldexpf(1.0f, e);
+}
+
 static inline void kc_check_q8_format(KcStats *st, const SimdKernels *K)
 {
     uint64_t seed = 21;
@@ -698,9 +707,7 @@ static inline void kc_check_q8_format(KcStats *st, const SimdKernels *K)
             q8_act_block16(qh, &dh, &nh, ql, &dl, &nl, x, n);
             float amax = 0;
             for (size_t k = 0; k < n; k++) amax = fabsf(x[k]) > amax ? fabsf(x[k]) : amax;
-            int e;
-            float t = amax / 32639.0f, mt = frexpf(t, &e), want = mt == 0.5f ? t : ldexpf(1.0f, e);
-            int ok16 = dl == want && dh == dl * 256.0f, hit = 0;
+            int ok16 = dl == kc_step16(amax) && dh == dl * 256.0f, hit = 0;
             int32_t sh = 0, sl = 0;
             for (size_t k = 0; k < 32; k++) {
                 int v = 256 * qh[k] + ql[k];
@@ -1039,11 +1046,9 @@ static inline void kc_check_matmul_q8(KcStats *st, const SimdKernels *K)
                                 e += w * xv, mag += fabs(w * xv), wabs += fabs(w);
                                 amax = fabsf(xv) > amax ? fabsf(xv) : amax;
                             }
-                            // per value: half a step (8-bit: amax / 127), or 16-bit's step s, the power of two
-                            // at or above amax / 32639 (a moved value is off by up to s; q8.h)
-                            int e2;
-                            float t2 = amax / 32639.0f, m2 = frexpf(t2, &e2), s2 = m2 == 0.5f || amax == 0 ? t2 : ldexpf(1.0f, e2);
-                            bound += (dg == 1 ? 0.5 * amax / 127.0 : (double)s2) * wabs * 1.001;
+                            // per value: half a step (8-bit: amax / 127), or 16-bit's whole step (a moved
+                            // value is off by up to s; q8.h)
+                            bound += (dg == 1 ? 0.5 * amax / 127.0 : (double)kc_step16(amax)) * wabs * 1.001;
                         }
                         double d = fabs((double)Y[t * rows + r] - e);
                         err[dg - 1] += d;

@@ -121,7 +121,6 @@ Test(simd, tables_complete)
     cr_expect_str_eq(simd_isa_name(SIMD_AMX), "amx");
     cr_expect_str_eq(simd_isa_name((SimdIsa)99), "unknown");
 #if defined(__x86_64__)
-    // amx: the avx512 table with the batched int8 products on the tile unit, needing avx512.
     // Every vector table runs vector int8 products (AVX-512 without VNNI borrows avx2's or
     // avxvnni's), never the scalar reference's.
     const SimdKernels *S = simd_kernels_for(SIMD_SCALAR);
@@ -166,6 +165,7 @@ Test(simd, tables_complete)
                       A->q8_act_row == V->q8_act_row && A->matvec_bf16w == V->matvec_bf16w,
                   "avxvnni table differs from avx2 beyond the int8 products");
     }
+    // amx: the avx512 table with the batched int8 products on the tile unit, needing avx512.
     if (simd_isa_supported(SIMD_AMX)) {
         const SimdKernels *A = simd_kernels_for(SIMD_AMX), *V = simd_kernels_for(SIMD_AVX512);
         cr_assert(V != NULL, "amx supported without avx512");
