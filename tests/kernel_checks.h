@@ -990,7 +990,8 @@ static inline void kc_check_matmul_q8(KcStats *st, const SimdKernels *K)
     // Enough panels for the decode matvec's side-by-side streams (AVX-512: 4 runs of 2-3 panels
     // with 0, 1, 2 and 3 panels left over; 8 runs of 1-2 panels with 0, 1, 5 and 7 left over),
     // in one call and split in two.  Each count forced, with each product width
-    // (simd_q8_matvec_streams, simd_q8_matvec_width; small calls read with 2 runs otherwise).
+    // (simd_q8_matvec_streams, simd_q8_matvec_width; small calls otherwise read with one count:
+    // 2 runs with 256-bit products, 8 with 512-bit ones).
     static const size_t mvrows[] = {128, 200, 226, 250, 270};
     static const int counts[] = {1, 2, 4, 8}, widths[] = {256, 512};
     for (size_t w = 0; w < 2; w++)
