@@ -206,8 +206,9 @@ const SimdKernels *simd_kernels_for(SimdIsa isa);
 int simd_force(SimdIsa isa);
 // The AVX-512 decode matvec (matvec_q8, matvec_q8x2) reads several runs of panels side by
 // side, chosen per thread at run time by measured speed among 1, 2, 4 (256-bit products) or
-// 2, 4, 8 (512-bit products) for calls of 8 MB and more, fixed at 2 or 8 for smaller ones
-// (x86_avx512.c); every count and width gives the same bits.
+// 2, 4, 8 (512-bit products) for calls of 8 MB and more, fixed for smaller ones (2, or 8 with
+// 512-bit products and 16 panels or more; x86_avx512.c); every count and width gives the same
+// bits.
 // n = 1, 2, 4 or 8 forces a count for the rest of the process (tests, benchmarks), 0 restores
 // the choice; returns 0, or -1 (and changes nothing) for any other n.
 int simd_q8_matvec_streams(int n);

@@ -738,12 +738,14 @@ AI void matvec_q8_runs(const int Z, const int DG, const int NS, float *y, const 
 // less on the AMD VM; with 16-bit activations their 32 accumulators alone fill the
 // registers), 2, 4, 8 with 512-bit ones (on the AMD VM 1 run read 0.6 of the probe).  Calls
 // under MV_TUNE_BYTES, too short to time one by one, read untimed with mv_small[width] runs:
-// 2 with 256-bit products, 8 with 512-bit ones.  A decode step is mostly such calls (a ~110M
-// model's 768 x 768 and 2048 x 768 matrices, 0.7-1.8 MB each).  On the AMD (Zen 5) VM, its q8
-// decode in one process, 64 steps with 8 runs and 64 with 2 taking turns, median of the
-// per-turn ratios: 16-bit activations 1.05-1.11 on 1 thread (faster in 49 of 51 turns), 1.13
-// on 2 (15 of 15); 8-bit 0.99-1.01 on 1 thread, 1.03 on 2 (13 of 15).  Not measured on Intel
-// cores, whose default is 256-bit products.
+// 2 with 256-bit products, 8 with 512-bit ones, if they have two panels per run (else 2).  A
+// decode step is mostly such calls (a ~110M model's 768 x 768 and 2048 x 768 matrices, 0.7-1.8
+// MB each).  On the AMD (Zen 5) VM, its q8 decode in one process, 64 steps with 8 runs and 64
+// with 2 taking turns, median of the per-turn ratios: 16-bit activations 1.05-1.11 on 1 thread
+// (faster in 49 of 51 turns), 1.13 on 2 (15 of 15); 8-bit 0.99-1.01 on 1 thread, 1.03 on 2 (13
+// of 15).  stories260K (4-32 panels per call, in cache): 8 runs always 0.987 of 2 (faster in 2
+// of 21 turns), 8 only from 16 panels 0.999 (10 of 21).  Not measured on Intel cores, whose
+// default is 256-bit products.
 // simd_q8_matvec_streams and simd_q8_matvec_width (simd.h) force a count and a width.
 #define MV_TUNE_BYTES ((size_t)8 << 20)
 #define MV_EXPLORE 8
@@ -796,7 +798,7 @@ AI void matvec_q8_dg(const int DG, float *y, const Q8Panels *W, const Q8Act *x, 
     int k = -1, fresh = 0;
     MvTune *t = &mv_tune[z][DG - 1];
     if (!ns) {
-        if (bytes < MV_TUNE_BYTES) ns = mv_small[z];
+        if (bytes < MV_TUNE_BYTES) ns = p1 - p0 >= 2 * (size_t)mv_small[z] ? mv_small[z] : 2;
         else ns = mv_counts[z][k = mv_pick(t, &fresh)];
     }
     uint64_t t0 = k >= 0 ? __rdtsc() : 0;

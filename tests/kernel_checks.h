@@ -991,7 +991,7 @@ static inline void kc_check_matmul_q8(KcStats *st, const SimdKernels *K)
     // with 0, 1, 2 and 3 panels left over; 8 runs of 1-2 panels with 0, 1, 5 and 7 left over),
     // in one call and split in two.  Each count forced, with each product width
     // (simd_q8_matvec_streams, simd_q8_matvec_width; small calls otherwise read with one count:
-    // 2 runs with 256-bit products, 8 with 512-bit ones).
+    // 2 runs with 256-bit products, 8 with 512-bit ones from 16 panels on, else 2).
     static const size_t mvrows[] = {128, 200, 226, 250, 270};
     static const int counts[] = {1, 2, 4, 8}, widths[] = {256, 512};
     for (size_t w = 0; w < 2; w++)
