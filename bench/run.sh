@@ -70,10 +70,40 @@ if [ -s "$MODEL" ] && "$CT" bench-forward --help >/dev/null 2>&1; then
             done
         done
     done
-    echo "(stories260K fits in cache: its decode GB/s is weight bytes per token x tok/s, not DRAM traffic)"
+    echo "(decode GB/s = bytes read per token x tok/s: weights + the KV cache rows attended to; stories260K fits in cache, so its figure is not DRAM traffic)"
     echo
 else
     echo "(ctrace has no bench-forward subcommand yet: forward-pass rows skipped)"
+fi
+
+# ---- long context: prefill and decode at 1900 tokens of context -------------------------------
+# The same ~100M weights with a 2048-position context (mkmodel --seq-len 2048; cached beside
+# mk100m.bin).  At this length attention reads the KV cache (2 x 12 layers x 1900 x 768 fp32 =
+# 140 MB per decode step, more than the q8 weights), so decode GB/s counts those rows too.
+LONGMODEL=$OUT/mk100m-ctx2048.bin
+LONGARGS="$MKARGS --seq-len 2048"
+if [ -s "$MODEL" ] && "$CT" bench-forward --help >/dev/null 2>&1; then
+    if [ ! -s "$LONGMODEL" ] || [ "$(cat "$LONGMODEL.args" 2>/dev/null)" != "$LONGARGS" ]; then
+        rm -f "$LONGMODEL.args"
+        # shellcheck disable=SC2086  # LONGARGS is a list of words
+        "$CT" mkmodel $LONGARGS -o "$LONGMODEL" >/dev/null || { echo "bench/run.sh: ctrace mkmodel (long) failed" >&2; exit 1; }
+        echo "$LONGARGS" >"$LONGMODEL.args"
+    fi
+    LP=1900; LG=64
+    [ -n "$QUICK" ] && LP=256 && LG=8
+    echo "### Long context (mk100m with seq_len 2048: prefill of $LP tokens, then $LG decode steps; best of 2)"
+    echo
+    header=--header
+    isa=$("$B/bench/bench_kernels" --list-isas | tail -1)
+    for t in 1 2; do
+        for d in f32 q8; do
+            # shellcheck disable=SC2086
+            "$CT" bench-forward "$LONGMODEL" --dtype "$d" --threads "$t" --isa "$isa" --prompt $LP --gen $LG --best 2 \
+                $DRAMOPT $header || { echo "bench/run.sh: bench-forward $LONGMODEL --dtype $d failed" >&2; exit 1; }
+            header=""
+        done
+    done
+    echo
 fi
 
 # ---- int8: kernels vs the machine's limits, then q8 vs f32 decode, gcc and clang ---------------
@@ -111,7 +141,7 @@ if [ -s "$Q8MODEL" ]; then
     echo "### int8 kernels ($(${CC:-gcc} --version | head -1))"
     echo
     "$B/bench/bench_q8" $QUICK | sed '1,2d' || { echo "bench/run.sh: bench_q8 failed" >&2; exit 1; }
-    echo "### Decode, q8 / q8a8 vs f32 (mk100m; best of $BEST passes; decode GB/s = weight bytes per token x tok/s)"
+    echo "### Decode, q8 / q8a8 vs f32 (mk100m; best of $BEST passes; decode GB/s = weight + KV cache bytes per token x tok/s)"
     echo
     header=--header
     q8_rows "$CT" "${CC:-gcc}"

@@ -1,6 +1,7 @@
 // cmd_bench.c — `ctrace bench-forward`: prefill and decode throughput of one model, as a
-// markdown row.  Decode is also reported as weight bytes streamed per second and, when the
-// caller passes the DRAM read bandwidth it measured in the same run, as a fraction of it.
+// markdown row.  Decode is also reported as bytes streamed per second (weights and the KV
+// cache rows it attends to) and, when the caller passes the DRAM read bandwidth it measured in
+// the same run, as a fraction of it.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,9 +15,10 @@ void help_bench_forward(void) {
            "                            [--dram-gbs X] [--header] [--dtype f32|q8|q8a8|bf16|bf16dot]\n"
            "                            [--numa MODE] [--best K]\n\n"
            "Times a P-token prefill (default 64) and G decode steps (default 64) on random\n"
-           "token ids (seed 1) and prints one markdown row.  --dram-gbs adds decode as a fraction\n"
-           "of that bandwidth (weights streamed per token / time: fp32 parameters, the packed\n"
-           "int8 bytes under q8, the bf16 matrices under bf16); --header prints the header.\n"
+           "token ids (seed 1) and prints one markdown row.  decode GB/s = bytes read per token\n"
+           "x tok/s: the weights (fp32 parameters, the packed int8 bytes under q8, the bf16\n"
+           "matrices under bf16) and the fp32 keys and values attended to (their mean over the G\n"
+           "steps); --dram-gbs adds it as a fraction of that bandwidth; --header prints the header.\n"
            "--best K repeats prefill and decode K times and keeps the fastest of each (for shared\n"
            "machines; default 1).\n%s", cli_weight_help());
 }
@@ -88,11 +90,20 @@ int cmd_bench_forward(int argc, char **argv) {
         if ((double)G / (t2 - t1) > decode) decode = (double)G / (t2 - t1);
     }
     // Bytes a decode step must stream: every weight matrix once (norms are negligible) — fp32
-    // parameters, the packed int8 weights (quants + scales) under q8, the bf16 matrices under bf16.
+    // parameters, the packed int8 weights (quants + scales) under q8, the bf16 matrices under
+    // bf16 — and the keys and values it attends to (fp32 cache rows of Dkv floats; a
+    // sliding-window layer reads at most its window), averaged over the G steps.
     size_t params = model_param_count(&m.c);
     CtDtype dt = model_dtype(&m);
     double bytes_tok = ct_dtype_is_q8(dt) ? (double)m.q8->bytes
                      : model_is_bf16(&m) ? (double)m.bf16->bytes : (double)params * sizeof(float);
+    double kv_rows = 0;
+    for (long i = 0; i < G; i++)
+        for (int l = 0; l < m.c.n_layers; l++) {
+            long keys = P + i + 1, w = m.c.sliding_window > 0 && l % 2 == 0 ? m.c.sliding_window : 0;
+            kv_rows += (double)(w > 0 && keys > w ? w : keys);
+        }
+    bytes_tok += 2.0 * kv_rows / (double)G * (double)m.c.n_kv_heads * m.c.head_dim * sizeof(float);
     double gbs = decode * bytes_tok / 1e9;
     char cpu[128] = "?";
     FILE *f = fopen("/proc/cpuinfo", "r");

@@ -280,43 +280,99 @@ typedef struct {
     int window;               // > 0: keys p-window+1..p only (a sliding-window layer)
 } AttnJob;
 
-// Task = one (position, head) pair: scores against keys t0..p, softmax, weighted sum of values.
+// Positions of a chunk that one attention task takes together: each key and value row is read
+// once for all of them (and all their heads) while it sits in L1.
+#define ATTN_GROUP 8
+
+// First key position p attends to (the sliding window), p itself the last.
+static inline int attn_first(const AttnJob *j, int p) {
+    return j->window > 0 && p - j->window + 1 > 0 ? p - j->window + 1 : 0;
+}
+
+// Task = a group of up to ATTN_GROUP positions, every head.  For each (position p, head h) it
+// computes what one loop over the keys would: score_t = dot(q, k_t) scaled (and soft-capped),
+// the softmax over t0..p, out = the axpys att_t v_t in key order.  Only the nesting differs:
+// the key index t is the outer loop, so the cache's rows (all heads of key t side by side, Dkv
+// floats) are read in order, once per group.  Before, each (position, head) task read one
+// head's Dh floats of every row, at a stride of Dkv: on the AMD EPYC VM, the ~110M model (12
+// heads, 1 thread, q8) then decoded 53-75 tok/s at 1900 tokens of context, 94-107 now.  The
+// operations of each (p, h), and so the bits, do not depend on the groups or the threads.
 static void attn_task(void *ctx, int task, int ntasks) {
     (void)ntasks;
     AttnJob *j = ctx;
     const Config *c = j->c;
     const SimdKernels *K = simd_kernels();
-    int H = c->n_heads, Dh = c->head_dim, T = j->s->T;
-    int i = task / H, h = task % H, p = j->pos0 + i;
-    int t0 = j->window > 0 && p - j->window + 1 > 0 ? p - j->window + 1 : 0;
-    size_t Dq = (size_t)H * Dh, Dkv = (size_t)c->n_kv_heads * Dh, kvh = (size_t)(h / (H / c->n_kv_heads));
-    const float *q = j->s->q + (size_t)i * Dq + (size_t)h * Dh;
-    float *att = j->s->att + ((size_t)i * H + h) * T;
-    const float *kc = j->s->key_cache + (size_t)j->layer * T * Dkv + kvh * Dh;
-    const float *vc = j->s->value_cache + (size_t)j->layer * T * Dkv + kvh * Dh;
+    int H = c->n_heads, Dh = c->head_dim, T = j->s->T, grp = H / c->n_kv_heads, pos0 = j->pos0;
+    int i0 = task * ATTN_GROUP, i1 = i0 + ATTN_GROUP < j->n ? i0 + ATTN_GROUP : j->n;
+    size_t Dq = (size_t)H * Dh, Dkv = (size_t)c->n_kv_heads * Dh;
+    const float *kc = j->s->key_cache + (size_t)j->layer * T * Dkv;
+    const float *vc = j->s->value_cache + (size_t)j->layer * T * Dkv;
+    const float *qs = j->s->q;
+    float *att = j->s->att, *xb = j->s->xb;
+#define ATT(i, h) (att + ((size_t)(i) * H + (size_t)(h)) * T)
+    // The group's keys: first(p) grows with p, so they are first(pos0 + i0) .. pos0 + i1 - 1.
+    int tlo = attn_first(j, pos0 + i0), thi = pos0 + i1 - 1;
     if (j->frozen_att) {
         // Frozen pattern: the clean run's post-softmax weights; only the values move.
-        const float *fa = j->frozen_att + ((size_t)h * j->frozen_T + p) * j->frozen_T;
-        memcpy(att, fa, (size_t)(p + 1) * sizeof(float));
+        for (int i = i0; i < i1; i++)
+            for (int h = 0; h < H; h++) {
+                int p = pos0 + i;
+                const float *fa = j->frozen_att + ((size_t)h * j->frozen_T + p) * j->frozen_T;
+                memcpy(ATT(i, h), fa, (size_t)(p + 1) * sizeof(float));
+            }
     } else {
         float scale = sqrtf((float)Dh), mul = c->attn_scale, cap = c->attn_softcap;
-        for (int t = 0; t < t0; t++) att[t] = 0.0f;   // outside the sliding window: weight 0
-        for (int t = t0; t <= p; t++) {
-            float sc = K->dot_f32(q, kc + (size_t)t * Dkv, Dh);
-            sc = mul != 0.0f ? sc * mul : sc / scale;   // HF: * Dh^-0.5; llama2.c, GPT-2: / sqrt(Dh)
-            if (cap != 0.0f) sc = cap * tanhf(sc / cap);  // Gemma-2 attention soft-cap
-            att[t] = sc;
+        for (int i = i0; i < i1; i++) {
+            int t0 = attn_first(j, pos0 + i);
+            for (int h = 0; h < H; h++)
+                for (int t = 0; t < t0; t++) ATT(i, h)[t] = 0.0f;   // outside the sliding window: weight 0
         }
-        K->softmax_f32(att + t0, (size_t)(p + 1 - t0));
+        for (int t = tlo; t <= thi; t++) {
+            const float *krow = kc + (size_t)t * Dkv;
+            for (int i = i0; i < i1; i++) {
+                int p = pos0 + i;
+                if (t > p || t < attn_first(j, p)) continue;
+                const float *q = qs + (size_t)i * Dq;
+                float *a = ATT(i, 0) + t;
+                // query head h reads kv head h / grp (stepped, not divided, in the loop)
+                for (int h = 0, kvh = 0, k = 0; h < H; h++, q += Dh, a += T) {
+                    float sc = K->dot_f32(q, krow + (size_t)kvh * Dh, Dh);
+                    sc = mul != 0.0f ? sc * mul : sc / scale;   // HF: * Dh^-0.5; llama2.c, GPT-2: / sqrt(Dh)
+                    if (cap != 0.0f) sc = cap * tanhf(sc / cap);  // Gemma-2 attention soft-cap
+                    *a = sc;
+                    if (++k == grp) k = 0, kvh++;
+                }
+            }
+        }
+        for (int i = i0; i < i1; i++) {
+            int p = pos0 + i, t0 = attn_first(j, p);
+            for (int h = 0; h < H; h++) K->softmax_f32(ATT(i, h) + t0, (size_t)(p + 1 - t0));
+        }
     }
-    float *out = j->s->xb + (size_t)i * Dq + (size_t)h * Dh;
-    memset(out, 0, (size_t)Dh * sizeof(float));
-    for (int t = t0; t <= p; t++) K->axpy_f32(out, att[t], vc + (size_t)t * Dkv, Dh);
+    memset(xb + (size_t)i0 * Dq, 0, (size_t)(i1 - i0) * Dq * sizeof(float));
+    for (int t = tlo; t <= thi; t++) {
+        const float *vrow = vc + (size_t)t * Dkv;
+        for (int i = i0; i < i1; i++) {
+            int p = pos0 + i;
+            if (t > p || t < attn_first(j, p)) continue;
+            float *out = xb + (size_t)i * Dq;
+            const float *a = ATT(i, 0) + t;
+            for (int h = 0, kvh = 0, k = 0; h < H; h++, out += Dh, a += T) {
+                K->axpy_f32(out, *a, vrow + (size_t)kvh * Dh, Dh);
+                if (++k == grp) k = 0, kvh++;
+            }
+        }
+    }
     if (j->cap && (j->cap->flags & CAP_PATTERNS)) {
         size_t Tc = (size_t)j->cap->T;
-        float *dst = j->cap->att + (((size_t)j->layer * H + h) * Tc + p) * Tc;
-        memcpy(dst, att, (size_t)(p + 1) * sizeof(float));
+        for (int i = i0; i < i1; i++)
+            for (int h = 0; h < H; h++) {
+                int p = pos0 + i;
+                float *dst = j->cap->att + (((size_t)j->layer * H + h) * Tc + p) * Tc;
+                memcpy(dst, ATT(i, h), (size_t)(p + 1) * sizeof(float));
+            }
     }
+#undef ATT
 }
 
 // ---- per-row helpers ------------------------------------------------------------------------
@@ -487,11 +543,13 @@ static void forward_chunk(const Model *m, RunState *s, const int *tok, int pos0,
             aj.frozen_att = fz->att + (size_t)l * H * FT * FT;
             aj.frozen_T = (int)FT;
         }
-        int ntask = n * (int)H;
-        if (pool_size(pool) > 1 && (size_t)(pos0 + n) * Dh * (size_t)ntask >= (1u << 14))
-            pool_run(pool, attn_task, &aj, ntask);
-        else
-            for (int t = 0; t < ntask; t++) attn_task(&aj, t, ntask);
+        // One task per group of positions: decode (one position) runs on one thread.  Splitting
+        // its heads between two threads read 0.7x as fast (each core then streams half of
+        // every cache row, and the hardware prefetchers fetch the other half too); split per
+        // head as before, two threads read no faster than one thread reading whole rows.
+        int ngroup = (n + ATTN_GROUP - 1) / ATTN_GROUP;
+        int par = (size_t)(pos0 + n) * Dh * (size_t)n * H >= (1u << 14);
+        pool_run(par ? pool : NULL, attn_task, &aj, ngroup);
         matmul(pool, m, xb2, FW(w->wo, (size_t)l * D * Dq), QW(Q8M_WO), BW(Q8M_WO), xb, (size_t)n, D, Dq, 0);
         if (w->bo) add_bias(xb2, w->bo + (size_t)l * D, (size_t)n, D);
         for (int i = 0; i < n; i++) {
