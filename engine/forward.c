@@ -280,9 +280,12 @@ typedef struct {
     int window;               // > 0: keys p-window+1..p only (a sliding-window layer)
 } AttnJob;
 
-// Positions of a chunk that one attention task takes together: each key and value row is read
-// once for all of them (and all their heads) while it sits in L1.
+// Positions of a chunk that one attention task takes together, and the keys it takes at a time:
+// a block of ATTN_KEYS rows of the cache (every head; 192 KB for 768 floats a row) is read once
+// for all the group's positions and heads while it sits in L2.  (At 1900 tokens of context,
+// 16, 64, 256 or all keys per block gave the same speed within the VM's noise.)
 #define ATTN_GROUP 8
+#define ATTN_KEYS 64
 
 // First key position p attends to (the sliding window), p itself the last.
 static inline int attn_first(const AttnJob *j, int p) {
@@ -290,13 +293,14 @@ static inline int attn_first(const AttnJob *j, int p) {
 }
 
 // Task = a group of up to ATTN_GROUP positions, every head.  For each (position p, head h) it
-// computes what one loop over the keys would: score_t = dot(q, k_t) scaled (and soft-capped),
-// the softmax over t0..p, out = the axpys att_t v_t in key order.  Only the nesting differs:
-// the key index t is the outer loop, so the cache's rows (all heads of key t side by side, Dkv
-// floats) are read in order, once per group.  Before, each (position, head) task read one
-// head's Dh floats of every row, at a stride of Dkv: on the AMD EPYC VM, the ~110M model (12
-// heads, 1 thread, q8) then decoded 53-75 tok/s at 1900 tokens of context, 94-107 now.  The
-// operations of each (p, h), and so the bits, do not depend on the groups or the threads.
+// computes what one loop over the keys would: score_t = dot_f32(q, k_t) scaled (and
+// soft-capped), the softmax over t0..p, out = the axpys att_t v_t in key order.  Only the
+// nesting and the calls differ: key blocks are the outer loop, so the cache is read in order,
+// block by block, once per group; each (p, h) takes a block's scores in one dots_f32 call and
+// its values in one axpys_f32 call (rows Dkv floats apart; simd.h: the same bits as dot_f32 and
+// axpy_f32 per key).  Before, each (position, head) task called dot_f32 and axpy_f32 once per
+// key, reading one head's Dh floats of every row at a stride of Dkv.  The operations of each
+// (p, h), and so the bits, do not depend on the groups, the blocks or the threads.
 static void attn_task(void *ctx, int task, int ntasks) {
     (void)ntasks;
     AttnJob *j = ctx;
@@ -327,19 +331,23 @@ static void attn_task(void *ctx, int task, int ntasks) {
             for (int h = 0; h < H; h++)
                 for (int t = 0; t < t0; t++) ATT(i, h)[t] = 0.0f;   // outside the sliding window: weight 0
         }
-        for (int t = tlo; t <= thi; t++) {
-            const float *krow = kc + (size_t)t * Dkv;
+        for (int tb = tlo; tb <= thi; tb += ATTN_KEYS) {
+            int te = tb + ATTN_KEYS - 1 < thi ? tb + ATTN_KEYS - 1 : thi;
             for (int i = i0; i < i1; i++) {
-                int p = pos0 + i;
-                if (t > p || t < attn_first(j, p)) continue;
-                const float *q = qs + (size_t)i * Dq;
-                float *a = ATT(i, 0) + t;
+                int p = pos0 + i, lo = attn_first(j, p), hi = te < p ? te : p;
+                if (lo < tb) lo = tb;
+                if (lo > hi) continue;
+                const float *q = qs + (size_t)i * Dq, *krow = kc + (size_t)lo * Dkv;
                 // query head h reads kv head h / grp (stepped, not divided, in the loop)
-                for (int h = 0, kvh = 0, k = 0; h < H; h++, q += Dh, a += T) {
-                    float sc = K->dot_f32(q, krow + (size_t)kvh * Dh, Dh);
-                    sc = mul != 0.0f ? sc * mul : sc / scale;   // HF: * Dh^-0.5; llama2.c, GPT-2: / sqrt(Dh)
-                    if (cap != 0.0f) sc = cap * tanhf(sc / cap);  // Gemma-2 attention soft-cap
-                    *a = sc;
+                for (int h = 0, kvh = 0, k = 0; h < H; h++, q += Dh) {
+                    float *a = ATT(i, h);
+                    K->dots_f32(a + lo, q, krow + (size_t)kvh * Dh, Dkv, (size_t)(hi - lo + 1), (size_t)Dh);
+                    for (int t = lo; t <= hi; t++) {
+                        float sc = a[t];
+                        sc = mul != 0.0f ? sc * mul : sc / scale;   // HF: * Dh^-0.5; llama2.c, GPT-2: / sqrt(Dh)
+                        if (cap != 0.0f) sc = cap * tanhf(sc / cap);  // Gemma-2 attention soft-cap
+                        a[t] = sc;
+                    }
                     if (++k == grp) k = 0, kvh++;
                 }
             }
@@ -350,15 +358,16 @@ static void attn_task(void *ctx, int task, int ntasks) {
         }
     }
     memset(xb + (size_t)i0 * Dq, 0, (size_t)(i1 - i0) * Dq * sizeof(float));
-    for (int t = tlo; t <= thi; t++) {
-        const float *vrow = vc + (size_t)t * Dkv;
+    for (int tb = tlo; tb <= thi; tb += ATTN_KEYS) {
+        int te = tb + ATTN_KEYS - 1 < thi ? tb + ATTN_KEYS - 1 : thi;
         for (int i = i0; i < i1; i++) {
-            int p = pos0 + i;
-            if (t > p || t < attn_first(j, p)) continue;
+            int p = pos0 + i, lo = attn_first(j, p), hi = te < p ? te : p;
+            if (lo < tb) lo = tb;
+            if (lo > hi) continue;
             float *out = xb + (size_t)i * Dq;
-            const float *a = ATT(i, 0) + t;
-            for (int h = 0, kvh = 0, k = 0; h < H; h++, out += Dh, a += T) {
-                K->axpy_f32(out, *a, vrow + (size_t)kvh * Dh, Dh);
+            const float *vrow = vc + (size_t)lo * Dkv;
+            for (int h = 0, kvh = 0, k = 0; h < H; h++, out += Dh) {
+                K->axpys_f32(out, ATT(i, h) + lo, vrow + (size_t)kvh * Dh, Dkv, (size_t)(hi - lo + 1), (size_t)Dh);
                 if (++k == grp) k = 0, kvh++;
             }
         }

@@ -222,6 +222,46 @@ static void axpy_f32_neon(float *y, float a, const float *x, size_t n)
     for (; i < n; i++) y[i] += a * x[i];
 }
 
+// ref: scalar.c dots_f32_scalar.  matvec's 4-row tiles with the rows ldw apart.
+static void dots_f32_neon(float *y, const float *x, const float *W, size_t ldw, size_t rows, size_t cols)
+{
+    size_t r = 0;
+    for (; r + 4 <= rows; r += 4) tile_neon(4, 1, y + r, 0, W + r * ldw, ldw, x, 0, cols);
+    for (; r < rows; r++) tile_neon(1, 1, y + r, 0, W + r * ldw, ldw, x, 0, cols);
+}
+
+// ref: scalar.c axpys_f32_scalar.  16 floats of y stay in registers over all k rows (4
+// independent chains of a multiply and an add per row, neither fused: axpy_f32's bits).
+static void axpys_f32_neon(float *y, const float *a, const float *X, size_t ldx, size_t k, size_t n)
+{
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        float32x4_t y0 = vld1q_f32(y + i), y1 = vld1q_f32(y + i + 4), y2 = vld1q_f32(y + i + 8), y3 = vld1q_f32(y + i + 12);
+        const float *x = X + i;
+        for (size_t t = 0; t < k; t++, x += ldx) {
+            y0 = vaddq_f32(y0, vmulq_n_f32(vld1q_f32(x), a[t]));
+            y1 = vaddq_f32(y1, vmulq_n_f32(vld1q_f32(x + 4), a[t]));
+            y2 = vaddq_f32(y2, vmulq_n_f32(vld1q_f32(x + 8), a[t]));
+            y3 = vaddq_f32(y3, vmulq_n_f32(vld1q_f32(x + 12), a[t]));
+        }
+        vst1q_f32(y + i, y0);
+        vst1q_f32(y + i + 4, y1);
+        vst1q_f32(y + i + 8, y2);
+        vst1q_f32(y + i + 12, y3);
+    }
+    for (; i + 4 <= n; i += 4) {
+        float32x4_t v = vld1q_f32(y + i);
+        const float *x = X + i;
+        for (size_t t = 0; t < k; t++, x += ldx) v = vaddq_f32(v, vmulq_n_f32(vld1q_f32(x), a[t]));
+        vst1q_f32(y + i, v);
+    }
+    for (; i < n; i++) {
+        float v = y[i];
+        for (size_t t = 0; t < k; t++) v += a[t] * X[t * ldx + i];
+        y[i] = v;
+    }
+}
+
 // ref: scalar.c scale_f32_scalar.
 static void scale_f32_neon(float *y, float a, const float *x, size_t n)
 {
@@ -636,6 +676,8 @@ void simd_fill_neon(SimdKernels *k)
     k->rope_pairs_f32 = rope_pairs_f32_neon;
     k->axpy_f32 = axpy_f32_neon;
     k->scale_f32 = scale_f32_neon;
+    k->dots_f32 = dots_f32_neon;
+    k->axpys_f32 = axpys_f32_neon;
 #if defined(__ARM_FEATURE_DOTPROD)
     k->matvec_q8 = matvec_q8_neon;
     k->matvec_q8x2 = matvec_q8x2_neon;

@@ -93,6 +93,18 @@ static void axpy_f32_scalar(float *y, float a, const float *x, size_t n)
     for (size_t i = 0; i < n; i++) y[i] += a * x[i];
 }
 
+// y[r] = dot(x, W row r), rows ldw floats apart: the dot loop itself, as matvec.
+static void dots_f32_scalar(float *y, const float *x, const float *W, size_t ldw, size_t rows, size_t cols)
+{
+    for (size_t r = 0; r < rows; r++) y[r] = dot_f32_scalar(x, W + r * ldw, cols);
+}
+
+// k axpys in order.
+static void axpys_f32_scalar(float *y, const float *a, const float *X, size_t ldx, size_t k, size_t n)
+{
+    for (size_t t = 0; t < k; t++) axpy_f32_scalar(y, a[t], X + t * ldx, n);
+}
+
 static void scale_f32_scalar(float *y, float a, const float *x, size_t n)
 {
     for (size_t i = 0; i < n; i++) y[i] = a * x[i];
@@ -309,6 +321,8 @@ void simd_fill_scalar(SimdKernels *k)
     k->rope_pairs_f32 = rope_pairs_f32_scalar;
     k->axpy_f32 = axpy_f32_scalar;
     k->scale_f32 = scale_f32_scalar;
+    k->dots_f32 = dots_f32_scalar;
+    k->axpys_f32 = axpys_f32_scalar;
     k->q8_act_row = q8_act_row_scalar;
     k->matvec_q8 = matvec_q8_scalar;
     k->matvec_q8x2 = matvec_q8x2_scalar;

@@ -28,8 +28,9 @@
 //     == scalar.c's canonical bf16dot loop in every table (VDPBF16PS where the CPU has it);
 //   scalar.c == llama2.c run.c's loops (float accumulator, a*b then +, libm expf), so the
 //     scalar table reproduces the reference program's logits;
-//   rope_pairs, axpy, scale: every table gives scalar.c's bits (no fused multiply-add), so
-//     these never depend on the ISA.
+//   dots rows == the same table's dot_f32;
+//   rope_pairs, axpy, axpys, scale: every table gives scalar.c's bits (no fused multiply-add),
+//     so these never depend on the ISA.
 #pragma once
 #include <math.h>
 #include <stddef.h>
@@ -90,6 +91,16 @@ typedef struct SimdKernels {
 
     // y[i] = a * x[i]   (y may alias x)
     void (*scale_f32)(float *y, float a, const float *x, size_t n);
+
+    // y[r] = dot_f32(x, W + r*ldw, cols) for r < rows: rows of W at a stride of ldw floats (one
+    // head's keys in the KV cache).  Contract: each y[r] is bit-identical to this table's
+    // dot_f32 of the same two rows (either order: the products commute).
+    void (*dots_f32)(float *y, const float *x, const float *W, size_t ldw, size_t rows, size_t cols);
+
+    // for t = 0 .. k-1, in order: y[i] += a[t] * X[t*ldx + i] for i < n (one head's values
+    // weighted by its attention).  Contract: bit-identical to k calls axpy_f32(y, a[t], X +
+    // t*ldx, n), so every table gives scalar.c's bits (each step a product, then a sum).
+    void (*axpys_f32)(float *y, const float *a, const float *X, size_t ldx, size_t k, size_t n);
 
     // ---- int8 (formats and layouts in quant/q8.h) --------------------------------------------
     // One output of W x (row r of W, activation row t), the same in every entry below and in

@@ -240,6 +240,48 @@ static void axpy_f32_avx2(float *y, float a, const float *x, size_t n)
     for (; i < n; i++) y[i] += a * x[i];
 }
 
+// ref: scalar.c dots_f32_scalar.  matvec's 4-row tiles with the rows ldw apart.
+static void dots_f32_avx2(float *y, const float *x, const float *W, size_t ldw, size_t rows, size_t cols)
+{
+    size_t r = 0;
+    for (; r + 4 <= rows; r += 4) tile_avx2(4, 1, y + r, 0, W + r * ldw, ldw, x, 0, cols);
+    for (; r < rows; r++) tile_avx2(1, 1, y + r, 0, W + r * ldw, ldw, x, 0, cols);
+}
+
+// ref: scalar.c axpys_f32_scalar.  32 floats of y stay in registers over all k rows (4
+// independent chains of a multiply and an add per row, neither fused: axpy_f32's bits).
+static void axpys_f32_avx2(float *y, const float *a, const float *X, size_t ldx, size_t k, size_t n)
+{
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m256 y0 = _mm256_loadu_ps(y + i), y1 = _mm256_loadu_ps(y + i + 8);
+        __m256 y2 = _mm256_loadu_ps(y + i + 16), y3 = _mm256_loadu_ps(y + i + 24);
+        const float *x = X + i;
+        for (size_t t = 0; t < k; t++, x += ldx) {
+            __m256 va = _mm256_set1_ps(a[t]);
+            y0 = _mm256_add_ps(y0, _mm256_mul_ps(va, _mm256_loadu_ps(x)));
+            y1 = _mm256_add_ps(y1, _mm256_mul_ps(va, _mm256_loadu_ps(x + 8)));
+            y2 = _mm256_add_ps(y2, _mm256_mul_ps(va, _mm256_loadu_ps(x + 16)));
+            y3 = _mm256_add_ps(y3, _mm256_mul_ps(va, _mm256_loadu_ps(x + 24)));
+        }
+        _mm256_storeu_ps(y + i, y0);
+        _mm256_storeu_ps(y + i + 8, y1);
+        _mm256_storeu_ps(y + i + 16, y2);
+        _mm256_storeu_ps(y + i + 24, y3);
+    }
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(y + i);
+        const float *x = X + i;
+        for (size_t t = 0; t < k; t++, x += ldx) v = _mm256_add_ps(v, _mm256_mul_ps(_mm256_set1_ps(a[t]), _mm256_loadu_ps(x)));
+        _mm256_storeu_ps(y + i, v);
+    }
+    for (; i < n; i++) {
+        float v = y[i];
+        for (size_t t = 0; t < k; t++) v += a[t] * X[t * ldx + i];
+        y[i] = v;
+    }
+}
+
 // ref: scalar.c scale_f32_scalar.
 static void scale_f32_avx2(float *y, float a, const float *x, size_t n)
 {
@@ -747,6 +789,8 @@ void simd_fill_avx2(SimdKernels *k)
     k->rope_pairs_f32 = rope_pairs_f32_avx2;
     k->axpy_f32 = axpy_f32_avx2;
     k->scale_f32 = scale_f32_avx2;
+    k->dots_f32 = dots_f32_avx2;
+    k->axpys_f32 = axpys_f32_avx2;
     k->matvec_q8 = matvec_q8_avx2;
     k->matvec_q8x2 = matvec_q8x2_avx2;
     k->matmul_q8 = matmul_q8_avx2;

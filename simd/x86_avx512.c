@@ -263,6 +263,45 @@ static void axpy_f32_avx512(float *y, float a, const float *x, size_t n)
     }
 }
 
+// ref: scalar.c dots_f32_scalar.  matvec's 4-row tiles with the rows ldw apart.
+static void dots_f32_avx512(float *y, const float *x, const float *W, size_t ldw, size_t rows, size_t cols)
+{
+    size_t r = 0;
+    for (; r + 4 <= rows; r += 4) tile_avx512(4, 1, y + r, 0, W + r * ldw, ldw, x, 0, cols);
+    for (; r < rows; r++) tile_avx512(1, 1, y + r, 0, W + r * ldw, ldw, x, 0, cols);
+}
+
+// ref: scalar.c axpys_f32_scalar.  64 floats of y stay in registers over all k rows (4
+// independent chains of a multiply and an add per row, neither fused: axpy_f32's bits).
+static void axpys_f32_avx512(float *y, const float *a, const float *X, size_t ldx, size_t k, size_t n)
+{
+    size_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        __m512 y0 = _mm512_loadu_ps(y + i), y1 = _mm512_loadu_ps(y + i + 16);
+        __m512 y2 = _mm512_loadu_ps(y + i + 32), y3 = _mm512_loadu_ps(y + i + 48);
+        const float *x = X + i;
+        for (size_t t = 0; t < k; t++, x += ldx) {
+            __m512 va = _mm512_set1_ps(a[t]);
+            y0 = _mm512_add_ps(y0, _mm512_mul_ps(va, _mm512_loadu_ps(x)));
+            y1 = _mm512_add_ps(y1, _mm512_mul_ps(va, _mm512_loadu_ps(x + 16)));
+            y2 = _mm512_add_ps(y2, _mm512_mul_ps(va, _mm512_loadu_ps(x + 32)));
+            y3 = _mm512_add_ps(y3, _mm512_mul_ps(va, _mm512_loadu_ps(x + 48)));
+        }
+        _mm512_storeu_ps(y + i, y0);
+        _mm512_storeu_ps(y + i + 16, y1);
+        _mm512_storeu_ps(y + i + 32, y2);
+        _mm512_storeu_ps(y + i + 48, y3);
+    }
+    for (; i < n; i += 16) {   // 16 at a time, the last masked
+        __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : tail_mask16(n - i);
+        __m512 v = _mm512_maskz_loadu_ps(m, y + i);
+        const float *x = X + i;
+        for (size_t t = 0; t < k; t++, x += ldx)
+            v = _mm512_add_ps(v, _mm512_mul_ps(_mm512_set1_ps(a[t]), _mm512_maskz_loadu_ps(m, x)));
+        _mm512_mask_storeu_ps(y + i, m, v);
+    }
+}
+
 // ref: scalar.c scale_f32_scalar.
 static void scale_f32_avx512(float *y, float a, const float *x, size_t n)
 {
@@ -1458,6 +1497,8 @@ void simd_fill_avx512(SimdKernels *k)
     k->rope_pairs_f32 = rope_pairs_f32_avx512;
     k->axpy_f32 = axpy_f32_avx512;
     k->scale_f32 = scale_f32_avx512;
+    k->dots_f32 = dots_f32_avx512;
+    k->axpys_f32 = axpys_f32_avx512;
     // VNNI is not part of the table's feature check (F+BW+VL+DQ): the int8 entries are filled
     // only on CPUs that have it, else build_tables (dispatch.c) gives them the avxvnni or avx2
     // table's.

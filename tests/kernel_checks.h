@@ -6,7 +6,8 @@
 // one pass or fail per case in KcStats; a failing case prints one line naming the table,
 // kernel, sizes, index, got, expected and tolerance.  Expected values come from
 // double-precision loops written here (tolerances from simd.h), from the same table's
-// dot_f32 (bit-identity contracts), or from llama2.c-style float loops (scalar fidelity).
+// dot_f32 (bit-identity contracts), from scalar.c's elementwise kernels (axpy, axpys, rope,
+// scale: the same bits in every table), or from llama2.c-style float loops (scalar fidelity).
 // Output buffers carry canaries before and after, so stray writes of masked tails show up.
 #pragma once
 #include <float.h>
@@ -446,6 +447,89 @@ static inline void kc_check_axpy_scale(KcStats *st, const SimdKernels *K, const 
             free(ref);
             free(tol);
         }
+}
+
+// ---- dots: strided rows, each bit-identical to dot ------------------------------------------
+static inline void kc_check_dots(KcStats *st, const SimdKernels *K)
+{
+    static const size_t rowss[] = {0, 1, 3, 4, 5, 9, 33};
+    static const size_t pads[] = {0, 3, 17};   // ldw = cols + pad
+    uint64_t seed = 21;
+    for (size_t ri = 0; ri < sizeof rowss / sizeof rowss[0]; ri++)
+        for (size_t si = 0; si < KC_NSIZES; si++)
+            for (size_t pi = 0; pi < 3; pi++)
+                for (size_t off = 0; off < 2; off++) {
+                    size_t rows = rowss[ri], cols = kc_sizes[si], ldw = cols + pads[pi];
+                    if (cols > 1001 && (rows > 5 || pi)) continue;   // keep the large sizes few
+                    size_t nw = rows ? (rows - 1) * ldw + cols : 0;
+                    float *W = kc_in(off, nw), *x = kc_in(off, cols), *y = kc_out(off, rows);
+                    kc_fill(W + off, nw, &seed, -1, 1);
+                    kc_fill(x + off, cols, &seed, -1, 1);
+                    K->dots_f32(y + off, x + off, W + off, ldw, rows, cols);
+                    int ok = kc_guards_ok(y, off, rows);
+                    size_t bad = rows;
+                    double ref = 0, tol = 0;
+                    for (size_t r = 0; r < rows && ok; r++) {
+                        const float *w = W + off + r * ldw;
+                        double sa;
+                        ref = kc_ref_dot(w, x + off, cols, &sa);
+                        tol = kc_red_tol(cols, sa);
+                        if (!kc_same(y[off + r], K->dot_f32(x + off, w, cols)) || fabs(y[off + r] - ref) > tol) {
+                            ok = 0;
+                            bad = r;
+                        }
+                    }
+                    kc_case(st, ok, K->name, "dots_f32 rows=%zu cols=%zu ldw=%zu off=%zu: row %zu got=%.9g ref=%.9g tol=%.3g%s",
+                            rows, cols, ldw, off, bad, bad < rows ? y[off + bad] : 0.0f, ref, tol,
+                            kc_guards_ok(y, off, rows) ? "" : " (wrote outside y)");
+                    free(W);
+                    free(x);
+                    free(y);
+                }
+}
+
+// ---- axpys: k strided axpys in order, scalar.c's bits in every table ----------------------------
+static inline void kc_check_axpys(KcStats *st, const SimdKernels *K, const SimdKernels *S)
+{
+    static const size_t ks[] = {0, 1, 2, 5, 17, 100};
+    static const size_t pads[] = {0, 5};   // ldx = n + pad
+    uint64_t seed = 22;
+    for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++)
+        for (size_t si = 0; si < KC_NSIZES; si++)
+            for (size_t pi = 0; pi < 2; pi++)
+                for (size_t off = 0; off < 2; off++) {
+                    size_t k = ks[ki], n = kc_sizes[si], ldx = n + pads[pi], nx = k ? (k - 1) * ldx + n : 0;
+                    if (n > 1001 && k > 5) continue;
+                    float *X = kc_in(off, nx), *a = kc_in(off, k), *y = kc_out(off, n), *ys = kc_out(off, n);
+                    double *ref = malloc((n + 1) * sizeof(double)), *tol = malloc((n + 1) * sizeof(double));
+                    kc_fill(X + off, nx, &seed, -2, 2);
+                    kc_fill(a + off, k, &seed, -1, 1);
+                    kc_fill(y + off, n, &seed, -2, 2);
+                    memcpy(ys + off, y + off, n * sizeof(float));
+                    // k steps of two roundings each: |err| <= 2 k eps sum (|y| + |a x|) to first order.
+                    for (size_t i = 0; i < n; i++) {
+                        double v = y[off + i], mag = fabs(v);
+                        for (size_t t = 0; t < k; t++) {
+                            double ax = (double)a[off + t] * X[off + t * ldx + i];
+                            v += ax;
+                            mag += fabs(ax);
+                        }
+                        ref[i] = v;
+                        tol[i] = 2.0 * (double)(k + 1) * FLT_EPSILON * mag + 1e-37;
+                    }
+                    K->axpys_f32(y + off, a + off, X + off, ldx, k, n);
+                    for (size_t t = 0; t < k; t++) S->axpy_f32(ys + off, a[off + t], X + off + t * ldx, n);
+                    int ok = kc_guards_ok(y, off, n), same = memcmp(y + off, ys + off, n * sizeof(float)) == 0;
+                    for (size_t i = 0; i < n && ok; i++) ok = fabs(y[off + i] - ref[i]) <= tol[i];
+                    kc_case(st, ok && same, K->name, "axpys_f32 k=%zu n=%zu ldx=%zu off=%zu%s", k, n, ldx, off,
+                            same ? "" : ": differs from k scalar.c axpy_f32 calls");
+                    free(X);
+                    free(a);
+                    free(y);
+                    free(ys);
+                    free(ref);
+                    free(tol);
+                }
 }
 
 // ---- scalar fidelity: scalar.c is llama2.c run.c, bit for bit --------------------------------
@@ -1354,6 +1438,8 @@ static inline void kc_check_all(KcStats *st, const SimdKernels *K)
     kc_check_swiglu(st, K);
     kc_check_rope(st, K, S);
     kc_check_axpy_scale(st, K, S);
+    kc_check_dots(st, K);
+    kc_check_axpys(st, K, S);
     kc_check_matmul_q8(st, K);
     kc_check_matmul_q8t(st, K);
     kc_check_decode_q8(st, K);
