@@ -159,6 +159,16 @@ static void run_matvec(Bench *b) {
     pool_run(b->pool, task_matvec, b, b->nthreads);
 }
 static void run_matmul(Bench *b) { pool_run(b->pool, task_matmul, b, b->nthreads); }
+// Attention over one head: 1024 keys of Dh = 64 in rows of D floats (a KV-cache layer, in cache).
+enum { ATT_KEYS = 1024, ATT_DH = 64 };
+static void run_dots(Bench *b) { b->K->dots_f32(b->y, b->x, b->W, b->cols, ATT_KEYS, ATT_DH); }
+static void run_dots_base(Bench *b) {   // the same scores, one dot_f32 call per key
+    for (size_t t = 0; t < ATT_KEYS; t++) b->y[t] = b->K->dot_f32(b->x, b->W + t * b->cols, ATT_DH);
+}
+static void run_axpys(Bench *b) { b->K->axpys_f32(b->Y, b->x, b->W, b->cols, ATT_KEYS, ATT_DH); }
+static void run_axpys_base(Bench *b) {   // the same weighted sum, one axpy_f32 call per key
+    for (size_t t = 0; t < ATT_KEYS; t++) b->K->axpy_f32(b->Y, b->x[t], b->W + t * b->cols, ATT_DH);
+}
 static void run_rmsnorm(Bench *b) { b->sink += b->K->rmsnorm_f32(b->y, b->x, b->w, b->n, 1e-5f); }
 static void run_softmax(Bench *b) {
     memcpy(b->y, b->x, b->n * sizeof(float));   // fresh logits each call (counted in the time)
@@ -348,6 +358,22 @@ static void bench_table(SimdIsa isa, const Limits *L, BenchData *d, ThreadPool *
     }
     b.pool = NULL;
     b.nthreads = 1;
+
+    // Attention of one head over 1024 keys (rows of 768 floats, in cache): one dots_f32 /
+    // axpys_f32 call against a dot_f32 / axpy_f32 call per key, in the same run.
+    b.W = d->Wbig[0];
+    b.cols = D;
+    b.x = d->x;   // the query (64 floats), or the 1024 attention weights for axpys
+    double sb = time_call(run_dots_base, &b);
+    s = time_call(run_dots, &b);
+    snprintf(fig, sizeof fig, "%.1f GFLOP/s", 2.0 * ATT_KEYS * ATT_DH / s / 1e9);
+    snprintf(ratio, sizeof ratio, "%.2fx a dot_f32 call per key (%.1f GFLOP/s)", sb / s, 2.0 * ATT_KEYS * ATT_DH / sb / 1e9);
+    row(name, 1, "dots_f32 (attention scores)", "1024 keys x 64, rows 768 apart", fig, ratio);
+    sb = time_call(run_axpys_base, &b);
+    s = time_call(run_axpys, &b);
+    snprintf(fig, sizeof fig, "%.1f GFLOP/s", 2.0 * ATT_KEYS * ATT_DH / s / 1e9);
+    snprintf(ratio, sizeof ratio, "%.2fx an axpy_f32 call per key (%.1f GFLOP/s)", sb / s, 2.0 * ATT_KEYS * ATT_DH / sb / 1e9);
+    row(name, 1, "axpys_f32 (attention values)", "1024 keys x 64, rows 768 apart", fig, ratio);
 
     // rmsnorm (per layer, per token) and softmax over the vocabulary: speed-up over scalar.
     b.n = D;
