@@ -297,9 +297,10 @@ static inline int attn_first(const AttnJob *j, int p) {
 // computes what one loop over the keys would: score_t = dot_f32(q, k_t) scaled (and
 // soft-capped), the softmax over t0..p, out = the axpys att_t v_t in key order.  Only the
 // nesting and the calls differ: key blocks are the outer loop, so the cache is read in order,
-// block by block, once per group; each (p, h) takes a block's scores in one dots_f32 call and
-// its values in one axpys_f32 call (rows Dkv floats apart; simd.h: the same bits as dot_f32 and
-// axpy_f32 per key).  Before, each (position, head) task called dot_f32 and axpy_f32 once per
+// block by block, once per group; a head takes the block's scores for the whole group in one
+// dots_f32 call (register tiles of several positions and keys) and each (p, h) its values in
+// one axpys_f32 call (rows Dkv floats apart; simd.h: the same bits as dot_f32 and axpy_f32 per
+// key).  Before, each (position, head) task called dot_f32 and axpy_f32 once per
 // key, reading one head's Dh floats of every row at a stride of Dkv.  The operations of each
 // (p, h), and so the bits, do not depend on the groups, the head ranges, the blocks or the
 // threads.
@@ -330,32 +331,33 @@ static void attn_task(void *ctx, int task, int ntasks) {
             }
     } else {
         float scale = sqrtf((float)Dh), mul = c->attn_scale, cap = c->attn_softcap;
-        for (int i = i0; i < i1; i++) {
-            int t0 = attn_first(j, pos0 + i);
-            for (int h = h0; h < h1; h++)
-                for (int t = 0; t < t0; t++) ATT(i, h)[t] = 0.0f;   // outside the sliding window: weight 0
-        }
         for (int tb = tlo; tb <= thi; tb += ATTN_KEYS) {
             int te = tb + ATTN_KEYS - 1 < thi ? tb + ATTN_KEYS - 1 : thi;
-            for (int i = i0; i < i1; i++) {
-                int p = pos0 + i, lo = attn_first(j, p), hi = te < p ? te : p;
-                if (lo < tb) lo = tb;
-                if (lo > hi) continue;
-                const float *q = qs + (size_t)i * Dq, *krow = kc + (size_t)lo * Dkv;
-                // query head h reads kv head h / grp (stepped, not divided, in the loop)
-                q += (size_t)h0 * Dh;
-                for (int h = h0, kvh = h0 / grp, k = h0 % grp; h < h1; h++, q += Dh) {
+            // Every position of the group against the whole block, in one call per head: the
+            // entries past a position (t > p) are not used, those before its first key (t < t0,
+            // a sliding window) are zeroed below.  query head h reads kv head h / grp (stepped,
+            // not divided, in the loop).
+            const float *krow = kc + (size_t)tb * Dkv, *q = qs + (size_t)i0 * Dq + (size_t)h0 * Dh;
+            for (int h = h0, kvh = h0 / grp, k = h0 % grp; h < h1; h++, q += Dh) {
+                K->dots_f32(ATT(i0, h) + tb, (size_t)H * T, q, Dq, (size_t)(i1 - i0), krow + (size_t)kvh * Dh, Dkv,
+                            (size_t)(te - tb + 1), (size_t)Dh);
+                if (++k == grp) k = 0, kvh++;
+                for (int i = i0; i < i1; i++) {
+                    int p = pos0 + i, lo = attn_first(j, p), hi = te < p ? te : p;
                     float *a = ATT(i, h);
-                    K->dots_f32(a + lo, q, krow + (size_t)kvh * Dh, Dkv, (size_t)(hi - lo + 1), (size_t)Dh);
-                    for (int t = lo; t <= hi; t++) {
+                    for (int t = lo < tb ? tb : lo; t <= hi; t++) {
                         float sc = a[t];
                         sc = mul != 0.0f ? sc * mul : sc / scale;   // HF: * Dh^-0.5; llama2.c, GPT-2: / sqrt(Dh)
                         if (cap != 0.0f) sc = cap * tanhf(sc / cap);  // Gemma-2 attention soft-cap
                         a[t] = sc;
                     }
-                    if (++k == grp) k = 0, kvh++;
                 }
             }
+        }
+        for (int i = i0; i < i1; i++) {
+            int t0 = attn_first(j, pos0 + i);
+            for (int h = h0; h < h1; h++)
+                for (int t = 0; t < t0; t++) ATT(i, h)[t] = 0.0f;   // outside the sliding window: weight 0
         }
         for (int i = i0; i < i1; i++) {
             int p = pos0 + i, t0 = attn_first(j, p);

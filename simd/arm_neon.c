@@ -222,12 +222,22 @@ static void axpy_f32_neon(float *y, float a, const float *x, size_t n)
     for (; i < n; i++) y[i] += a * x[i];
 }
 
-// ref: scalar.c dots_f32_scalar.  matvec's 4-row tiles with the rows ldw apart.
-static void dots_f32_neon(float *y, const float *x, const float *W, size_t ldw, size_t rows, size_t cols)
+// ref: scalar.c dots_f32_scalar.  matmul's 2 x 2 tiles (the leftover query matvec's 4 x 1)
+// with strided rows; no cache blocking (a block of keys is small).
+static void dots_f32_neon(float *Y, size_t ldy, const float *X, size_t ldx, size_t T, const float *W, size_t ldw,
+                          size_t rows, size_t cols)
 {
-    size_t r = 0;
-    for (; r + 4 <= rows; r += 4) tile_neon(4, 1, y + r, 0, W + r * ldw, ldw, x, 0, cols);
-    for (; r < rows; r++) tile_neon(1, 1, y + r, 0, W + r * ldw, ldw, x, 0, cols);
+    size_t t = 0;
+    for (; t + 2 <= T; t += 2) {
+        size_t r = 0;
+        for (; r + 2 <= rows; r += 2) tile_neon(2, 2, Y + t * ldy + r, ldy, W + r * ldw, ldw, X + t * ldx, ldx, cols);
+        for (; r < rows; r++) tile_neon(1, 2, Y + t * ldy + r, ldy, W + r * ldw, ldw, X + t * ldx, ldx, cols);
+    }
+    for (; t < T; t++) {
+        size_t r = 0;
+        for (; r + 4 <= rows; r += 4) tile_neon(4, 1, Y + t * ldy + r, 0, W + r * ldw, ldw, X + t * ldx, 0, cols);
+        for (; r < rows; r++) tile_neon(1, 1, Y + t * ldy + r, 0, W + r * ldw, ldw, X + t * ldx, 0, cols);
+    }
 }
 
 // ref: scalar.c axpys_f32_scalar.  16 floats of y stay in registers over all k rows (4

@@ -93,10 +93,12 @@ static void axpy_f32_scalar(float *y, float a, const float *x, size_t n)
     for (size_t i = 0; i < n; i++) y[i] += a * x[i];
 }
 
-// y[r] = dot(x, W row r), rows ldw floats apart: the dot loop itself, as matvec.
-static void dots_f32_scalar(float *y, const float *x, const float *W, size_t ldw, size_t rows, size_t cols)
+// Y[t, r] = dot(X row t, W row r), rows a stride apart: the dot loop itself, as matmul.
+static void dots_f32_scalar(float *Y, size_t ldy, const float *X, size_t ldx, size_t T, const float *W, size_t ldw,
+                            size_t rows, size_t cols)
 {
-    for (size_t r = 0; r < rows; r++) y[r] = dot_f32_scalar(x, W + r * ldw, cols);
+    for (size_t t = 0; t < T; t++)
+        for (size_t r = 0; r < rows; r++) Y[t * ldy + r] = dot_f32_scalar(X + t * ldx, W + r * ldw, cols);
 }
 
 // k axpys in order.

@@ -92,10 +92,12 @@ typedef struct SimdKernels {
     // y[i] = a * x[i]   (y may alias x)
     void (*scale_f32)(float *y, float a, const float *x, size_t n);
 
-    // y[r] = dot_f32(x, W + r*ldw, cols) for r < rows: rows of W at a stride of ldw floats (one
-    // head's keys in the KV cache).  Contract: each y[r] is bit-identical to this table's
-    // dot_f32 of the same two rows (either order: the products commute).
-    void (*dots_f32)(float *y, const float *x, const float *W, size_t ldw, size_t rows, size_t cols);
+    // Y[t*ldy + r] = dot_f32(X + t*ldx, W + r*ldw, cols) for t < T, r < rows: matmul with
+    // strides (T queries of one head against a block of its keys in the KV cache).  Contract:
+    // each entry is bit-identical to this table's dot_f32 of the same two rows (either order:
+    // the products commute).
+    void (*dots_f32)(float *Y, size_t ldy, const float *X, size_t ldx, size_t T, const float *W, size_t ldw,
+                     size_t rows, size_t cols);
 
     // for t = 0 .. k-1, in order: y[i] += a[t] * X[t*ldx + i] for i < n (one head's values
     // weighted by its attention).  Contract: bit-identical to k calls axpy_f32(y, a[t], X +

@@ -449,43 +449,55 @@ static inline void kc_check_axpy_scale(KcStats *st, const SimdKernels *K, const 
         }
 }
 
-// ---- dots: strided rows, each bit-identical to dot ------------------------------------------
+// ---- dots: strided matmul, each entry bit-identical to dot ---------------------------------
 static inline void kc_check_dots(KcStats *st, const SimdKernels *K)
 {
+    static const size_t Ts[] = {1, 2, 3, 4, 7};
     static const size_t rowss[] = {0, 1, 3, 4, 5, 9, 33};
-    static const size_t pads[] = {0, 3, 17};   // ldw = cols + pad
+    static const size_t pads[] = {0, 3, 17};   // ldw = cols + pad, ldx = cols + 2 pad, ldy = rows + pad
     uint64_t seed = 21;
-    for (size_t ri = 0; ri < sizeof rowss / sizeof rowss[0]; ri++)
-        for (size_t si = 0; si < KC_NSIZES; si++)
-            for (size_t pi = 0; pi < 3; pi++)
-                for (size_t off = 0; off < 2; off++) {
-                    size_t rows = rowss[ri], cols = kc_sizes[si], ldw = cols + pads[pi];
-                    if (cols > 1001 && (rows > 5 || pi)) continue;   // keep the large sizes few
-                    size_t nw = rows ? (rows - 1) * ldw + cols : 0;
-                    float *W = kc_in(off, nw), *x = kc_in(off, cols), *y = kc_out(off, rows);
-                    kc_fill(W + off, nw, &seed, -1, 1);
-                    kc_fill(x + off, cols, &seed, -1, 1);
-                    K->dots_f32(y + off, x + off, W + off, ldw, rows, cols);
-                    int ok = kc_guards_ok(y, off, rows);
-                    size_t bad = rows;
-                    double ref = 0, tol = 0;
-                    for (size_t r = 0; r < rows && ok; r++) {
-                        const float *w = W + off + r * ldw;
-                        double sa;
-                        ref = kc_ref_dot(w, x + off, cols, &sa);
-                        tol = kc_red_tol(cols, sa);
-                        if (!kc_same(y[off + r], K->dot_f32(x + off, w, cols)) || fabs(y[off + r] - ref) > tol) {
-                            ok = 0;
-                            bad = r;
+    for (size_t ti = 0; ti < sizeof Ts / sizeof Ts[0]; ti++)
+        for (size_t ri = 0; ri < sizeof rowss / sizeof rowss[0]; ri++)
+            for (size_t si = 0; si < KC_NSIZES; si++)
+                for (size_t pi = 0; pi < 3; pi++)
+                    for (size_t off = 0; off < 2; off++) {
+                        size_t T = Ts[ti], rows = rowss[ri], cols = kc_sizes[si];
+                        size_t ldw = cols + pads[pi], ldx = cols + 2 * pads[pi], ldy = rows + pads[pi];
+                        if (cols > 1001 && (rows > 5 || pi || T > 3)) continue;   // keep the large sizes few
+                        if (T > 1 && (si % 2 || off != pi % 2)) continue;        // and the multi-query cases
+                        size_t nw = rows ? (rows - 1) * ldw + cols : 0, nx = (T - 1) * ldx + cols;
+                        size_t ny = rows ? (T - 1) * ldy + rows : 0;
+                        float *W = kc_in(off, nw), *X = kc_in(off, nx), *Y = kc_out(off, ny);
+                        kc_fill(W + off, nw, &seed, -1, 1);
+                        kc_fill(X + off, nx, &seed, -1, 1);
+                        K->dots_f32(Y + off, ldy, X + off, ldx, T, W + off, ldw, rows, cols);
+                        int ok = kc_guards_ok(Y, off, ny);
+                        size_t bt = 0, br = rows;
+                        double ref = 0, tol = 0;
+                        for (size_t t = 0; t < T && ok; t++) {
+                            for (size_t r = 0; r < rows && ok; r++) {
+                                const float *w = W + off + r * ldw, *x = X + off + t * ldx;
+                                double sa;
+                                ref = kc_ref_dot(w, x, cols, &sa);
+                                tol = kc_red_tol(cols, sa);
+                                float got = Y[off + t * ldy + r];
+                                if (!kc_same(got, K->dot_f32(x, w, cols)) || fabs(got - ref) > tol) {
+                                    ok = 0;
+                                    bt = t;
+                                    br = r;
+                                }
+                            }
+                            for (size_t r = rows; rows && r < ldy && t + 1 < T && ok; r++)   // gaps untouched
+                                if (!kc_same(Y[off + t * ldy + r], kc_canary)) ok = 0, bt = t, br = r;
                         }
+                        kc_case(st, ok, K->name,
+                                "dots_f32 T=%zu rows=%zu cols=%zu ldw=%zu ldx=%zu ldy=%zu off=%zu: first bad (t=%zu, r=%zu) ref=%.9g tol=%.3g%s",
+                                T, rows, cols, ldw, ldx, ldy, off, bt, br, ref, tol,
+                                kc_guards_ok(Y, off, ny) ? "" : " (wrote outside Y)");
+                        free(W);
+                        free(X);
+                        free(Y);
                     }
-                    kc_case(st, ok, K->name, "dots_f32 rows=%zu cols=%zu ldw=%zu off=%zu: row %zu got=%.9g ref=%.9g tol=%.3g%s",
-                            rows, cols, ldw, off, bad, bad < rows ? y[off + bad] : 0.0f, ref, tol,
-                            kc_guards_ok(y, off, rows) ? "" : " (wrote outside y)");
-                    free(W);
-                    free(x);
-                    free(y);
-                }
 }
 
 // ---- axpys: k strided axpys in order, scalar.c's bits in every table ----------------------------
