@@ -28,7 +28,7 @@
 //     == scalar.c's canonical bf16dot loop in every table (VDPBF16PS where the CPU has it);
 //   scalar.c == llama2.c run.c's loops (float accumulator, a*b then +, libm expf), so the
 //     scalar table reproduces the reference program's logits;
-//   dots rows == the same table's dot_f32;
+//   dots entries == the same table's dot_f32;
 //   rope_pairs, axpy, axpys, scale: every table gives scalar.c's bits (no fused multiply-add),
 //     so these never depend on the ISA.
 #pragma once
