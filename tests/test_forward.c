@@ -1,6 +1,7 @@
 // test_forward.c — the forward pass against the reference program's goldens, for every ISA
-// this machine runs and for 1 and 2 threads; decode == prefill; thread-count determinism;
-// a second real model (aidreams260K) runs with its own header.
+// this machine runs and for 1 and 2 threads; decode == prefill (also over several attention
+// key blocks, with a sliding window); thread-count determinism; a second real model
+// (aidreams260K) runs with its own header.
 #include <criterion/criterion.h>
 #include <stdlib.h>
 
@@ -134,4 +135,57 @@ Test(forward, capture_in_arena) {
     capture_free(&own);
     runstate_free(&s);
     model_free(&m);
+}
+
+// Attention in key blocks of 64 and groups of 8 positions (forward.c attn_task): over 200
+// tokens (4 blocks, partial groups in the last chunk) of a random GQA model, one-token decode
+// (one position per task, heads split between threads) gives the prefill's logits bit for bit,
+// for 1, 2 and 3 threads, with full causal attention and with a 40-key sliding window on the
+// even layers (windows that start inside a block and inside a group).
+Test(forward, attention_blocks_decode_equals_prefill) {
+    char *dir = tu_mkdtemp("ct_att");
+    cr_assert_not_null(dir);
+    char *path = tu_join(dir, "m.bin");
+    Config c = {.dim = 128, .hidden_dim = 256, .n_layers = 2, .n_heads = 8, .n_kv_heads = 2,
+                .vocab_size = 300, .seq_len = 256, .shared_classifier = 0};
+    cr_assert_eq(model_write_random(path, &c, 11), CT_OK, "%s", ct_errmsg());
+    Model m;
+    cr_assert_eq(model_load_llama2c(&m, path), CT_OK, "%s", ct_errmsg());
+    enum { N = 200 };
+    int ids[N];
+    for (int i = 0; i < N; i++) ids[i] = (i * 53 + 7) % 300;
+    size_t V = 300;
+    for (int w = 0; w <= 40; w += 40) {
+        m.c.sliding_window = w;
+        RunState s;
+        cr_assert_eq(runstate_init(&s, &m.c, N), CT_OK);
+        float *pre = malloc(sizeof(float) * N * V);
+        cr_assert_eq(model_forward_seq(&m, &s, ids, N, pre, NULL, NULL), CT_OK);
+        for (size_t i = 0; i < (size_t)N * V; i++) cr_assert(isfinite(pre[i]));
+        for (int th = 1; th <= 3; th++) {
+            ThreadPool *pool = pool_create(th);
+            for (int p = 0; p < N; p++) {
+                const float *lg = model_forward(&m, &s, ids[p], p, NULL, pool);
+                cr_assert_not_null(lg);
+                cr_assert_eq(memcmp(lg, pre + (size_t)p * V, V * sizeof(float)), 0,
+                             "window %d, %d threads: decode logits of position %d differ from prefill", w, th, p);
+            }
+            pool_destroy(pool);
+        }
+        // The window changes the logits once the context passes it (and not before).
+        if (w) {
+            m.c.sliding_window = 0;
+            float *full = malloc(sizeof(float) * N * V);
+            cr_assert_eq(model_forward_seq(&m, &s, ids, N, full, NULL, NULL), CT_OK);
+            cr_assert_eq(memcmp(full, pre, 40 * V * sizeof(float)), 0);
+            cr_assert_neq(memcmp(full + 150 * V, pre + 150 * V, V * sizeof(float)), 0);
+            free(full);
+        }
+        free(pre);
+        runstate_free(&s);
+    }
+    model_free(&m);
+    tu_rmtree(dir);
+    free(path);
+    free(dir);
 }
