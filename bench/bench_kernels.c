@@ -172,7 +172,14 @@ static void run_dots8_base(Bench *b) {
 static void run_dots_base(Bench *b) {   // the same scores, one dot_f32 call per key
     for (size_t t = 0; t < ATT_KEYS; t++) b->y[t] = b->K->dot_f32(b->x, b->W + t * b->cols, ATT_DH);
 }
-static void run_axpys(Bench *b) { b->K->axpys_f32(b->Y, b->x, b->W, b->cols, ATT_KEYS, ATT_DH); }
+static void run_axpys(Bench *b) { b->K->axpys_f32(b->Y, 0, b->x, 0, 1, b->W, b->cols, ATT_KEYS, ATT_DH); }
+// 8 queries at once: Y (8, 64) 768 floats apart, their weights (8, 1024).
+static void run_axpys8(Bench *b) { b->K->axpys_f32(b->Y, b->cols, b->x, ATT_KEYS, 8, b->W, b->cols, ATT_KEYS, ATT_DH); }
+static void run_axpys8_base(Bench *b) {
+    for (size_t q = 0; q < 8; q++)
+        for (size_t t = 0; t < ATT_KEYS; t++)
+            b->K->axpy_f32(b->Y + q * b->cols, b->x[q * ATT_KEYS + t], b->W + t * b->cols, ATT_DH);
+}
 static void run_axpys_base(Bench *b) {   // the same weighted sum, one axpy_f32 call per key
     for (size_t t = 0; t < ATT_KEYS; t++) b->K->axpy_f32(b->Y, b->x[t], b->W + t * b->cols, ATT_DH);
 }
@@ -386,6 +393,11 @@ static void bench_table(SimdIsa isa, const Limits *L, BenchData *d, ThreadPool *
     snprintf(fig, sizeof fig, "%.1f GFLOP/s", 2.0 * ATT_KEYS * ATT_DH / s / 1e9);
     snprintf(ratio, sizeof ratio, "%.2fx an axpy_f32 call per key (%.1f GFLOP/s)", sb / s, 2.0 * ATT_KEYS * ATT_DH / sb / 1e9);
     row(name, 1, "axpys_f32 (attention values)", "1024 keys x 64, rows 768 apart", fig, ratio);
+    sb = time_call(run_axpys8_base, &b);
+    s = time_call(run_axpys8, &b);
+    snprintf(fig, sizeof fig, "%.1f GFLOP/s", 8 * 2.0 * ATT_KEYS * ATT_DH / s / 1e9);
+    snprintf(ratio, sizeof ratio, "%.2fx an axpy_f32 call per (query, key) (%.1f GFLOP/s)", sb / s, 8 * 2.0 * ATT_KEYS * ATT_DH / sb / 1e9);
+    row(name, 1, "axpys_f32 (attention values)", "8 queries x 1024 keys x 64, rows 768 apart", fig, ratio);
 
     // rmsnorm (per layer, per token) and softmax over the vocabulary: speed-up over scalar.
     b.n = D;

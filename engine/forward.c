@@ -298,9 +298,9 @@ static inline int attn_first(const AttnJob *j, int p) {
 // soft-capped), the softmax over t0..p, out = the axpys att_t v_t in key order.  Only the
 // nesting and the calls differ: key blocks are the outer loop, so the cache is read in order,
 // block by block, once per group; a head takes the block's scores for the whole group in one
-// dots_f32 call (register tiles of several positions and keys) and each (p, h) its values in
-// one axpys_f32 call (rows Dkv floats apart; simd.h: the same bits as dot_f32 and axpy_f32 per
-// key).  Before, each (position, head) task called dot_f32 and axpy_f32 once per
+// dots_f32 call (register tiles of several positions and keys) and the values of the keys the
+// whole group attends to in one axpys_f32 call (rows Dkv floats apart; simd.h: the same bits
+// as dot_f32 and axpy_f32 per key).  Before, each (position, head) task called dot_f32 and axpy_f32 once per
 // key, reading one head's Dh floats of every row at a stride of Dkv.  The operations of each
 // (p, h), and so the bits, do not depend on the groups, the head ranges, the blocks or the
 // threads.
@@ -365,18 +365,41 @@ static void attn_task(void *ctx, int task, int ntasks) {
         }
     }
     for (int i = i0; i < i1; i++) memset(xb + (size_t)i * Dq + (size_t)h0 * Dh, 0, (size_t)(h1 - h0) * Dh * sizeof(float));
+    // Values, block by block.  The keys every position of the group attends to in this block
+    // (clo .. chi) go through one axpys_f32 call per head for the whole group (each value row
+    // loaded once for all of them); a position's keys before clo (a sliding window's start) and
+    // after chi (the group's later positions, in its last block) go through calls of their own,
+    // before and after, so each (p, h) still adds its keys in order.
     for (int tb = tlo; tb <= thi; tb += ATTN_KEYS) {
         int te = tb + ATTN_KEYS - 1 < thi ? tb + ATTN_KEYS - 1 : thi;
-        for (int i = i0; i < i1; i++) {
-            int p = pos0 + i, lo = attn_first(j, p), hi = te < p ? te : p;
-            if (lo < tb) lo = tb;
-            if (lo > hi) continue;
-            float *out = xb + (size_t)i * Dq;
-            const float *vrow = vc + (size_t)lo * Dkv;
-            out += (size_t)h0 * Dh;
-            for (int h = h0, kvh = h0 / grp, k = h0 % grp; h < h1; h++, out += Dh) {
-                K->axpys_f32(out, ATT(i, h) + lo, vrow + (size_t)kvh * Dh, Dkv, (size_t)(hi - lo + 1), (size_t)Dh);
-                if (++k == grp) k = 0, kvh++;
+        int clo = attn_first(j, pos0 + i1 - 1), chi = te < pos0 + i0 ? te : pos0 + i0;
+        if (clo < tb) clo = tb;
+        int joint = clo <= chi;
+        for (int part = 0; part < 3; part++) {
+            if (part == 1) {
+                if (!joint) continue;
+                const float *vrow = vc + (size_t)clo * Dkv;
+                for (int h = h0, kvh = h0 / grp, k = h0 % grp; h < h1; h++) {
+                    K->axpys_f32(xb + (size_t)i0 * Dq + (size_t)h * Dh, Dq, ATT(i0, h) + clo, (size_t)H * T,
+                                 (size_t)(i1 - i0), vrow + (size_t)kvh * Dh, Dkv, (size_t)(chi - clo + 1), (size_t)Dh);
+                    if (++k == grp) k = 0, kvh++;
+                }
+                continue;
+            }
+            for (int i = i0; i < i1; i++) {
+                int p = pos0 + i, lo = attn_first(j, p), hi = te < p ? te : p;
+                if (lo < tb) lo = tb;
+                if (joint && part == 0 && hi > clo - 1) hi = clo - 1;   // before the joint keys
+                if (joint && part == 2 && lo < chi + 1) lo = chi + 1;   // after them
+                if (!joint && part == 2) continue;                      // no joint keys: all in part 0
+                if (lo > hi) continue;
+                float *out = xb + (size_t)i * Dq + (size_t)h0 * Dh;
+                const float *vrow = vc + (size_t)lo * Dkv;
+                for (int h = h0, kvh = h0 / grp, k = h0 % grp; h < h1; h++, out += Dh) {
+                    K->axpys_f32(out, 0, ATT(i, h) + lo, 0, 1, vrow + (size_t)kvh * Dh, Dkv, (size_t)(hi - lo + 1),
+                                 (size_t)Dh);
+                    if (++k == grp) k = 0, kvh++;
+                }
             }
         }
     }

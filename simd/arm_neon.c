@@ -240,35 +240,62 @@ static void dots_f32_neon(float *Y, size_t ldy, const float *X, size_t ldx, size
     }
 }
 
-// ref: scalar.c axpys_f32_scalar.  16 floats of y stay in registers over all k rows (4
-// independent chains of a multiply and an add per row, neither fused: axpy_f32's bits).
-static void axpys_f32_neon(float *y, const float *a, const float *X, size_t ldx, size_t k, size_t n)
+// TT rows of axpys_f32 over 4 * NV floats of Y: the rows' sums stay in registers over all k
+// steps and each value vector is loaded once for the TT rows.  A multiply, then an add, neither
+// fused: axpy_f32's bits.
+AI void axpys_tile_neon(const int TT, const int NV, float *Y, size_t ldy, const float *A, size_t lda,
+                        const float *X, size_t ldx, size_t k)
 {
-    size_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        float32x4_t y0 = vld1q_f32(y + i), y1 = vld1q_f32(y + i + 4), y2 = vld1q_f32(y + i + 8), y3 = vld1q_f32(y + i + 12);
-        const float *x = X + i;
-        for (size_t t = 0; t < k; t++, x += ldx) {
-            y0 = vaddq_f32(y0, vmulq_n_f32(vld1q_f32(x), a[t]));
-            y1 = vaddq_f32(y1, vmulq_n_f32(vld1q_f32(x + 4), a[t]));
-            y2 = vaddq_f32(y2, vmulq_n_f32(vld1q_f32(x + 8), a[t]));
-            y3 = vaddq_f32(y3, vmulq_n_f32(vld1q_f32(x + 12), a[t]));
+    float32x4_t acc[4][4];
+#pragma GCC unroll 4
+    for (int t = 0; t < TT; t++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) acc[t][v] = vld1q_f32(Y + t * ldy + 4 * v);
+    for (size_t s = 0; s < k; s++, X += ldx) {
+        float32x4_t x[4];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) x[v] = vld1q_f32(X + 4 * v);
+#pragma GCC unroll 4
+        for (int t = 0; t < TT; t++) {
+            float a = A[t * lda + s];
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++) acc[t][v] = vaddq_f32(acc[t][v], vmulq_n_f32(x[v], a));
         }
-        vst1q_f32(y + i, y0);
-        vst1q_f32(y + i + 4, y1);
-        vst1q_f32(y + i + 8, y2);
-        vst1q_f32(y + i + 12, y3);
     }
-    for (; i + 4 <= n; i += 4) {
-        float32x4_t v = vld1q_f32(y + i);
-        const float *x = X + i;
-        for (size_t t = 0; t < k; t++, x += ldx) v = vaddq_f32(v, vmulq_n_f32(vld1q_f32(x), a[t]));
-        vst1q_f32(y + i, v);
-    }
-    for (; i < n; i++) {
-        float v = y[i];
-        for (size_t t = 0; t < k; t++) v += a[t] * X[t * ldx + i];
-        y[i] = v;
+#pragma GCC unroll 4
+    for (int t = 0; t < TT; t++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) vst1q_f32(Y + t * ldy + 4 * v, acc[t][v]);
+}
+
+// ref: scalar.c axpys_f32_scalar.  Rows 4 at a time, 16 floats at a time, then 4, then the
+// last floats one by one.
+static void axpys_f32_neon(float *Y, size_t ldy, const float *A, size_t lda, size_t T, const float *X, size_t ldx,
+                           size_t k, size_t n)
+{
+    for (size_t t = 0; t < T; t += 4) {
+        size_t tt = T - t < 4 ? T - t : 4;
+        float *Yt = Y + t * ldy;
+        const float *At = A + t * lda;
+        size_t i = 0;
+        for (; i + 16 <= n; i += 16) {
+            if (tt == 4) axpys_tile_neon(4, 4, Yt + i, ldy, At, lda, X + i, ldx, k);
+            else if (tt == 3) axpys_tile_neon(3, 4, Yt + i, ldy, At, lda, X + i, ldx, k);
+            else if (tt == 2) axpys_tile_neon(2, 4, Yt + i, ldy, At, lda, X + i, ldx, k);
+            else axpys_tile_neon(1, 4, Yt + i, ldy, At, lda, X + i, ldx, k);
+        }
+        for (; i + 4 <= n; i += 4) {
+            if (tt == 4) axpys_tile_neon(4, 1, Yt + i, ldy, At, lda, X + i, ldx, k);
+            else if (tt == 3) axpys_tile_neon(3, 1, Yt + i, ldy, At, lda, X + i, ldx, k);
+            else if (tt == 2) axpys_tile_neon(2, 1, Yt + i, ldy, At, lda, X + i, ldx, k);
+            else axpys_tile_neon(1, 1, Yt + i, ldy, At, lda, X + i, ldx, k);
+        }
+        for (size_t u = 0; u < tt; u++)
+            for (size_t j = i; j < n; j++) {
+                float v = Yt[u * ldy + j];
+                for (size_t s = 0; s < k; s++) v += At[u * lda + s] * X[s * ldx + j];
+                Yt[u * ldy + j] = v;
+            }
     }
 }
 

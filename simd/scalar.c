@@ -101,10 +101,12 @@ static void dots_f32_scalar(float *Y, size_t ldy, const float *X, size_t ldx, si
         for (size_t r = 0; r < rows; r++) Y[t * ldy + r] = dot_f32_scalar(X + t * ldx, W + r * ldw, cols);
 }
 
-// k axpys in order.
-static void axpys_f32_scalar(float *y, const float *a, const float *X, size_t ldx, size_t k, size_t n)
+// k axpys in order, per row.
+static void axpys_f32_scalar(float *Y, size_t ldy, const float *A, size_t lda, size_t T, const float *X, size_t ldx,
+                             size_t k, size_t n)
 {
-    for (size_t t = 0; t < k; t++) axpy_f32_scalar(y, a[t], X + t * ldx, n);
+    for (size_t t = 0; t < T; t++)
+        for (size_t s = 0; s < k; s++) axpy_f32_scalar(Y + t * ldy, A[t * lda + s], X + s * ldx, n);
 }
 
 static void scale_f32_scalar(float *y, float a, const float *x, size_t n)

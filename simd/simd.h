@@ -99,10 +99,12 @@ typedef struct SimdKernels {
     void (*dots_f32)(float *Y, size_t ldy, const float *X, size_t ldx, size_t T, const float *W, size_t ldw,
                      size_t rows, size_t cols);
 
-    // for t = 0 .. k-1, in order: y[i] += a[t] * X[t*ldx + i] for i < n (one head's values
-    // weighted by its attention).  Contract: bit-identical to k calls axpy_f32(y, a[t], X +
-    // t*ldx, n), so every table gives scalar.c's bits (each step a product, then a sum).
-    void (*axpys_f32)(float *y, const float *a, const float *X, size_t ldx, size_t k, size_t n);
+    // For each row t < T, for s = 0 .. k-1 in order: Y[t*ldy + i] += A[t*lda + s] * X[s*ldx + i]
+    // for i < n (T queries' weighted sums of one head's values).  Contract: bit-identical to k
+    // calls axpy_f32(Y + t*ldy, A[t*lda + s], X + s*ldx, n) per row, so every table gives
+    // scalar.c's bits (each step a product, then a sum).
+    void (*axpys_f32)(float *Y, size_t ldy, const float *A, size_t lda, size_t T, const float *X, size_t ldx,
+                      size_t k, size_t n);
 
     // ---- int8 (formats and layouts in quant/q8.h) --------------------------------------------
     // One output of W x (row r of W, activation row t), the same in every entry below and in

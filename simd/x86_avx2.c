@@ -258,37 +258,58 @@ static void dots_f32_avx2(float *Y, size_t ldy, const float *X, size_t ldx, size
     }
 }
 
-// ref: scalar.c axpys_f32_scalar.  32 floats of y stay in registers over all k rows (4
-// independent chains of a multiply and an add per row, neither fused: axpy_f32's bits).
-static void axpys_f32_avx2(float *y, const float *a, const float *X, size_t ldx, size_t k, size_t n)
+// TT rows of axpys_f32 over 8 * NV floats of Y: the rows' sums stay in registers over all k
+// steps and each value vector is loaded once for the TT rows.  A multiply, then an add, neither
+// fused: axpy_f32's bits.
+AI void axpys_tile_avx2(const int TT, const int NV, float *Y, size_t ldy, const float *A, size_t lda,
+                        const float *X, size_t ldx, size_t k)
 {
-    size_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-        __m256 y0 = _mm256_loadu_ps(y + i), y1 = _mm256_loadu_ps(y + i + 8);
-        __m256 y2 = _mm256_loadu_ps(y + i + 16), y3 = _mm256_loadu_ps(y + i + 24);
-        const float *x = X + i;
-        for (size_t t = 0; t < k; t++, x += ldx) {
-            __m256 va = _mm256_set1_ps(a[t]);
-            y0 = _mm256_add_ps(y0, _mm256_mul_ps(va, _mm256_loadu_ps(x)));
-            y1 = _mm256_add_ps(y1, _mm256_mul_ps(va, _mm256_loadu_ps(x + 8)));
-            y2 = _mm256_add_ps(y2, _mm256_mul_ps(va, _mm256_loadu_ps(x + 16)));
-            y3 = _mm256_add_ps(y3, _mm256_mul_ps(va, _mm256_loadu_ps(x + 24)));
+    __m256 acc[2][4];
+#pragma GCC unroll 2
+    for (int t = 0; t < TT; t++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) acc[t][v] = _mm256_loadu_ps(Y + t * ldy + 8 * v);
+    for (size_t s = 0; s < k; s++, X += ldx) {
+        __m256 x[4];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) x[v] = _mm256_loadu_ps(X + 8 * v);
+#pragma GCC unroll 2
+        for (int t = 0; t < TT; t++) {
+            __m256 a = _mm256_set1_ps(A[t * lda + s]);
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++) acc[t][v] = _mm256_add_ps(acc[t][v], _mm256_mul_ps(a, x[v]));
         }
-        _mm256_storeu_ps(y + i, y0);
-        _mm256_storeu_ps(y + i + 8, y1);
-        _mm256_storeu_ps(y + i + 16, y2);
-        _mm256_storeu_ps(y + i + 24, y3);
     }
-    for (; i + 8 <= n; i += 8) {
-        __m256 v = _mm256_loadu_ps(y + i);
-        const float *x = X + i;
-        for (size_t t = 0; t < k; t++, x += ldx) v = _mm256_add_ps(v, _mm256_mul_ps(_mm256_set1_ps(a[t]), _mm256_loadu_ps(x)));
-        _mm256_storeu_ps(y + i, v);
-    }
-    for (; i < n; i++) {
-        float v = y[i];
-        for (size_t t = 0; t < k; t++) v += a[t] * X[t * ldx + i];
-        y[i] = v;
+#pragma GCC unroll 2
+    for (int t = 0; t < TT; t++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) _mm256_storeu_ps(Y + t * ldy + 8 * v, acc[t][v]);
+}
+
+// ref: scalar.c axpys_f32_scalar.  Rows 2 at a time, 32 floats at a time, then 8, then the
+// last floats one by one.
+static void axpys_f32_avx2(float *Y, size_t ldy, const float *A, size_t lda, size_t T, const float *X, size_t ldx,
+                           size_t k, size_t n)
+{
+    for (size_t t = 0; t < T; t += 2) {
+        int two = T - t >= 2;
+        float *Yt = Y + t * ldy;
+        const float *At = A + t * lda;
+        size_t i = 0;
+        for (; i + 32 <= n; i += 32) {
+            if (two) axpys_tile_avx2(2, 4, Yt + i, ldy, At, lda, X + i, ldx, k);
+            else axpys_tile_avx2(1, 4, Yt + i, ldy, At, lda, X + i, ldx, k);
+        }
+        for (; i + 8 <= n; i += 8) {
+            if (two) axpys_tile_avx2(2, 1, Yt + i, ldy, At, lda, X + i, ldx, k);
+            else axpys_tile_avx2(1, 1, Yt + i, ldy, At, lda, X + i, ldx, k);
+        }
+        for (size_t u = 0; u < (size_t)(two ? 2 : 1); u++)
+            for (size_t j = i; j < n; j++) {
+                float v = Yt[u * ldy + j];
+                for (size_t s = 0; s < k; s++) v += At[u * lda + s] * X[s * ldx + j];
+                Yt[u * ldy + j] = v;
+            }
     }
 }
 

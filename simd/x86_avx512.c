@@ -281,34 +281,57 @@ static void dots_f32_avx512(float *Y, size_t ldy, const float *X, size_t ldx, si
     }
 }
 
-// ref: scalar.c axpys_f32_scalar.  64 floats of y stay in registers over all k rows (4
-// independent chains of a multiply and an add per row, neither fused: axpy_f32's bits).
-static void axpys_f32_avx512(float *y, const float *a, const float *X, size_t ldx, size_t k, size_t n)
+// TT rows of axpys_f32 over 16 * NV floats of Y (NV = 4: full 64-float chunks; NV = 1 with mask
+// m: the rest, 16 at a time): the rows' sums stay in registers over all k steps and each value
+// vector is loaded once for the TT rows.  A multiply, then an add, neither fused: axpy_f32's bits.
+AI void axpys_tile_avx512(const int TT, const int NV, __mmask16 m, float *Y, size_t ldy, const float *A, size_t lda,
+                          const float *X, size_t ldx, size_t k)
 {
-    size_t i = 0;
-    for (; i + 64 <= n; i += 64) {
-        __m512 y0 = _mm512_loadu_ps(y + i), y1 = _mm512_loadu_ps(y + i + 16);
-        __m512 y2 = _mm512_loadu_ps(y + i + 32), y3 = _mm512_loadu_ps(y + i + 48);
-        const float *x = X + i;
-        for (size_t t = 0; t < k; t++, x += ldx) {
-            __m512 va = _mm512_set1_ps(a[t]);
-            y0 = _mm512_add_ps(y0, _mm512_mul_ps(va, _mm512_loadu_ps(x)));
-            y1 = _mm512_add_ps(y1, _mm512_mul_ps(va, _mm512_loadu_ps(x + 16)));
-            y2 = _mm512_add_ps(y2, _mm512_mul_ps(va, _mm512_loadu_ps(x + 32)));
-            y3 = _mm512_add_ps(y3, _mm512_mul_ps(va, _mm512_loadu_ps(x + 48)));
+    __m512 acc[4][4];
+#pragma GCC unroll 4
+    for (int t = 0; t < TT; t++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) acc[t][v] = _mm512_maskz_loadu_ps(m, Y + t * ldy + 16 * v);
+    for (size_t s = 0; s < k; s++, X += ldx) {
+        __m512 x[4];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) x[v] = _mm512_maskz_loadu_ps(m, X + 16 * v);
+#pragma GCC unroll 4
+        for (int t = 0; t < TT; t++) {
+            __m512 a = _mm512_set1_ps(A[t * lda + s]);
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++) acc[t][v] = _mm512_add_ps(acc[t][v], _mm512_mul_ps(a, x[v]));
         }
-        _mm512_storeu_ps(y + i, y0);
-        _mm512_storeu_ps(y + i + 16, y1);
-        _mm512_storeu_ps(y + i + 32, y2);
-        _mm512_storeu_ps(y + i + 48, y3);
     }
-    for (; i < n; i += 16) {   // 16 at a time, the last masked
-        __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : tail_mask16(n - i);
-        __m512 v = _mm512_maskz_loadu_ps(m, y + i);
-        const float *x = X + i;
-        for (size_t t = 0; t < k; t++, x += ldx)
-            v = _mm512_add_ps(v, _mm512_mul_ps(_mm512_set1_ps(a[t]), _mm512_maskz_loadu_ps(m, x)));
-        _mm512_mask_storeu_ps(y + i, m, v);
+#pragma GCC unroll 4
+    for (int t = 0; t < TT; t++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) _mm512_mask_storeu_ps(Y + t * ldy + 16 * v, m, acc[t][v]);
+}
+
+// ref: scalar.c axpys_f32_scalar.  Rows 4 at a time (16 sums in registers), 64 floats at a
+// time, then the last floats 16 at a time (masked).
+static void axpys_f32_avx512(float *Y, size_t ldy, const float *A, size_t lda, size_t T, const float *X, size_t ldx,
+                             size_t k, size_t n)
+{
+    for (size_t t = 0; t < T; t += 4) {
+        size_t tt = T - t < 4 ? T - t : 4;
+        float *Yt = Y + t * ldy;
+        const float *At = A + t * lda;
+        size_t i = 0;
+        for (; i + 64 <= n; i += 64) {
+            if (tt == 4) axpys_tile_avx512(4, 4, 0xffff, Yt + i, ldy, At, lda, X + i, ldx, k);
+            else if (tt == 3) axpys_tile_avx512(3, 4, 0xffff, Yt + i, ldy, At, lda, X + i, ldx, k);
+            else if (tt == 2) axpys_tile_avx512(2, 4, 0xffff, Yt + i, ldy, At, lda, X + i, ldx, k);
+            else axpys_tile_avx512(1, 4, 0xffff, Yt + i, ldy, At, lda, X + i, ldx, k);
+        }
+        for (; i < n; i += 16) {
+            __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : tail_mask16(n - i);
+            if (tt == 4) axpys_tile_avx512(4, 1, m, Yt + i, ldy, At, lda, X + i, ldx, k);
+            else if (tt == 3) axpys_tile_avx512(3, 1, m, Yt + i, ldy, At, lda, X + i, ldx, k);
+            else if (tt == 2) axpys_tile_avx512(2, 1, m, Yt + i, ldy, At, lda, X + i, ldx, k);
+            else axpys_tile_avx512(1, 1, m, Yt + i, ldy, At, lda, X + i, ldx, k);
+        }
     }
 }
 

@@ -500,48 +500,58 @@ static inline void kc_check_dots(KcStats *st, const SimdKernels *K)
                     }
 }
 
-// ---- axpys: k strided axpys in order, scalar.c's bits in every table ----------------------------
+// ---- axpys: per row, k strided axpys in order, scalar.c's bits in every table ----------------
 static inline void kc_check_axpys(KcStats *st, const SimdKernels *K, const SimdKernels *S)
 {
+    static const size_t Ts[] = {1, 2, 3, 4, 5, 7};
     static const size_t ks[] = {0, 1, 2, 5, 17, 100};
-    static const size_t pads[] = {0, 5};   // ldx = n + pad
+    static const size_t pads[] = {0, 5};   // ldx = n + pad, ldy = n + 2 pad, lda = k + 3 pad
     uint64_t seed = 22;
-    for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++)
-        for (size_t si = 0; si < KC_NSIZES; si++)
-            for (size_t pi = 0; pi < 2; pi++)
-                for (size_t off = 0; off < 2; off++) {
-                    size_t k = ks[ki], n = kc_sizes[si], ldx = n + pads[pi], nx = k ? (k - 1) * ldx + n : 0;
-                    if (n > 1001 && k > 5) continue;
-                    float *X = kc_in(off, nx), *a = kc_in(off, k), *y = kc_out(off, n), *ys = kc_out(off, n);
-                    double *ref = malloc((n + 1) * sizeof(double)), *tol = malloc((n + 1) * sizeof(double));
-                    kc_fill(X + off, nx, &seed, -2, 2);
-                    kc_fill(a + off, k, &seed, -1, 1);
-                    kc_fill(y + off, n, &seed, -2, 2);
-                    memcpy(ys + off, y + off, n * sizeof(float));
-                    // k steps of two roundings each: |err| <= 2 k eps sum (|y| + |a x|) to first order.
-                    for (size_t i = 0; i < n; i++) {
-                        double v = y[off + i], mag = fabs(v);
-                        for (size_t t = 0; t < k; t++) {
-                            double ax = (double)a[off + t] * X[off + t * ldx + i];
-                            v += ax;
-                            mag += fabs(ax);
-                        }
-                        ref[i] = v;
-                        tol[i] = 2.0 * (double)(k + 1) * FLT_EPSILON * mag + 1e-37;
+    for (size_t ti = 0; ti < sizeof Ts / sizeof Ts[0]; ti++)
+        for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++)
+            for (size_t si = 0; si < KC_NSIZES; si++)
+                for (size_t pi = 0; pi < 2; pi++)
+                    for (size_t off = 0; off < 2; off++) {
+                        size_t T = Ts[ti], k = ks[ki], n = kc_sizes[si];
+                        size_t ldx = n + pads[pi], ldy = n + 2 * pads[pi], lda = k + 3 * pads[pi];
+                        if (n > 1001 && (k > 5 || T > 2)) continue;
+                        if (T > 1 && (si + ki) % 2 != off) continue;   // keep the multi-row cases fewer
+                        size_t nx = k ? (k - 1) * ldx + n : 0, na = (T - 1) * lda + k, ny = (T - 1) * ldy + n;
+                        float *X = kc_in(off, nx), *A = kc_in(off, na), *Y = kc_out(off, ny), *Ys = kc_out(off, ny);
+                        double *ref = malloc((ny + 1) * sizeof(double)), *tol = malloc((ny + 1) * sizeof(double));
+                        kc_fill(X + off, nx, &seed, -2, 2);
+                        kc_fill(A + off, na, &seed, -1, 1);
+                        kc_fill(Y + off, ny, &seed, -2, 2);
+                        memcpy(Ys + off, Y + off, ny * sizeof(float));
+                        // k steps of two roundings each: |err| <= 2 (k + 1) eps sum (|y| + |a x|).
+                        for (size_t t = 0; t < T; t++)
+                            for (size_t i = 0; i < n; i++) {
+                                double v = Y[off + t * ldy + i], mag = fabs(v);
+                                for (size_t u = 0; u < k; u++) {
+                                    double ax = (double)A[off + t * lda + u] * X[off + u * ldx + i];
+                                    v += ax;
+                                    mag += fabs(ax);
+                                }
+                                ref[t * ldy + i] = v;
+                                tol[t * ldy + i] = 2.0 * (double)(k + 1) * FLT_EPSILON * mag + 1e-37;
+                            }
+                        K->axpys_f32(Y + off, ldy, A + off, lda, T, X + off, ldx, k, n);
+                        for (size_t t = 0; t < T; t++)
+                            for (size_t u = 0; u < k; u++)
+                                S->axpy_f32(Ys + off + t * ldy, A[off + t * lda + u], X + off + u * ldx, n);
+                        // Same bits everywhere, the gaps between rows (ldy > n) included: untouched.
+                        int ok = kc_guards_ok(Y, off, ny), same = memcmp(Y + off, Ys + off, ny * sizeof(float)) == 0;
+                        for (size_t t = 0; t < T && ok; t++)
+                            for (size_t i = 0; i < n && ok; i++) ok = fabs(Y[off + t * ldy + i] - ref[t * ldy + i]) <= tol[t * ldy + i];
+                        kc_case(st, ok && same, K->name, "axpys_f32 T=%zu k=%zu n=%zu ldx=%zu ldy=%zu lda=%zu off=%zu%s", T, k,
+                                n, ldx, ldy, lda, off, same ? "" : ": differs from k scalar.c axpy_f32 calls per row");
+                        free(X);
+                        free(A);
+                        free(Y);
+                        free(Ys);
+                        free(ref);
+                        free(tol);
                     }
-                    K->axpys_f32(y + off, a + off, X + off, ldx, k, n);
-                    for (size_t t = 0; t < k; t++) S->axpy_f32(ys + off, a[off + t], X + off + t * ldx, n);
-                    int ok = kc_guards_ok(y, off, n), same = memcmp(y + off, ys + off, n * sizeof(float)) == 0;
-                    for (size_t i = 0; i < n && ok; i++) ok = fabs(y[off + i] - ref[i]) <= tol[i];
-                    kc_case(st, ok && same, K->name, "axpys_f32 k=%zu n=%zu ldx=%zu off=%zu%s", k, n, ldx, off,
-                            same ? "" : ": differs from k scalar.c axpy_f32 calls");
-                    free(X);
-                    free(a);
-                    free(y);
-                    free(ys);
-                    free(ref);
-                    free(tol);
-                }
 }
 
 // ---- scalar fidelity: scalar.c is llama2.c run.c, bit for bit --------------------------------
