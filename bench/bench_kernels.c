@@ -310,6 +310,19 @@ static void data_free(BenchData *d) {
     mem_pool_free(&d->pool);
 }
 
+// One attention row: fn for nq queries against base (the same results, one call per key) timed
+// in the same run; GFLOP/s counts 2 * nq * keys * Dh.
+static void att_row(const char *isa, Bench *b, void (*fn)(Bench *), void (*base)(Bench *), int nq,
+                    const char *kernel, const char *base_name) {
+    char sizes[96], fig[96], ratio[128];
+    double flop = 2.0 * nq * ATT_KEYS * ATT_DH, sb = time_call(base, b), s = time_call(fn, b);
+    if (nq > 1) snprintf(sizes, sizeof sizes, "%d queries x %d keys x %d, rows 768 apart", nq, ATT_KEYS, ATT_DH);
+    else snprintf(sizes, sizeof sizes, "%d keys x %d, rows 768 apart", ATT_KEYS, ATT_DH);
+    snprintf(fig, sizeof fig, "%.1f GFLOP/s", flop / s / 1e9);
+    snprintf(ratio, sizeof ratio, "%.2fx %s (%.1f GFLOP/s)", sb / s, base_name, flop / sb / 1e9);
+    row(isa, 1, kernel, sizes, fig, ratio);
+}
+
 static void bench_table(SimdIsa isa, const Limits *L, BenchData *d, ThreadPool *pool2, double scalar_ns[2]) {
     const SimdKernels *K = simd_kernels_for(isa);
     const char *name = simd_isa_name(isa);
@@ -378,26 +391,11 @@ static void bench_table(SimdIsa isa, const Limits *L, BenchData *d, ThreadPool *
     b.W = d->Wbig[0];
     b.cols = D;
     b.x = d->x;   // the query (64 floats), or the 1024 attention weights for axpys
-    double sb = time_call(run_dots_base, &b);
-    s = time_call(run_dots, &b);
-    snprintf(fig, sizeof fig, "%.1f GFLOP/s", 2.0 * ATT_KEYS * ATT_DH / s / 1e9);
-    snprintf(ratio, sizeof ratio, "%.2fx a dot_f32 call per key (%.1f GFLOP/s)", sb / s, 2.0 * ATT_KEYS * ATT_DH / sb / 1e9);
-    row(name, 1, "dots_f32 (attention scores)", "1024 keys x 64, rows 768 apart", fig, ratio);
-    sb = time_call(run_dots8_base, &b);
-    s = time_call(run_dots8, &b);
-    snprintf(fig, sizeof fig, "%.1f GFLOP/s", 8 * 2.0 * ATT_KEYS * ATT_DH / s / 1e9);
-    snprintf(ratio, sizeof ratio, "%.2fx a dot_f32 call per (query, key) (%.1f GFLOP/s)", sb / s, 8 * 2.0 * ATT_KEYS * ATT_DH / sb / 1e9);
-    row(name, 1, "dots_f32 (attention scores)", "8 queries x 1024 keys x 64, rows 768 apart", fig, ratio);
-    sb = time_call(run_axpys_base, &b);
-    s = time_call(run_axpys, &b);
-    snprintf(fig, sizeof fig, "%.1f GFLOP/s", 2.0 * ATT_KEYS * ATT_DH / s / 1e9);
-    snprintf(ratio, sizeof ratio, "%.2fx an axpy_f32 call per key (%.1f GFLOP/s)", sb / s, 2.0 * ATT_KEYS * ATT_DH / sb / 1e9);
-    row(name, 1, "axpys_f32 (attention values)", "1024 keys x 64, rows 768 apart", fig, ratio);
-    sb = time_call(run_axpys8_base, &b);
-    s = time_call(run_axpys8, &b);
-    snprintf(fig, sizeof fig, "%.1f GFLOP/s", 8 * 2.0 * ATT_KEYS * ATT_DH / s / 1e9);
-    snprintf(ratio, sizeof ratio, "%.2fx an axpy_f32 call per (query, key) (%.1f GFLOP/s)", sb / s, 8 * 2.0 * ATT_KEYS * ATT_DH / sb / 1e9);
-    row(name, 1, "axpys_f32 (attention values)", "8 queries x 1024 keys x 64, rows 768 apart", fig, ratio);
+    att_row(name, &b, run_dots, run_dots_base, 1, "dots_f32 (attention scores)", "a dot_f32 call per key");
+    att_row(name, &b, run_dots8, run_dots8_base, 8, "dots_f32 (attention scores)", "a dot_f32 call per (query, key)");
+    att_row(name, &b, run_axpys, run_axpys_base, 1, "axpys_f32 (attention values)", "an axpy_f32 call per key");
+    att_row(name, &b, run_axpys8, run_axpys8_base, 8, "axpys_f32 (attention values)",
+            "an axpy_f32 call per (query, key)");
 
     // rmsnorm (per layer, per token) and softmax over the vocabulary: speed-up over scalar.
     b.n = D;

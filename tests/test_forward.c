@@ -34,17 +34,24 @@ Test(forward, at_least_one_vector_isa) {
     cr_assert(any, "no vector kernel table is available on this machine");
 }
 
+// A random llama2.c checkpoint of config c (model_write_random, seed) in a fresh temp dir
+// (*dir, *path: the caller removes and frees them), loaded into m.
+static void random_model(Model *m, const Config *c, uint64_t seed, const char *tag, char **dir, char **path) {
+    *dir = tu_mkdtemp(tag);
+    cr_assert_not_null(*dir);
+    *path = tu_join(*dir, "m.bin");
+    cr_assert_eq(model_write_random(*path, c, seed), CT_OK, "%s", ct_errmsg());
+    cr_assert_eq(model_load_llama2c(m, *path), CT_OK, "%s", ct_errmsg());
+}
+
 // Logits of a random GQA model with an untied classifier are byte-identical for 1, 2, 3
 // threads, for prefill and decode, with a model large enough that the pool really splits.
 Test(forward, thread_count_determinism) {
-    char *dir = tu_mkdtemp("ct_fwd");
-    cr_assert_not_null(dir);
-    char *path = tu_join(dir, "m.bin");
+    char *dir, *path;
     Config c = {.dim = 256, .hidden_dim = 688, .n_layers = 2, .n_heads = 8, .n_kv_heads = 2,
                 .vocab_size = 1000, .seq_len = 96, .shared_classifier = 0};
-    cr_assert_eq(model_write_random(path, &c, 7), CT_OK, "%s", ct_errmsg());
     Model m;
-    cr_assert_eq(model_load_llama2c(&m, path), CT_OK, "%s", ct_errmsg());
+    random_model(&m, &c, 7, "ct_fwd", &dir, &path);
     cr_assert_eq(m.c.shared_classifier, 0);
     int n = 80;
     int ids[80];
@@ -143,14 +150,11 @@ Test(forward, capture_in_arena) {
 // for 1, 2 and 3 threads, with full causal attention and with a 40-key sliding window on the
 // even layers (windows that start inside a block and inside a group).
 Test(forward, attention_blocks_decode_equals_prefill) {
-    char *dir = tu_mkdtemp("ct_att");
-    cr_assert_not_null(dir);
-    char *path = tu_join(dir, "m.bin");
+    char *dir, *path;
     Config c = {.dim = 128, .hidden_dim = 256, .n_layers = 2, .n_heads = 8, .n_kv_heads = 2,
                 .vocab_size = 300, .seq_len = 256, .shared_classifier = 0};
-    cr_assert_eq(model_write_random(path, &c, 11), CT_OK, "%s", ct_errmsg());
     Model m;
-    cr_assert_eq(model_load_llama2c(&m, path), CT_OK, "%s", ct_errmsg());
+    random_model(&m, &c, 11, "ct_att", &dir, &path);
     enum { N = 200 };
     int ids[N];
     for (int i = 0; i < N; i++) ids[i] = (i * 53 + 7) % 300;
