@@ -100,7 +100,7 @@ int cmd_bench_forward(int argc, char **argv) {
     double kv_rows = 0;
     for (long i = 0; i < G; i++)
         for (int l = 0; l < m.c.n_layers; l++) {
-            long keys = P + i + 1, w = m.c.sliding_window > 0 && l % 2 == 0 ? m.c.sliding_window : 0;
+            long keys = P + i + 1, w = config_window(&m.c, l);
             kv_rows += (double)(w > 0 && keys > w ? w : keys);
         }
     bytes_tok += 2.0 * kv_rows / (double)G * (double)m.c.n_kv_heads * m.c.head_dim * sizeof(float);

@@ -292,6 +292,25 @@ static inline int attn_first(const AttnJob *j, int p) {
     return j->window > 0 && p - j->window + 1 > 0 ? p - j->window + 1 : 0;
 }
 
+// out(p, h) += att(p, h, t) v(t, h) for the keys t in [from, to] that position p attends to,
+// in key order, one axpys_f32 call per (position, head): positions i0 .. i1-1 of the chunk,
+// heads h0 .. h1-1.
+static void attn_values_each(const AttnJob *j, int i0, int i1, int h0, int h1, int from, int to) {
+    const Config *c = j->c;
+    const SimdKernels *K = simd_kernels();
+    int H = c->n_heads, Dh = c->head_dim, T = j->s->T, grp = H / c->n_kv_heads;
+    size_t Dq = (size_t)H * Dh, Dkv = (size_t)c->n_kv_heads * Dh;
+    const float *vc = j->s->value_cache + (size_t)j->layer * T * Dkv;
+    for (int i = i0; i < i1; i++) {
+        int p = j->pos0 + i, lo = attn_first(j, p), hi = to < p ? to : p;
+        if (lo < from) lo = from;
+        if (lo > hi) continue;
+        for (int h = h0; h < h1; h++)
+            K->axpys_f32(j->s->xb + (size_t)i * Dq + (size_t)h * Dh, 0, j->s->att + ((size_t)i * H + h) * T + lo, 0, 1,
+                         vc + (size_t)lo * Dkv + (size_t)(h / grp) * Dh, Dkv, (size_t)(hi - lo + 1), (size_t)Dh);
+    }
+}
+
 // Task = a group of up to ATTN_GROUP positions x a range of heads (ntasks / groups ranges; all
 // heads when there are as many groups as threads).  For each (position p, head h) it
 // computes what one loop over the keys would: score_t = dot_f32(q, k_t) scaled (and
@@ -300,8 +319,8 @@ static inline int attn_first(const AttnJob *j, int p) {
 // block by block, once per group; a head takes the block's scores for the whole group in one
 // dots_f32 call (register tiles of several positions and keys) and the values of the keys the
 // whole group attends to in one axpys_f32 call (rows Dkv floats apart; simd.h: the same bits
-// as dot_f32 and axpy_f32 per key).  Before, each (position, head) task called dot_f32 and axpy_f32 once per
-// key, reading one head's Dh floats of every row at a stride of Dkv.  The operations of each
+// as dot_f32 and axpy_f32 per key).  Before, each (position, head) task called dot_f32 and
+// axpy_f32 once per key, reading one head's Dh floats of every row at a stride of Dkv.  The operations of each
 // (p, h), and so the bits, do not depend on the groups, the head ranges, the blocks or the
 // threads.
 static void attn_task(void *ctx, int task, int ntasks) {
@@ -335,13 +354,10 @@ static void attn_task(void *ctx, int task, int ntasks) {
             int te = tb + ATTN_KEYS - 1 < thi ? tb + ATTN_KEYS - 1 : thi;
             // Every position of the group against the whole block, in one call per head: the
             // entries past a position (t > p) are not used, those before its first key (t < t0,
-            // a sliding window) are zeroed below.  query head h reads kv head h / grp (stepped,
-            // not divided, in the loop).
-            const float *krow = kc + (size_t)tb * Dkv, *q = qs + (size_t)i0 * Dq + (size_t)h0 * Dh;
-            for (int h = h0, kvh = h0 / grp, k = h0 % grp; h < h1; h++, q += Dh) {
-                K->dots_f32(ATT(i0, h) + tb, (size_t)H * T, q, Dq, (size_t)(i1 - i0), krow + (size_t)kvh * Dh, Dkv,
-                            (size_t)(te - tb + 1), (size_t)Dh);
-                if (++k == grp) k = 0, kvh++;
+            // a sliding window) are zeroed below.  Query head h reads kv head h / grp.
+            for (int h = h0; h < h1; h++) {
+                K->dots_f32(ATT(i0, h) + tb, (size_t)H * T, qs + (size_t)i0 * Dq + (size_t)h * Dh, Dq, (size_t)(i1 - i0),
+                            kc + (size_t)tb * Dkv + (size_t)(h / grp) * Dh, Dkv, (size_t)(te - tb + 1), (size_t)Dh);
                 for (int i = i0; i < i1; i++) {
                     int p = pos0 + i, lo = attn_first(j, p), hi = te < p ? te : p;
                     float *a = ATT(i, h);
@@ -355,13 +371,11 @@ static void attn_task(void *ctx, int task, int ntasks) {
             }
         }
         for (int i = i0; i < i1; i++) {
-            int t0 = attn_first(j, pos0 + i);
-            for (int h = h0; h < h1; h++)
-                for (int t = 0; t < t0; t++) ATT(i, h)[t] = 0.0f;   // outside the sliding window: weight 0
-        }
-        for (int i = i0; i < i1; i++) {
             int p = pos0 + i, t0 = attn_first(j, p);
-            for (int h = h0; h < h1; h++) K->softmax_f32(ATT(i, h) + t0, (size_t)(p + 1 - t0));
+            for (int h = h0; h < h1; h++) {
+                for (int t = 0; t < t0; t++) ATT(i, h)[t] = 0.0f;   // outside the sliding window: weight 0
+                K->softmax_f32(ATT(i, h) + t0, (size_t)(p + 1 - t0));
+            }
         }
     }
     for (int i = i0; i < i1; i++) memset(xb + (size_t)i * Dq + (size_t)h0 * Dh, 0, (size_t)(h1 - h0) * Dh * sizeof(float));
@@ -374,34 +388,15 @@ static void attn_task(void *ctx, int task, int ntasks) {
         int te = tb + ATTN_KEYS - 1 < thi ? tb + ATTN_KEYS - 1 : thi;
         int clo = attn_first(j, pos0 + i1 - 1), chi = te < pos0 + i0 ? te : pos0 + i0;
         if (clo < tb) clo = tb;
-        int joint = clo <= chi;
-        for (int part = 0; part < 3; part++) {
-            if (part == 1) {
-                if (!joint) continue;
-                const float *vrow = vc + (size_t)clo * Dkv;
-                for (int h = h0, kvh = h0 / grp, k = h0 % grp; h < h1; h++) {
-                    K->axpys_f32(xb + (size_t)i0 * Dq + (size_t)h * Dh, Dq, ATT(i0, h) + clo, (size_t)H * T,
-                                 (size_t)(i1 - i0), vrow + (size_t)kvh * Dh, Dkv, (size_t)(chi - clo + 1), (size_t)Dh);
-                    if (++k == grp) k = 0, kvh++;
-                }
-                continue;
-            }
-            for (int i = i0; i < i1; i++) {
-                int p = pos0 + i, lo = attn_first(j, p), hi = te < p ? te : p;
-                if (lo < tb) lo = tb;
-                if (joint && part == 0 && hi > clo - 1) hi = clo - 1;   // before the joint keys
-                if (joint && part == 2 && lo < chi + 1) lo = chi + 1;   // after them
-                if (!joint && part == 2) continue;                      // no joint keys: all in part 0
-                if (lo > hi) continue;
-                float *out = xb + (size_t)i * Dq + (size_t)h0 * Dh;
-                const float *vrow = vc + (size_t)lo * Dkv;
-                for (int h = h0, kvh = h0 / grp, k = h0 % grp; h < h1; h++, out += Dh) {
-                    K->axpys_f32(out, 0, ATT(i, h) + lo, 0, 1, vrow + (size_t)kvh * Dh, Dkv, (size_t)(hi - lo + 1),
-                                 (size_t)Dh);
-                    if (++k == grp) k = 0, kvh++;
-                }
-            }
+        if (clo > chi) {   // no key shared by the whole group: each position alone
+            attn_values_each(j, i0, i1, h0, h1, tb, te);
+            continue;
         }
+        attn_values_each(j, i0, i1, h0, h1, tb, clo - 1);
+        for (int h = h0; h < h1; h++)
+            K->axpys_f32(xb + (size_t)i0 * Dq + (size_t)h * Dh, Dq, ATT(i0, h) + clo, (size_t)H * T, (size_t)(i1 - i0),
+                         vc + (size_t)clo * Dkv + (size_t)(h / grp) * Dh, Dkv, (size_t)(chi - clo + 1), (size_t)Dh);
+        attn_values_each(j, i0, i1, h0, h1, chi + 1, te);
     }
     if (j->cap && (j->cap->flags & CAP_PATTERNS)) {
         size_t Tc = (size_t)j->cap->T;
@@ -577,7 +572,7 @@ static void forward_chunk(const Model *m, RunState *s, const int *tok, int pos0,
             }
         }
         // Gemma-2: layers with an even index are sliding-window layers
-        int window = c->sliding_window > 0 && l % 2 == 0 ? c->sliding_window : 0;
+        int window = config_window(c, l);
         AttnJob aj = {c, s, cap, NULL, 0, l, pos0, n, window};
         if (fz && hk->freeze_attn && in_range(hk, l)) {
             aj.frozen_att = fz->att + (size_t)l * H * FT * FT;

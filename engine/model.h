@@ -60,6 +60,12 @@ typedef struct Config {
     float rope_factor, rope_low_freq, rope_high_freq, rope_orig_ctx;
 } Config;
 
+// The keys layer l attends to: the last config_window(c, l) of them (Gemma-2's sliding window on
+// the layers with an even index), or all when 0.
+static inline int config_window(const Config *c, int l) {
+    return c->sliding_window > 0 && l % 2 == 0 ? c->sliding_window : 0;
+}
+
 // Pointers into the read-only mapping (or into owned memory for synthetic and HF models).
 // Dq = H*Dh, Dkv = Hkv*Dh.  Optional tensors are NULL when the architecture has none.
 typedef struct Weights {
