@@ -78,12 +78,29 @@ static float dot_f32_neon(const float *a, const float *b, size_t n)
     return y;
 }
 
+// ref: scalar.c dots_f32_scalar.  2 x 2 register tiles (keys x queries), the leftover query in
+// 4 x 1; no cache blocking (a block of keys is small).  matvec and matmul (per block of rows)
+// run through it, so their rows keep the same tiles.
+static void dots_f32_neon(float *Y, size_t ldy, const float *X, size_t ldx, size_t T, const float *W, size_t ldw,
+                          size_t rows, size_t cols)
+{
+    size_t t = 0;
+    for (; t + 2 <= T; t += 2) {
+        size_t r = 0;
+        for (; r + 2 <= rows; r += 2) tile_neon(2, 2, Y + t * ldy + r, ldy, W + r * ldw, ldw, X + t * ldx, ldx, cols);
+        for (; r < rows; r++) tile_neon(1, 2, Y + t * ldy + r, ldy, W + r * ldw, ldw, X + t * ldx, ldx, cols);
+    }
+    for (; t < T; t++) {
+        size_t r = 0;
+        for (; r + 4 <= rows; r += 4) tile_neon(4, 1, Y + t * ldy + r, 0, W + r * ldw, ldw, X + t * ldx, 0, cols);
+        for (; r < rows; r++) tile_neon(1, 1, Y + t * ldy + r, 0, W + r * ldw, ldw, X + t * ldx, 0, cols);
+    }
+}
+
 // ref: scalar.c matvec_f32_scalar.  4 rows at a time share each x load (16 FMA chains).
 static void matvec_f32_neon(float *y, const float *W, const float *x, size_t rows, size_t cols)
 {
-    size_t r = 0;
-    for (; r + 4 <= rows; r += 4) tile_neon(4, 1, y + r, 0, W + r * cols, cols, x, 0, cols);
-    for (; r < rows; r++) tile_neon(1, 1, y + r, 0, W + r * cols, cols, x, 0, cols);
+    dots_f32_neon(y, 0, x, 0, 1, W, cols, rows, cols);
 }
 
 // ref: scalar.c matmul_f32_scalar.  A block of RB weight rows (~256 KiB) is swept by every
@@ -99,21 +116,7 @@ static void matmul_f32_neon(float *Y, const float *W, const float *X, size_t T, 
     rb = rb < 2 ? 2 : rb & ~(size_t)1;
     for (size_t r0 = 0; r0 < rows; r0 += rb) {
         size_t r1 = r0 + rb < rows ? r0 + rb : rows;
-        size_t t = 0;
-        for (; t + 2 <= T; t += 2) {
-            const float *Xt = X + t * cols;
-            float *Yt = Y + t * rows;
-            size_t r = r0;
-            for (; r + 2 <= r1; r += 2) tile_neon(2, 2, Yt + r, rows, W + r * cols, cols, Xt, cols, cols);
-            for (; r < r1; r++) tile_neon(1, 2, Yt + r, rows, W + r * cols, cols, Xt, cols, cols);
-        }
-        for (; t < T; t++) {
-            const float *Xt = X + t * cols;
-            float *Yt = Y + t * rows;
-            size_t r = r0;
-            for (; r + 4 <= r1; r += 4) tile_neon(4, 1, Yt + r, 0, W + r * cols, cols, Xt, 0, cols);
-            for (; r < r1; r++) tile_neon(1, 1, Yt + r, 0, W + r * cols, cols, Xt, 0, cols);
-        }
+        dots_f32_neon(Y + r0, rows, X, cols, T, W + r0 * cols, cols, r1 - r0, cols);
     }
 }
 
@@ -220,24 +223,6 @@ static void axpy_f32_neon(float *y, float a, const float *x, size_t n)
     size_t i = 0;
     for (; i + 4 <= n; i += 4) vst1q_f32(y + i, vaddq_f32(vld1q_f32(y + i), vmulq_n_f32(vld1q_f32(x + i), a)));
     for (; i < n; i++) y[i] += a * x[i];
-}
-
-// ref: scalar.c dots_f32_scalar.  matmul's 2 x 2 tiles (the leftover query matvec's 4 x 1)
-// with strided rows; no cache blocking (a block of keys is small).
-static void dots_f32_neon(float *Y, size_t ldy, const float *X, size_t ldx, size_t T, const float *W, size_t ldw,
-                          size_t rows, size_t cols)
-{
-    size_t t = 0;
-    for (; t + 2 <= T; t += 2) {
-        size_t r = 0;
-        for (; r + 2 <= rows; r += 2) tile_neon(2, 2, Y + t * ldy + r, ldy, W + r * ldw, ldw, X + t * ldx, ldx, cols);
-        for (; r < rows; r++) tile_neon(1, 2, Y + t * ldy + r, ldy, W + r * ldw, ldw, X + t * ldx, ldx, cols);
-    }
-    for (; t < T; t++) {
-        size_t r = 0;
-        for (; r + 4 <= rows; r += 4) tile_neon(4, 1, Y + t * ldy + r, 0, W + r * ldw, ldw, X + t * ldx, 0, cols);
-        for (; r < rows; r++) tile_neon(1, 1, Y + t * ldy + r, 0, W + r * ldw, ldw, X + t * ldx, 0, cols);
-    }
 }
 
 // TT rows of axpys_f32 over 4 * NV floats of Y: the rows' sums stay in registers over all k

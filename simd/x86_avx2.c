@@ -96,12 +96,29 @@ static float dot_f32_avx2(const float *a, const float *b, size_t n)
     return y;
 }
 
+// ref: scalar.c dots_f32_scalar.  3 x 2 register tiles (keys x queries), the leftover query in
+// 4 x 1; no cache blocking (a block of keys is small).  matvec and matmul (per block of rows)
+// run through it, so their rows keep the same tiles.
+static void dots_f32_avx2(float *Y, size_t ldy, const float *X, size_t ldx, size_t T, const float *W, size_t ldw,
+                          size_t rows, size_t cols)
+{
+    size_t t = 0;
+    for (; t + 2 <= T; t += 2) {
+        size_t r = 0;
+        for (; r + 3 <= rows; r += 3) tile_avx2(3, 2, Y + t * ldy + r, ldy, W + r * ldw, ldw, X + t * ldx, ldx, cols);
+        for (; r < rows; r++) tile_avx2(1, 2, Y + t * ldy + r, ldy, W + r * ldw, ldw, X + t * ldx, ldx, cols);
+    }
+    for (; t < T; t++) {
+        size_t r = 0;
+        for (; r + 4 <= rows; r += 4) tile_avx2(4, 1, Y + t * ldy + r, 0, W + r * ldw, ldw, X + t * ldx, 0, cols);
+        for (; r < rows; r++) tile_avx2(1, 1, Y + t * ldy + r, 0, W + r * ldw, ldw, X + t * ldx, 0, cols);
+    }
+}
+
 // ref: scalar.c matvec_f32_scalar.  4 rows at a time share each x load (8 FMA chains).
 static void matvec_f32_avx2(float *y, const float *W, const float *x, size_t rows, size_t cols)
 {
-    size_t r = 0;
-    for (; r + 4 <= rows; r += 4) tile_avx2(4, 1, y + r, 0, W + r * cols, cols, x, 0, cols);
-    for (; r < rows; r++) tile_avx2(1, 1, y + r, 0, W + r * cols, cols, x, 0, cols);
+    dots_f32_avx2(y, 0, x, 0, 1, W, cols, rows, cols);
 }
 
 // ref: scalar.c matmul_f32_scalar.  A block of RB weight rows (~256 KiB, stays in L2) is swept
@@ -117,21 +134,7 @@ static void matmul_f32_avx2(float *Y, const float *W, const float *X, size_t T, 
     rb = rb < 3 ? 3 : rb - rb % 3;
     for (size_t r0 = 0; r0 < rows; r0 += rb) {
         size_t r1 = r0 + rb < rows ? r0 + rb : rows;
-        size_t t = 0;
-        for (; t + 2 <= T; t += 2) {
-            const float *Xt = X + t * cols;
-            float *Yt = Y + t * rows;
-            size_t r = r0;
-            for (; r + 3 <= r1; r += 3) tile_avx2(3, 2, Yt + r, rows, W + r * cols, cols, Xt, cols, cols);
-            for (; r < r1; r++) tile_avx2(1, 2, Yt + r, rows, W + r * cols, cols, Xt, cols, cols);
-        }
-        for (; t < T; t++) {
-            const float *Xt = X + t * cols;
-            float *Yt = Y + t * rows;
-            size_t r = r0;
-            for (; r + 4 <= r1; r += 4) tile_avx2(4, 1, Yt + r, 0, W + r * cols, cols, Xt, 0, cols);
-            for (; r < r1; r++) tile_avx2(1, 1, Yt + r, 0, W + r * cols, cols, Xt, 0, cols);
-        }
+        dots_f32_avx2(Y + r0, rows, X, cols, T, W + r0 * cols, cols, r1 - r0, cols);
     }
 }
 
@@ -238,24 +241,6 @@ static void axpy_f32_avx2(float *y, float a, const float *x, size_t n)
     for (; i + 8 <= n; i += 8)
         _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(y + i), _mm256_mul_ps(va, _mm256_loadu_ps(x + i))));
     for (; i < n; i++) y[i] += a * x[i];
-}
-
-// ref: scalar.c dots_f32_scalar.  matmul's 3 x 2 tiles (the leftover query matvec's 4 x 1)
-// with strided rows; no cache blocking (a block of keys is small).
-static void dots_f32_avx2(float *Y, size_t ldy, const float *X, size_t ldx, size_t T, const float *W, size_t ldw,
-                          size_t rows, size_t cols)
-{
-    size_t t = 0;
-    for (; t + 2 <= T; t += 2) {
-        size_t r = 0;
-        for (; r + 3 <= rows; r += 3) tile_avx2(3, 2, Y + t * ldy + r, ldy, W + r * ldw, ldw, X + t * ldx, ldx, cols);
-        for (; r < rows; r++) tile_avx2(1, 2, Y + t * ldy + r, ldy, W + r * ldw, ldw, X + t * ldx, ldx, cols);
-    }
-    for (; t < T; t++) {
-        size_t r = 0;
-        for (; r + 4 <= rows; r += 4) tile_avx2(4, 1, Y + t * ldy + r, 0, W + r * ldw, ldw, X + t * ldx, 0, cols);
-        for (; r < rows; r++) tile_avx2(1, 1, Y + t * ldy + r, 0, W + r * ldw, ldw, X + t * ldx, 0, cols);
-    }
 }
 
 // TT rows of axpys_f32 over 8 * NV floats of Y: the rows' sums stay in registers over all k

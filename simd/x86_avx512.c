@@ -103,12 +103,29 @@ static float dot_f32_avx512(const float *a, const float *b, size_t n)
     return y;
 }
 
+// ref: scalar.c dots_f32_scalar.  4 x 3 register tiles (keys x queries), the leftover queries in
+// 4 x 1; no cache blocking (a block of keys is small).  matvec and matmul (per block of rows)
+// run through it, so their rows keep the same tiles.
+static void dots_f32_avx512(float *Y, size_t ldy, const float *X, size_t ldx, size_t T, const float *W, size_t ldw,
+                            size_t rows, size_t cols)
+{
+    size_t t = 0;
+    for (; t + 3 <= T; t += 3) {
+        size_t r = 0;
+        for (; r + 4 <= rows; r += 4) tile_avx512(4, 3, Y + t * ldy + r, ldy, W + r * ldw, ldw, X + t * ldx, ldx, cols);
+        for (; r < rows; r++) tile_avx512(1, 3, Y + t * ldy + r, ldy, W + r * ldw, ldw, X + t * ldx, ldx, cols);
+    }
+    for (; t < T; t++) {
+        size_t r = 0;
+        for (; r + 4 <= rows; r += 4) tile_avx512(4, 1, Y + t * ldy + r, 0, W + r * ldw, ldw, X + t * ldx, 0, cols);
+        for (; r < rows; r++) tile_avx512(1, 1, Y + t * ldy + r, 0, W + r * ldw, ldw, X + t * ldx, 0, cols);
+    }
+}
+
 // ref: scalar.c matvec_f32_scalar.  4 rows at a time share each x load (8 FMA chains).
 static void matvec_f32_avx512(float *y, const float *W, const float *x, size_t rows, size_t cols)
 {
-    size_t r = 0;
-    for (; r + 4 <= rows; r += 4) tile_avx512(4, 1, y + r, 0, W + r * cols, cols, x, 0, cols);
-    for (; r < rows; r++) tile_avx512(1, 1, y + r, 0, W + r * cols, cols, x, 0, cols);
+    dots_f32_avx512(y, 0, x, 0, 1, W, cols, rows, cols);
 }
 
 // ref: scalar.c matmul_f32_scalar.  Cache blocking: a block of RB weight rows (~256 KiB, stays
@@ -125,21 +142,7 @@ static void matmul_f32_avx512(float *Y, const float *W, const float *X, size_t T
     rb = rb < 4 ? 4 : rb & ~(size_t)3;
     for (size_t r0 = 0; r0 < rows; r0 += rb) {
         size_t r1 = r0 + rb < rows ? r0 + rb : rows;
-        size_t t = 0;
-        for (; t + 3 <= T; t += 3) {
-            const float *Xt = X + t * cols;
-            float *Yt = Y + t * rows;
-            size_t r = r0;
-            for (; r + 4 <= r1; r += 4) tile_avx512(4, 3, Yt + r, rows, W + r * cols, cols, Xt, cols, cols);
-            for (; r < r1; r++) tile_avx512(1, 3, Yt + r, rows, W + r * cols, cols, Xt, cols, cols);
-        }
-        for (; t < T; t++) {
-            const float *Xt = X + t * cols;
-            float *Yt = Y + t * rows;
-            size_t r = r0;
-            for (; r + 4 <= r1; r += 4) tile_avx512(4, 1, Yt + r, 0, W + r * cols, cols, Xt, 0, cols);
-            for (; r < r1; r++) tile_avx512(1, 1, Yt + r, 0, W + r * cols, cols, Xt, 0, cols);
-        }
+        dots_f32_avx512(Y + r0, rows, X, cols, T, W + r0 * cols, cols, r1 - r0, cols);
     }
 }
 
@@ -260,24 +263,6 @@ static void axpy_f32_avx512(float *y, float a, const float *x, size_t n)
         __mmask16 m = tail_mask16(n - i);
         __m512 v = _mm512_add_ps(_mm512_maskz_loadu_ps(m, y + i), _mm512_mul_ps(va, _mm512_maskz_loadu_ps(m, x + i)));
         _mm512_mask_storeu_ps(y + i, m, v);
-    }
-}
-
-// ref: scalar.c dots_f32_scalar.  matmul's 4 x 3 tiles (the leftover queries matvec's 4 x 1)
-// with strided rows; no cache blocking (a block of keys is small).
-static void dots_f32_avx512(float *Y, size_t ldy, const float *X, size_t ldx, size_t T, const float *W, size_t ldw,
-                            size_t rows, size_t cols)
-{
-    size_t t = 0;
-    for (; t + 3 <= T; t += 3) {
-        size_t r = 0;
-        for (; r + 4 <= rows; r += 4) tile_avx512(4, 3, Y + t * ldy + r, ldy, W + r * ldw, ldw, X + t * ldx, ldx, cols);
-        for (; r < rows; r++) tile_avx512(1, 3, Y + t * ldy + r, ldy, W + r * ldw, ldw, X + t * ldx, ldx, cols);
-    }
-    for (; t < T; t++) {
-        size_t r = 0;
-        for (; r + 4 <= rows; r += 4) tile_avx512(4, 1, Y + t * ldy + r, 0, W + r * ldw, ldw, X + t * ldx, 0, cols);
-        for (; r < rows; r++) tile_avx512(1, 1, Y + t * ldy + r, 0, W + r * ldw, ldw, X + t * ldx, 0, cols);
     }
 }
 
