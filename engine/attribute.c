@@ -445,10 +445,6 @@ void attribute_options_default(AttribOptions *o) {
 static int cmp_pos_layer(const void *a, const void *b, void *ctx) {
     int i = *(const int *)a, j = *(const int *)b;
     const Replacement *r = ctx;
-    if (getenv("SORTMODE") && atoi(getenv("SORTMODE")) == 1) {
-        if (r->act_layer[i] != r->act_layer[j]) return r->act_layer[i] > r->act_layer[j] ? -1 : 1;
-        if (r->act_pos[i] != r->act_pos[j]) return r->act_pos[i] > r->act_pos[j] ? -1 : 1;
-    }
     if (r->act_pos[i] != r->act_pos[j]) return r->act_pos[i] < r->act_pos[j] ? -1 : 1;
     if (r->act_layer[i] != r->act_layer[j]) return r->act_layer[i] < r->act_layer[j] ? -1 : 1;
     return (i > j) - (i < j);
