@@ -135,8 +135,11 @@ bench: $(B)/ctrace $(BENCH_BIN)
 	SHARED=$(SHARED) B=$(B) sh bench/run.sh
 
 # bench_q8 compares the int8 kernels with OpenBLAS sgemm/sgemv when Debian's libopenblas-dev is
-# installed; only this benchmark links it (the engine never does).
-OPENBLAS_SO := $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/libopenblas.so /usr/lib/aarch64-linux-gnu/libopenblas.so))
+# installed; only this benchmark links it (the engine never does).  Looked up when the recipe
+# runs (= and $(shell), not := and $(wildcard)): on a fresh machine the package arrives with the
+# other dependencies, after this Makefile was read.
+OPENBLAS_SO = $(shell for f in /usr/lib/x86_64-linux-gnu/libopenblas.so /usr/lib/aarch64-linux-gnu/libopenblas.so; \
+                do [ -e $$f ] && { echo $$f; break; }; done)
 $(B)/bench/bench_q8.o: CFLAGS += $(if $(OPENBLAS_SO),-DCT_HAVE_OPENBLAS)
 $(B)/bench/bench_q8: $(B)/bench/bench_q8.o $(B)/libctrace.a
 	$(CC) $(CFLAGS) -o $@ $< $(B)/libctrace.a $(LDLIBS) $(if $(OPENBLAS_SO),-lopenblas)
