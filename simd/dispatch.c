@@ -253,9 +253,37 @@ static int cpu_amd(void)
     return m == 1;
 }
 
-// AMD's AVX-512 cores (Zen 4, Zen 5) run 512-bit integer products at the full clock; Intel's
-// lower the core clock for them (x86_avx512.c, the decode matvec).
-int simd_q8_matvec_width_default(void) { return cpu_amd() ? 512 : 256; }
+// AMD's AVX-512 cores (Zen 4, Zen 5) run 512-bit integer products at the full clock; some
+// Intel cores lower it for them (x86_avx512.c, the decode matvec), others do not: measured, once.
+// CTRACE_Q8_WIDTH=256|512 overrides (another value: message, exit 2, as CTRACE_ISA).
+static int width_default;
+static pthread_once_t width_once = PTHREAD_ONCE_INIT;
+
+static void choose_width(void)
+{
+    const char *env = getenv("CTRACE_Q8_WIDTH");
+    if (env && *env) {
+        if (strcmp(env, "256") && strcmp(env, "512")) {
+            fprintf(stderr, "ctrace: CTRACE_Q8_WIDTH=%s: expected 256 or 512\n", env);
+            exit(2);
+        }
+        width_default = atoi(env);
+        return;
+    }
+    width_default = 512;
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (!cpu_amd() && simd_isa_supported(SIMD_AVX512) && __builtin_cpu_supports("avx512vnni") &&
+        simd_avx512_vnni_clock_ratio() < 0.97)
+        width_default = 256;
+#endif
+}
+
+int simd_q8_matvec_width_default(void)
+{
+    pthread_once(&width_once, choose_width);
+    return width_default;
+}
 
 static atomic_int pow2_scalef;   // 0: default, 1: vscalefps, 2: vmulps
 

@@ -13,6 +13,7 @@
 #include <sleef.h>
 #include <string.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "simd/amx_cfg.h"
 #include "simd/q8_tile_asm.h"
@@ -622,7 +623,8 @@ static void matmul_q8x2_avx512(float *Y, size_t ldy, const Q8Panels *W, const Q8
 //   beside 256-bit vpdpbusd or 512-bit vpaddq, 3.30-3.36 GHz beside 512-bit vpdpbusd
 //   (bench_q8's "core clock" probe row).  The 2-run matvec read 0.94-0.97 of the read probe with
 //   512-bit products and 0.97-0.99 with 256-bit ones in the same process (604 MB); bench_q8's
-//   full runs went from 0.86-0.88 to 0.89-0.92 (matvec_q8).
+//   full runs went from 0.86-0.88 to 0.89-0.92 (matvec_q8).  Not every Intel core does it: a
+//   later Intel Xeon VM (family 6 model 207, no AMX) runs the chain at 2.94 GHz beside either.
 // - 512-bit (Z = 1): the AMD EPYC (Zen 5) VM keeps its clock beside 512-bit vpdpbusd (0.97-1.00
 //   of alone), and there half as many instructions per line read more.  Each width against the
 //   read probe in its own process (1208 MB), 8-bit activations, 4 runs: 0.84-0.95 against
@@ -630,7 +632,13 @@ static void matmul_q8x2_avx512(float *Y, size_t ldy, const Q8Panels *W, const Q8
 //   0.86-0.88 against 0.77-0.78.  Both widths in one process: 512-bit as much or more at every
 //   count in 6 of 6 runs.  With the float step in 256-bit halves too, 16-bit activations read
 //   0.71-0.82 at 4 runs against 0.83-0.95.
-// simd_q8_matvec_width_default (dispatch.c) picks by vendor; simd_q8_matvec_width forces one.
+//   The model-207 Intel VM too, with its clock kept (bench_q8, 1208 MB, 1 / 2 / 4 / 8 runs
+//   forced, the same process): 8-bit activations 0.91 / 0.96 / 0.99 / 0.97 of the read probe
+//   against 0.84 / 0.95 / 0.97 / 0.95 for 256-bit halves, 16-bit 0.84 / 0.93 / 0.97 / 0.97
+//   against 0.72 / 0.88 / 0.91 / 0.92.
+// simd_q8_matvec_width_default (dispatch.c) takes 512-bit products on AMD, and elsewhere unless
+// the core's clock drops beside them (simd_avx512_vnni_clock_ratio below, measured once per
+// process); CTRACE_Q8_WIDTH or simd_q8_matvec_width forces one.
 // A struct, not a union of the two: clang 14 splits such a union's zmm into two ymm halves
 // kept on the stack.  Each width uses its own members; the others are never touched.
 typedef struct {
@@ -1501,6 +1509,69 @@ static void matmul_bf16dot_avx512(float *Y, const uint16_t *W, const float *X, s
             for (; r < r1; r++) tile_bf16dot_avx512(1, 1, Yt + r, 0, W + r * cols, cols, Xt, 0, XB, 0, cols);
         }
     }
+}
+
+// ---- does 512-bit vpdpbusd lower this core's clock? (the decode matvec's default width) ----
+// Ticks (rdtsc: constant rate) of `steps` steps of a chain of 8 dependent adds (8 cycles a
+// step at any clock), alone or beside four independent 512-bit vpdpbusd per step (2 cycles
+// of the two vector ports: they do not slow the chain, only the clock can).
+#define CLK_ADD8 "add %0, %0\n\tadd %0, %0\n\tadd %0, %0\n\tadd %0, %0\n\t" \
+                 "add %0, %0\n\tadd %0, %0\n\tadd %0, %0\n\tadd %0, %0\n\t"
+static volatile uint64_t clock_sink;
+__attribute__((noinline)) static uint64_t clock_ticks(long steps, int beside)
+{
+    uint64_t c = 1, t0 = __rdtsc();
+    if (beside) {
+        __m512i a0 = _mm512_set1_epi32(1), a1 = a0, a2 = a0, a3 = a0;
+        const __m512i u = _mm512_set1_epi8(3), v = _mm512_set1_epi8(-5);
+        for (long i = 0; i < steps; i++)
+            __asm__ volatile(CLK_ADD8 "vpdpbusd %5, %6, %1\n\tvpdpbusd %5, %6, %2\n\t"
+                                      "vpdpbusd %5, %6, %3\n\tvpdpbusd %5, %6, %4"
+                             : "+r"(c), "+v"(a0), "+v"(a1), "+v"(a2), "+v"(a3)
+                             : "v"(u), "v"(v));
+        c += (uint64_t)_mm512_reduce_add_epi32(_mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3)));
+    } else {
+        for (long i = 0; i < steps; i++) __asm__ volatile(CLK_ADD8 : "+r"(c));
+    }
+    uint64_t dt = __rdtsc() - t0;
+    clock_sink += c;
+    return dt;
+}
+
+static uint64_t clock_least(long steps, int beside, int runs)
+{
+    uint64_t best = UINT64_MAX;
+    for (int r = 0; r < runs; r++) {
+        uint64_t t = clock_ticks(steps, beside);
+        if (t < best) best = t;
+    }
+    return best;
+}
+
+// Median of 5 rounds of: a pause (a lowered clock comes back up ~2 ms after the last wide
+// product, and earlier work in this process may have lowered it), the chain alone, the chain
+// beside the products (after a warm-up: a clock change takes effect within ~0.5 ms).  Each
+// figure is the least of a few runs; the median of rounds passes over the VM host's own clock
+// steps (~7% here, at any moment).  ~20 ms in all.
+double simd_avx512_vnni_clock_ratio(void)
+{
+    enum { ROUNDS = 5 };
+    const long steps = 1L << 16;   // ~0.5 M cycles a run: ~0.2 ms at 3 GHz
+    double r[ROUNDS];
+    for (int k = 0; k < ROUNDS; k++) {
+        struct timespec ts = {0, 2000000};
+        nanosleep(&ts, NULL);
+        uint64_t alone = clock_least(steps, 0, 3);
+        clock_least(steps, 1, 4);
+        uint64_t beside = clock_least(steps, 1, 3);
+        r[k] = beside ? (double)alone / (double)beside : 1.0;
+        for (int m = k; m > 0 && r[m - 1] > r[m]; m--) {   // insertion sort
+            double t = r[m];
+            r[m] = r[m - 1];
+            r[m - 1] = t;
+        }
+    }
+    return r[ROUNDS / 2];
 }
 
 void simd_fill_avx512(SimdKernels *k)

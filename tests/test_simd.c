@@ -222,8 +222,11 @@ Test(dispatch, env_override_each_supported_isa)
     }
 }
 
-// Run simd_kernels() in a child with CTRACE_ISA=value; return its exit status and stderr.
-static int child_with_isa(const char *value, char *err, size_t errcap)
+static void call_kernels(void) { simd_kernels(); }
+
+// Run fn in a child with the environment variable var=value; return its exit status (fn
+// returning: 0) and stderr.
+static int child_with_env(const char *var, const char *value, void (*fn)(void), char *err, size_t errcap)
 {
     int fd[2];
     cr_assert_eq(pipe(fd), 0);
@@ -232,8 +235,8 @@ static int child_with_isa(const char *value, char *err, size_t errcap)
     if (pid == 0) {
         close(fd[0]);
         dup2(fd[1], 2);
-        setenv("CTRACE_ISA", value, 1);
-        simd_kernels();
+        setenv(var, value, 1);
+        fn();
         _exit(0);
     }
     close(fd[1]);
@@ -245,6 +248,11 @@ static int child_with_isa(const char *value, char *err, size_t errcap)
     int status = 0;
     waitpid(pid, &status, 0);
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static int child_with_isa(const char *value, char *err, size_t errcap)
+{
+    return child_with_env("CTRACE_ISA", value, call_kernels, err, errcap);
 }
 
 Test(dispatch, env_override_unrunnable_exits_2)
@@ -270,6 +278,33 @@ Test(dispatch, unknown_value_exit_code, .exit_code = 2, .init = cr_redirect_stde
     setenv("CTRACE_ISA", "AVX512", 1);   // names are lower case
     simd_kernels();
 }
+
+// The decode matvec's product width: CTRACE_Q8_WIDTH picks it, anything but 256 or 512 exits 2.
+static void exit_with_width(void) { _exit(simd_q8_matvec_width_default() == 256 ? 10 : simd_q8_matvec_width_default() == 512 ? 11 : 12); }
+
+Test(dispatch, q8_width_env)
+{
+    char err[512];
+    cr_expect_eq(child_with_env("CTRACE_Q8_WIDTH", "256", exit_with_width, err, sizeof err), 10);
+    cr_expect_eq(child_with_env("CTRACE_Q8_WIDTH", "512", exit_with_width, err, sizeof err), 11);
+    int rc = child_with_env("CTRACE_Q8_WIDTH", "", exit_with_width, err, sizeof err);   // unset: chosen
+    cr_expect(rc == 10 || rc == 11, "default width: child exit %d", rc);
+    cr_expect_eq(child_with_env("CTRACE_Q8_WIDTH", "1024", exit_with_width, err, sizeof err), 2);
+    cr_expect(strstr(err, "CTRACE_Q8_WIDTH=1024") && strstr(err, "256 or 512"),
+              "message should name the variable, the value and the choices: %s", err);
+}
+
+#if defined(__x86_64__)
+// The clock check behind the default width: a ratio of two clocks, near 1 on any core that
+// does not slow down much beside 512-bit products (never above 1 by more than timing noise).
+Test(dispatch, avx512_vnni_clock_ratio_is_a_ratio)
+{
+    __builtin_cpu_init();
+    if (!simd_isa_supported(SIMD_AVX512) || !__builtin_cpu_supports("avx512vnni")) return;
+    double r = simd_avx512_vnni_clock_ratio();
+    cr_expect(r > 0.5 && r < 1.1, "clock beside 512-bit vpdpbusd / alone = %.3f", r);
+}
+#endif
 
 Test(dispatch, force)
 {
