@@ -272,8 +272,11 @@ static void choose_width(void)
     }
     width_default = 512;
 #if defined(__x86_64__)
+    // Measured only where the AVX-512 matvec can run: not under CTRACE_ISA=avx2 and below (the
+    // check's own 512-bit instructions would then run where the user asked for none: valgrind).
+    SimdIsa a = simd_active_isa();
     __builtin_cpu_init();
-    if (!cpu_amd() && simd_isa_supported(SIMD_AVX512) && __builtin_cpu_supports("avx512vnni") &&
+    if ((a == SIMD_AVX512 || a == SIMD_AMX) && !cpu_amd() && __builtin_cpu_supports("avx512vnni") &&
         simd_avx512_vnni_clock_ratio() < 0.97)
         width_default = 256;
 #endif

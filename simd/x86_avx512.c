@@ -340,6 +340,14 @@ static void scale_f32_avx512(float *y, float a, const float *x, size_t n)
 // holds the same isum as scalar.c; then acc = fma(float(isum), dw * dx, acc) per block in
 // order, lanes = rows: bit-identical to the reference.
 
+// The 4 bytes at p as an int32, at any alignment (one plain load).
+AI int32_t ld_i32(const void *p)
+{
+    int32_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
 // The 4 bytes at p in every 32-bit lane, as an asm load: the compiler cannot hoist it out of the
 // block loop (clang would hoist all 8 x TT of them into registers and spill).
 AI __m512i BCAST32(const void *p)
@@ -693,15 +701,15 @@ AI void mv_block(const int Z, const int DG, const uint8_t *blk, const Q8Act *x, 
             const uint8_t *l = blk + 64 + 64 * j;
             __m256i w0l = _mm256_loadu_si256((const __m256i *)l), w0h = _mm256_loadu_si256((const __m256i *)(l + 32));
             __m256i w1l = _mm256_loadu_si256((const __m256i *)(l + 64)), w1h = _mm256_loadu_si256((const __m256i *)(l + 96));
-            __m256i x0 = _mm256_set1_epi32(*(const int32_t *)(const void *)(q0 + 4 * j));
-            __m256i x1 = _mm256_set1_epi32(*(const int32_t *)(const void *)(q0 + 4 * j + 4));
+            __m256i x0 = _mm256_set1_epi32(ld_i32(q0 + 4 * j));
+            __m256i x1 = _mm256_set1_epi32(ld_i32(q0 + 4 * j + 4));
             l00 = _mm256_dpbusd_epi32(l00, w0l, x0);
             h00 = _mm256_dpbusd_epi32(h00, w0h, x0);
             l10 = _mm256_dpbusd_epi32(l10, w1l, x1);
             h10 = _mm256_dpbusd_epi32(h10, w1h, x1);
             if (DG == 2) {
-                __m256i y0 = _mm256_set1_epi32(*(const int32_t *)(const void *)(q1 + 4 * j));
-                __m256i y1 = _mm256_set1_epi32(*(const int32_t *)(const void *)(q1 + 4 * j + 4));
+                __m256i y0 = _mm256_set1_epi32(ld_i32(q1 + 4 * j));
+                __m256i y1 = _mm256_set1_epi32(ld_i32(q1 + 4 * j + 4));
                 l01 = _mm256_dpbusd_epi32(l01, w0l, y0);
                 h01 = _mm256_dpbusd_epi32(h01, w0h, y0);
                 l11 = _mm256_dpbusd_epi32(l11, w1l, y1);
@@ -1529,7 +1537,8 @@ __attribute__((noinline)) static uint64_t clock_ticks(long steps, int beside)
                                       "vpdpbusd %5, %6, %3\n\tvpdpbusd %5, %6, %4"
                              : "+r"(c), "+v"(a0), "+v"(a1), "+v"(a2), "+v"(a3)
                              : "v"(u), "v"(v));
-        c += (uint64_t)_mm512_reduce_add_epi32(_mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3)));
+        __m512i x = _mm512_xor_si512(_mm512_xor_si512(a0, a1), _mm512_xor_si512(a2, a3));
+        c += (uint32_t)_mm_cvtsi128_si32(_mm512_castsi512_si128(x));   // keeps the products live
     } else {
         for (long i = 0; i < steps; i++) __asm__ volatile(CLK_ADD8 : "+r"(c));
     }

@@ -2,8 +2,9 @@
 # tests/run.sh MODE — runs the test suites and prints one closing line "N passed, N failed".
 #   unit : every Criterion suite build/tests/test_* and every tests/cli/*.sh script
 #   asan : the Criterion suites and CLI scripts built with ASan+UBSan, under CTRACE_ISA=avx2
-#          and CTRACE_ISA=scalar (sanitizers cannot run AVX-512 here), and the int8 and forward
-#          suites under CTRACE_ISA=avxvnni where the CPU has AVX-VNNI
+#          and CTRACE_ISA=scalar (the paths valgrind can run too), and the kernel, int8 and forward
+#          suites under CTRACE_ISA=avxvnni where the CPU has AVX-VNNI, and under avx512 where
+#          it has AVX-512
 #   neon : under qemu-aarch64: the aarch64 kernel self-test, the golden forward checks
 #          (stories260K and Hugging Face, 1 and 2 threads), `ctrace logits --threads 2` and
 #          tests/cli/serve.sh
@@ -96,6 +97,14 @@ if [ "$MODE" = asan ] || [ "$MODE" = all ]; then
     if grep -qw avx_vnni /proc/cpuinfo 2>/dev/null; then
         for t in test_simd test_quant test_forward; do
             CTRACE_ISA=avxvnni run_suite "$t [asan,avxvnni]" "$B/asan/tests/$t"
+        done
+    fi
+    # AVX-512 (valgrind cannot run it, ASan and UBSan can): the kernel, int8 and forward suites
+    # under the avx512 table too, where the CPU has it (both decode matvec widths: test_simd
+    # forces each).
+    if grep -qw avx512f /proc/cpuinfo 2>/dev/null; then
+        for t in test_simd test_quant test_forward; do
+            CTRACE_ISA=avx512 run_suite "$t [asan,avx512]" "$B/asan/tests/$t"
         done
     fi
     unset ASAN_OPTIONS UBSAN_OPTIONS
