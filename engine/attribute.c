@@ -24,7 +24,9 @@ struct Sweeper {
     int post;           // Gemma-2 post-norms: GO scaled by the post-attention norm's frozen factor,
                         // feature targets and the skip by the pre-FFN norm's (x_l = resid * inv)
     // REAL copies, made once per run
-    void *WoT;          // (L, H*Dh, D)    WoT[l][j][i] = wo[l][i][j] (Gemma-2: * post_att[l][i])
+    void *WoT;          // (L, H*Dh, D)    WoT[l][j'][i] = wo[l][i][j] (Gemma-2: * post_att[l][i]),
+                        // row j' of column j = (kvh grp + hh) Dh + e at (hh Hkv + kvh) Dh + e: GO's
+                        // columns grouped by a head's index hh in its kv group (mix_task)
     void *WvT;          // (L, D, Hkv*Dh)  WvT[l][i][j] = rms_att[l][i] * wv[l][j][i]
     void *WskT;         // (L, D, D)       WskT[l][i][o] = W_skip[l][o][i], or NULL
     void *emb;          // (T, D)          embedding output of tok_p at p (model_embed)
@@ -41,7 +43,8 @@ struct Sweeper {
     int **fidx;         // (nt) (max_nlp) feature indices of a source block
     void **GV;          // (nt) (MIX_TB, B, Hkv*Dh) a block of positions being mixed
     void **GX;          // (nt) (B, D)
-    void **AH;          // (nt) (H) pattern coefficients of one (p, t) pair
+    void **AH;          // (nt) (MIX_TB, Dq) pattern coefficients of (p, t), t in a block, in GO's
+                        // column order, each repeated over its head's Dh dims
     float **tmp;        // (nt) (D) decoder-row conversion scratch
     int *tl, *tpos;     // (B) targets of the current sweep
     void **rowp;        // (B) output rows of the current sweep
@@ -101,6 +104,14 @@ static inline void axpy_f32(float *restrict y, float a, const float *restrict x,
 static inline void axpy_f64(double *restrict y, double a, const double *restrict x, size_t n) {
     for (size_t i = 0; i < n; i++) y[i] += a * x[i];
 }
+// Per row t < T: Y[t] += C[t] x elementwise (rows ldc apart in C).
+static inline void axpyv_f32(float *const *Y, size_t T, const float *C, size_t ldc, const float *X, size_t n) {
+    simd_kernels()->axpyv_f32(Y, T, C, ldc, X, n);
+}
+static inline void axpyv_f64(double *const *Y, size_t T, const double *C, size_t ldc, const double *X, size_t n) {
+    for (size_t t = 0; t < T; t++)
+        for (size_t i = 0; i < n; i++) Y[t][i] += C[t * ldc + i] * X[i];
+}
 // Load fp32 data into REAL.
 static inline void loadf_f32(float *dst, const float *src, size_t n) { memcpy(dst, src, n * sizeof(float)); }
 static inline void loadf_f64(double *dst, const float *src, size_t n) {
@@ -117,6 +128,7 @@ static inline double dot_f64(const double *a, const double *b, size_t n) {
 #define SFX(x) x##_f32
 #define MM mm_f32
 #define AXPY axpy_f32
+#define AXPYV axpyv_f32
 #define LOADF loadf_f32
 #define DOT dot_f32
 #include "engine/attribute_sweep.h"
@@ -124,12 +136,14 @@ static inline double dot_f64(const double *a, const double *b, size_t n) {
 #undef SFX
 #undef MM
 #undef AXPY
+#undef AXPYV
 #undef LOADF
 #undef DOT
 #define REAL double
 #define SFX(x) x##_f64
 #define MM mm_f64
 #define AXPY axpy_f64
+#define AXPYV axpyv_f64
 #define LOADF loadf_f64
 #define DOT dot_f64
 #include "engine/attribute_sweep.h"
@@ -137,6 +151,7 @@ static inline double dot_f64(const double *a, const double *b, size_t n) {
 #undef SFX
 #undef MM
 #undef AXPY
+#undef AXPYV
 #undef LOADF
 #undef DOT
 
@@ -240,7 +255,7 @@ int sweeper_init(Sweeper **out, const Replacement *r, int max_batch, int fp64, T
         sw->GV[i] = alloc_real(f64, (size_t)MIX_TB * B * Dkv);
         sw->GX[i] = alloc_real(f64, B * D);
         sw->tmp[i] = malloc(D * sizeof(float));
-        sw->AH[i] = alloc_real(f64, (size_t)sw->H);
+        sw->AH[i] = alloc_real(f64, (size_t)MIX_TB * Dq);
         ok = sw->S[i] && sw->Y[i] && sw->GV[i] && sw->GX[i] && sw->tmp[i] && sw->AH[i] && sw->fidx[i];
     }
     if (!ok) {
@@ -253,14 +268,13 @@ int sweeper_init(Sweeper **out, const Replacement *r, int max_batch, int fp64, T
     for (size_t l = 0; l < L; l++) {
         const float *wo = w->wo + l * D * Dq;   // (D, Dq)
         const float *wv = w->wv + l * Dkv * D;  // (Dkv, D)
-        for (size_t i = 0; i < D; i++) {
-            if (sw->post) {   // Gemma-2: the post-attention norm's gain folded in
-                double g = w->post_att[l * D + i];
-                for (size_t jq = 0; jq < Dq; jq++) put_real(sw->WoT, f64, (l * Dq + jq) * D + i, g * wo[i * Dq + jq]);
-            } else {
-                for (size_t jq = 0; jq < Dq; jq++) put_real(sw->WoT, f64, (l * Dq + jq) * D + i, wo[i * Dq + jq]);
+        size_t Dh = (size_t)sw->Dh, grp = (size_t)(sw->H / sw->Hkv);
+        for (size_t i = 0; i < D; i++)
+            for (size_t jq = 0; jq < Dq; jq++) {
+                size_t h = jq / Dh, e = jq % Dh, row = ((h % grp) * (size_t)sw->Hkv + h / grp) * Dh + e;
+                double v = wo[i * Dq + jq];   // Gemma-2: the post-attention norm's gain folded in
+                put_real(sw->WoT, f64, (l * Dq + row) * D + i, sw->post ? (double)w->post_att[l * D + i] * v : v);
             }
-        }
         for (size_t jv = 0; jv < Dkv; jv++)  // the attention norm's gain folded in
             for (size_t i = 0; i < D; i++)
                 put_real(sw->WvT, f64, (l * D + i) * Dkv + jv, (double)w->rms_att[l * D + i] * (double)wv[jv * D + i]);

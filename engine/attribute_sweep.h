@@ -3,7 +3,7 @@
 // included by attribute.c with
 //     REAL      float | double
 //     SFX(x)    x##_f32 | x##_f64
-//     MM, AXPY, DOT, LOADF   the primitives for REAL (see attribute.c)
+//     MM, AXPY, AXPYV, DOT, LOADF   the primitives for REAL (see attribute.c)
 // after struct Sweeper and SweepJob are defined.  The algorithm and shapes are in attribute.h.
 //
 // Slots.  A row b (target at layer l_b, position p_b) has a nonzero gradient at position p only
@@ -129,20 +129,23 @@ static void SFX(center_rows)(REAL *X, size_t n, size_t D) {
 
 // Step 2 of layer l: mix GO back through the frozen patterns (A^T), then through Wv (gain
 // folded in) and the frozen 1/rms.  Work comes in blocks of MIX_TB positions t (blocks
-// interleaved over tasks: low positions cost more); inside a block every GO[p] is read once
-// for all its t, so the O(P^2) mixing streams GO P / MIX_TB times instead of P times.
-// For each (t, slot) the sum runs over p ascending, then heads: a fixed order.
+// interleaved over tasks: low positions cost more); inside a block every GO row of p is read
+// once for all its t: for each row alive at p (alive at every t <= p too), one AXPYV per head
+// index hh in a kv group adds coef(h, p, t) go_h(p) into gv_kvh(t) for the block's t at once
+// (GO's columns are grouped by hh: WoT's row order).  Per entry the sum runs over p ascending,
+// then hh: a fixed order.  A head whose coefficient is 0 adds +-0, which changes no sum (a
+// sum that starts at +0 never becomes -0).
 static void SFX(mix_task)(void *ctx, int task, int ntasks) {
     SweepJob *j = ctx;
     const Sweeper *sw = j->sw;
     const Replacement *r = sw->r;
-    int l = j->l, B = sw->B, H = sw->H, Dh = sw->Dh, grp = sw->H / sw->Hkv, P = j->P;
+    int l = j->l, B = sw->B, H = sw->H, Hkv = sw->Hkv, Dh = sw->Dh, grp = sw->H / sw->Hkv, P = j->P;
     size_t D = (size_t)sw->D, Dq = (size_t)sw->Dq, Dkv = (size_t)sw->Dkv;
     size_t Tc = (size_t)r->cap.T, BDkv = (size_t)B * Dkv;
     REAL *G = (REAL *)sw->G;
     const REAL *GO = (const REAL *)sw->GO;
     REAL *GVb = (REAL *)sw->GV[task], *GX = (REAL *)sw->GX[task];
-    REAL *coef_h = (REAL *)sw->AH[task];
+    REAL *cf = (REAL *)sw->AH[task];   // (MIX_TB, Dq)
     const REAL *WvT = (const REAL *)sw->WvT + (size_t)l * D * Dkv;
     const float *att = r->cap.att + (size_t)l * (size_t)H * Tc * Tc;  // (H, Tc, Tc)
     int nblk = (P + MIX_TB - 1) / MIX_TB;
@@ -150,26 +153,33 @@ static void SFX(mix_task)(void *ctx, int task, int ntasks) {
         int t0 = blk * MIX_TB, t1 = t0 + MIX_TB < P ? t0 + MIX_TB : P;
         for (int t = t0; t < t1; t++) memset(GVb + (size_t)(t - t0) * BDkv, 0, (size_t)j->n_slot[t] * Dkv * sizeof(REAL));
         for (int p = t0; p < P; p++) {
-            const REAL *GOp = GO + (size_t)p * (size_t)B * Dq;
-            const int *rslot = j->row_slot + (size_t)p * (size_t)B;
+            // the block's t <= p with a nonzero coefficient, and their coefficient rows
+            int tl[MIX_TB], nt = 0;
             for (int t = t0; t < t1 && t <= p; t++) {
+                REAL *c = cf + (size_t)nt * Dq;
                 int any = 0;
-                for (int h = 0; h < H; h++) {
-                    coef_h[h] = (REAL)att[((size_t)h * Tc + (size_t)p) * Tc + (size_t)t];
-                    any |= coef_h[h] != 0;
+                for (int hh = 0; hh < grp; hh++)
+                    for (int kvh = 0; kvh < Hkv; kvh++) {
+                        REAL a = (REAL)att[((size_t)(kvh * grp + hh) * Tc + (size_t)p) * Tc + (size_t)t];
+                        REAL *ch = c + ((size_t)hh * (size_t)Hkv + (size_t)kvh) * (size_t)Dh;
+                        for (int e = 0; e < Dh; e++) ch[e] = a;
+                        any |= a != 0;
+                    }
+                if (any) tl[nt++] = t;
+            }
+            if (nt == 0) continue;
+            const REAL *GOp = GO + (size_t)p * (size_t)B * Dq;
+            const int *prow = j->slot_row + (size_t)p * (size_t)B;
+            REAL *yp[MIX_TB];
+            for (int sp = 0; sp < j->n_slot[p]; sp++) {
+                int b = prow[sp];
+                for (int k = 0; k < nt; k++) {
+                    int t = tl[k], s = j->row_slot[(size_t)t * (size_t)B + (size_t)b];
+                    yp[k] = GVb + (size_t)(t - t0) * BDkv + (size_t)s * Dkv;
                 }
-                if (!any) continue;
-                const int *srow = j->slot_row + (size_t)t * (size_t)B;
-                REAL *GV = GVb + (size_t)(t - t0) * BDkv;
-                for (int s = 0; s < j->n_slot[t]; s++) {
-                    int sp = rslot[srow[s]];   // the row's slot at position p (-1: p beyond its target)
-                    if (sp < 0) continue;
-                    const REAL *go = GOp + (size_t)sp * Dq;
-                    REAL *gv = GV + (size_t)s * Dkv;
-                    for (int h = 0; h < H; h++)
-                        if (coef_h[h] != 0)
-                            AXPY(gv + (size_t)(h / grp) * (size_t)Dh, coef_h[h], go + (size_t)h * (size_t)Dh, (size_t)Dh);
-                }
+                const REAL *go = GOp + (size_t)sp * Dq;
+                for (int hh = 0; hh < grp; hh++)
+                    AXPYV(yp, (size_t)nt, cf + (size_t)hh * Dkv, Dq, go + (size_t)hh * Dkv, Dkv);
             }
         }
         for (int t = t0; t < t1; t++) {

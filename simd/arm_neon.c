@@ -284,6 +284,31 @@ static void axpys_f32_neon(float *Y, size_t ldy, const float *A, size_t lda, siz
     }
 }
 
+// ref: scalar.c axpyv_f32_scalar.  8 floats of X in registers for all T rows, then 4, then
+// the last floats one by one.  Multiply then add (vmulq, vaddq: not fused).
+static void axpyv_f32_neon(float *const *Y, size_t T, const float *C, size_t ldc, const float *X, size_t n)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        float32x4_t x0 = vld1q_f32(X + i), x1 = vld1q_f32(X + i + 4);
+        for (size_t t = 0; t < T; t++) {
+            float *y = Y[t] + i;
+            const float *c = C + t * ldc + i;
+            vst1q_f32(y, vaddq_f32(vld1q_f32(y), vmulq_f32(vld1q_f32(c), x0)));
+            vst1q_f32(y + 4, vaddq_f32(vld1q_f32(y + 4), vmulq_f32(vld1q_f32(c + 4), x1)));
+        }
+    }
+    for (; i + 4 <= n; i += 4) {
+        float32x4_t x0 = vld1q_f32(X + i);
+        for (size_t t = 0; t < T; t++) {
+            float *y = Y[t] + i;
+            vst1q_f32(y, vaddq_f32(vld1q_f32(y), vmulq_f32(vld1q_f32(C + t * ldc + i), x0)));
+        }
+    }
+    for (size_t t = 0; t < T; t++)
+        for (size_t j = i; j < n; j++) Y[t][j] += C[t * ldc + j] * X[j];
+}
+
 // ref: scalar.c scale_f32_scalar.
 static void scale_f32_neon(float *y, float a, const float *x, size_t n)
 {
@@ -700,6 +725,7 @@ void simd_fill_neon(SimdKernels *k)
     k->scale_f32 = scale_f32_neon;
     k->dots_f32 = dots_f32_neon;
     k->axpys_f32 = axpys_f32_neon;
+    k->axpyv_f32 = axpyv_f32_neon;
 #if defined(__ARM_FEATURE_DOTPROD)
     k->matvec_q8 = matvec_q8_neon;
     k->matvec_q8x2 = matvec_q8x2_neon;

@@ -109,6 +109,13 @@ static void axpys_f32_scalar(float *Y, size_t ldy, const float *A, size_t lda, s
         for (size_t s = 0; s < k; s++) axpy_f32_scalar(Y + t * ldy, A[t * lda + s], X + s * ldx, n);
 }
 
+// Per row: y += c x elementwise, product rounded then sum rounded.
+static void axpyv_f32_scalar(float *const *Y, size_t T, const float *C, size_t ldc, const float *X, size_t n)
+{
+    for (size_t t = 0; t < T; t++)
+        for (size_t i = 0; i < n; i++) Y[t][i] += C[t * ldc + i] * X[i];
+}
+
 static void scale_f32_scalar(float *y, float a, const float *x, size_t n)
 {
     for (size_t i = 0; i < n; i++) y[i] = a * x[i];
@@ -327,6 +334,7 @@ void simd_fill_scalar(SimdKernels *k)
     k->scale_f32 = scale_f32_scalar;
     k->dots_f32 = dots_f32_scalar;
     k->axpys_f32 = axpys_f32_scalar;
+    k->axpyv_f32 = axpyv_f32_scalar;
     k->q8_act_row = q8_act_row_scalar;
     k->matvec_q8 = matvec_q8_scalar;
     k->matvec_q8x2 = matvec_q8x2_scalar;

@@ -298,6 +298,31 @@ static void axpys_f32_avx2(float *Y, size_t ldy, const float *A, size_t lda, siz
     }
 }
 
+// ref: scalar.c axpyv_f32_scalar.  16 floats of X in registers for all T rows, then 8, then
+// the last floats one by one.  Multiply then add, neither fused.
+static void axpyv_f32_avx2(float *const *Y, size_t T, const float *C, size_t ldc, const float *X, size_t n)
+{
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256 x0 = _mm256_loadu_ps(X + i), x1 = _mm256_loadu_ps(X + i + 8);
+        for (size_t t = 0; t < T; t++) {
+            float *y = Y[t] + i;
+            const float *c = C + t * ldc + i;
+            _mm256_storeu_ps(y, _mm256_add_ps(_mm256_loadu_ps(y), _mm256_mul_ps(_mm256_loadu_ps(c), x0)));
+            _mm256_storeu_ps(y + 8, _mm256_add_ps(_mm256_loadu_ps(y + 8), _mm256_mul_ps(_mm256_loadu_ps(c + 8), x1)));
+        }
+    }
+    for (; i + 8 <= n; i += 8) {
+        __m256 x0 = _mm256_loadu_ps(X + i);
+        for (size_t t = 0; t < T; t++) {
+            float *y = Y[t] + i;
+            _mm256_storeu_ps(y, _mm256_add_ps(_mm256_loadu_ps(y), _mm256_mul_ps(_mm256_loadu_ps(C + t * ldc + i), x0)));
+        }
+    }
+    for (size_t t = 0; t < T; t++)
+        for (size_t j = i; j < n; j++) Y[t][j] += C[t * ldc + j] * X[j];
+}
+
 // ref: scalar.c scale_f32_scalar.
 static void scale_f32_avx2(float *y, float a, const float *x, size_t n)
 {
@@ -807,6 +832,7 @@ void simd_fill_avx2(SimdKernels *k)
     k->scale_f32 = scale_f32_avx2;
     k->dots_f32 = dots_f32_avx2;
     k->axpys_f32 = axpys_f32_avx2;
+    k->axpyv_f32 = axpyv_f32_avx2;
     k->matvec_q8 = matvec_q8_avx2;
     k->matvec_q8x2 = matvec_q8x2_avx2;
     k->matmul_q8 = matmul_q8_avx2;

@@ -321,6 +321,31 @@ static void axpys_f32_avx512(float *Y, size_t ldy, const float *A, size_t lda, s
     }
 }
 
+// ref: scalar.c axpyv_f32_scalar.  32 floats of X in registers for all T rows, then 16 at a
+// time (the last masked).  Multiply then add, neither fused.
+static void axpyv_f32_avx512(float *const *Y, size_t T, const float *C, size_t ldc, const float *X, size_t n)
+{
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m512 x0 = _mm512_loadu_ps(X + i), x1 = _mm512_loadu_ps(X + i + 16);
+        for (size_t t = 0; t < T; t++) {
+            float *y = Y[t] + i;
+            const float *c = C + t * ldc + i;
+            _mm512_storeu_ps(y, _mm512_add_ps(_mm512_loadu_ps(y), _mm512_mul_ps(_mm512_loadu_ps(c), x0)));
+            _mm512_storeu_ps(y + 16, _mm512_add_ps(_mm512_loadu_ps(y + 16), _mm512_mul_ps(_mm512_loadu_ps(c + 16), x1)));
+        }
+    }
+    for (; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : tail_mask16(n - i);
+        __m512 x0 = _mm512_maskz_loadu_ps(m, X + i);
+        for (size_t t = 0; t < T; t++) {
+            float *y = Y[t] + i;
+            __m512 c = _mm512_maskz_loadu_ps(m, C + t * ldc + i);
+            _mm512_mask_storeu_ps(y, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, y), _mm512_mul_ps(c, x0)));
+        }
+    }
+}
+
 // ref: scalar.c scale_f32_scalar.
 static void scale_f32_avx512(float *y, float a, const float *x, size_t n)
 {
@@ -1597,6 +1622,7 @@ void simd_fill_avx512(SimdKernels *k)
     k->scale_f32 = scale_f32_avx512;
     k->dots_f32 = dots_f32_avx512;
     k->axpys_f32 = axpys_f32_avx512;
+    k->axpyv_f32 = axpyv_f32_avx512;
     // VNNI is not part of the table's feature check (F+BW+VL+DQ): the int8 entries are filled
     // only on CPUs that have it, else build_tables (dispatch.c) gives them the avxvnni or avx2
     // table's.

@@ -554,6 +554,51 @@ static inline void kc_check_axpys(KcStats *st, const SimdKernels *K, const SimdK
                     }
 }
 
+// ---- axpyv: per row y += c x elementwise, scalar.c's bits in every table ---------------------
+// Each Y row is a buffer of its own (the rows are pointers), with canaries around it.
+static inline void kc_check_axpyv(KcStats *st, const SimdKernels *K, const SimdKernels *S)
+{
+    static const size_t Ts[] = {0, 1, 2, 3, 5, 8, 9};
+    uint64_t seed = 23;
+    for (size_t ti = 0; ti < sizeof Ts / sizeof Ts[0]; ti++)
+        for (size_t si = 0; si < KC_NSIZES; si++)
+            for (size_t off = 0; off < 2; off++) {
+                size_t T = Ts[ti], n = kc_sizes[si], ldc = n + 3 * off;   // ldc > n: gaps never read
+                if (n > 1001 && T > 2) continue;
+                size_t nc = T ? (T - 1) * ldc + n : 0;
+                float *X = kc_in(off, n), *C = kc_in(off, nc), *Y[9], *Ys[9], *Yp[9], *Ysp[9];
+                double *ref = malloc((T * n + 1) * sizeof(double)), *tol = malloc((T * n + 1) * sizeof(double));
+                kc_fill(X + off, n, &seed, -2, 2);
+                kc_fill(C + off, nc, &seed, -1, 1);
+                for (size_t t = 0; t < T; t++) {
+                    Y[t] = kc_out(off + t % 2, n), Ys[t] = kc_out(off + t % 2, n);   // rows at mixed alignments
+                    Yp[t] = Y[t] + off + t % 2, Ysp[t] = Ys[t] + off + t % 2;
+                    kc_fill(Yp[t], n, &seed, -2, 2);
+                    memcpy(Ysp[t], Yp[t], n * sizeof(float));
+                    for (size_t i = 0; i < n; i++) {   // two roundings: |err| <= 2 eps (|y| + |c x|)
+                        double cx = (double)C[off + t * ldc + i] * X[off + i];
+                        ref[t * n + i] = Yp[t][i] + cx;
+                        tol[t * n + i] = 2.0 * FLT_EPSILON * (fabs(Yp[t][i]) + fabs(cx)) + 1e-37;
+                    }
+                }
+                K->axpyv_f32(Yp, T, C + off, ldc, X + off, n);
+                S->axpyv_f32(Ysp, T, C + off, ldc, X + off, n);
+                int ok = 1, same = 1;
+                for (size_t t = 0; t < T; t++) {
+                    ok = ok && kc_guards_ok(Y[t], off + t % 2, n);
+                    same = same && memcmp(Yp[t], Ysp[t], n * sizeof(float)) == 0;
+                    for (size_t i = 0; i < n && ok; i++) ok = fabs(Yp[t][i] - ref[t * n + i]) <= tol[t * n + i];
+                }
+                kc_case(st, ok && same, K->name, "axpyv_f32 T=%zu n=%zu ldc=%zu off=%zu%s", T, n, ldc, off,
+                        same ? "" : ": differs from scalar.c's axpyv_f32");
+                for (size_t t = 0; t < T; t++) free(Y[t]), free(Ys[t]);
+                free(X);
+                free(C);
+                free(ref);
+                free(tol);
+            }
+}
+
 // ---- scalar fidelity: scalar.c is llama2.c run.c, bit for bit --------------------------------
 // These loops are written the way run.c writes them (float accumulators, a*b then +, expf).
 static inline void kc_check_scalar_fidelity(KcStats *st, const SimdKernels *K)
@@ -1462,6 +1507,7 @@ static inline void kc_check_all(KcStats *st, const SimdKernels *K)
     kc_check_axpy_scale(st, K, S);
     kc_check_dots(st, K);
     kc_check_axpys(st, K, S);
+    kc_check_axpyv(st, K, S);
     kc_check_matmul_q8(st, K);
     kc_check_matmul_q8t(st, K);
     kc_check_decode_q8(st, K);

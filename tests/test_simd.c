@@ -37,6 +37,7 @@ static void check_axpy_scale(KcStats *st, const SimdKernels *K)
 }
 
 static void check_axpys(KcStats *st, const SimdKernels *K) { kc_check_axpys(st, K, simd_kernels_for(SIMD_SCALAR)); }
+static void check_axpyv(KcStats *st, const SimdKernels *K) { kc_check_axpyv(st, K, simd_kernels_for(SIMD_SCALAR)); }
 
 Test(simd, dot) { for_each_table(kc_check_dot, "dot_f32"); }
 Test(simd, matvec_bit_identical_to_dot) { for_each_table(kc_check_matvec, "matvec_f32"); }
@@ -48,6 +49,7 @@ Test(simd, rope_pairs) { for_each_table(check_rope, "rope_pairs_f32"); }
 Test(simd, axpy_scale) { for_each_table(check_axpy_scale, "axpy/scale"); }
 Test(simd, dots_bit_identical_to_dot) { for_each_table(kc_check_dots, "dots_f32"); }
 Test(simd, axpys_bit_identical_to_axpy) { for_each_table(check_axpys, "axpys_f32"); }
+Test(simd, axpyv_bit_identical_to_scalar) { for_each_table(check_axpyv, "axpyv_f32"); }
 
 Test(simd, matmul_q8_matvec_q8_encode_q8) { for_each_table(kc_check_matmul_q8, "matmul_q8/matvec_q8/encode_q8"); }
 Test(simd, matvec_q8_stream_counts) { for_each_table(kc_check_matvec_q8_streams, "matvec_q8 stream counts"); }
