@@ -33,6 +33,8 @@
 //   capture       4 (T (L+1) D + 4 T L D + T D + 2 T L + T) + 4 L H T^2       [T, T^2]
 //   replacement   8 L T D + 16 n_act                                           [T]
 //   sweeper       4 (L Dq D + L D Dkv) + 4 T B D + 4 T b Dq + 4 T (B + b)      [T]
+//                 + per thread: gathered sources, products, 8 positions' gv rows, the mix's
+//                 16 x 8 coefficient rows of Dq
 //   rows swept    4 (b + K) (n_act + L T + T)                                  [T]
 //   kept rows     4 M (rho n_act + (L+1) T)  (budget only: the partial influence) [M x T]
 //   budget arrays 49 n_act;  CSR 8 nnz + 48 N                                  [T]
@@ -350,7 +352,8 @@ static void mem_model(const MemIn *in, MemTerms *o) {
     if (swept < in->K) swept = in->K;
     double srcchunk = (128 << 10) / (D * F4);
     o->sweeper = (L * in->Dq * D + L * D * in->Dkv + T * D) * F4 + T * B * D * F4 + T * swept * in->Dq * F4 +
-                 T * (B + swept) * 4 + in->nt * (srcchunk * D + swept * srcchunk + 8 * swept * in->Dkv + swept * D) * F4;
+                 T * (B + swept) * 4 +
+                 in->nt * (srcchunk * D + swept * srcchunk + 8 * swept * in->Dkv + swept * D + 16 * 8 * in->Dq) * F4;
     o->scratch = (swept + in->K) * nsrc * F4;
     o->kept = in->kept_floats * F4;
     o->budget = 49 * in->n_act;

@@ -184,22 +184,26 @@ static void run_axpys_base(Bench *b) {   // the same weighted sum, one axpy_f32 
     for (size_t t = 0; t < ATT_KEYS; t++) b->K->axpy_f32(b->Y, b->x[t], b->W + t * b->cols, ATT_DH);
 }
 // The attribution sweep's pattern transpose on stories260K's shapes: 64 gradient rows of D = 64
-// (8 heads of 8), each added into 8 positions' rows with their per-head weights (C: 8 rows of
-// weights repeated over each head's dims).
-enum { MIX_ROWS = 64, MIX_T = 8, MIX_D = 64, MIX_DH = 8 };
+// (8 heads of 8), each row's GO rows of 16 later positions p added into its rows of 8
+// positions t with their per-head weights (C: (p, t) rows of weights repeated over each
+// head's dims).
+enum { MIX_ROWS = 64, MIX_T = 8, MIX_P = 16, MIX_D = 64, MIX_DH = 8 };
 static void run_axpyv(Bench *b) {
     float *yp[MIX_T];
+    const float *xp[MIX_P];
     for (size_t r = 0; r < MIX_ROWS; r++) {
         for (size_t t = 0; t < MIX_T; t++) yp[t] = b->Y + (t * MIX_ROWS + r) * MIX_D;
-        b->K->axpyv_f32(yp, MIX_T, b->x, MIX_D, b->W + r * MIX_D, MIX_D);
+        for (size_t p = 0; p < MIX_P; p++) xp[p] = b->W + (p * MIX_ROWS + r) * MIX_D;
+        b->K->axpyv_f32(yp, MIX_T, b->x, MIX_D, MIX_T * MIX_D, xp, MIX_P, MIX_D);
     }
 }
-static void run_axpyv_base(Bench *b) {   // one axpy_f32 call per (row, position, head)
+static void run_axpyv_base(Bench *b) {   // one axpy_f32 call per (row, p, t, head)
     for (size_t r = 0; r < MIX_ROWS; r++)
-        for (size_t t = 0; t < MIX_T; t++)
-            for (size_t h = 0; h < MIX_D / MIX_DH; h++)
-                b->K->axpy_f32(b->Y + (t * MIX_ROWS + r) * MIX_D + h * MIX_DH, b->x[t * MIX_D + h * MIX_DH],
-                               b->W + r * MIX_D + h * MIX_DH, MIX_DH);
+        for (size_t p = 0; p < MIX_P; p++)
+            for (size_t t = 0; t < MIX_T; t++)
+                for (size_t h = 0; h < MIX_D / MIX_DH; h++)
+                    b->K->axpy_f32(b->Y + (t * MIX_ROWS + r) * MIX_D + h * MIX_DH, b->x[(p * MIX_T + t) * MIX_D + h * MIX_DH],
+                                   b->W + (p * MIX_ROWS + r) * MIX_D + h * MIX_DH, MIX_DH);
 }
 static void run_rmsnorm(Bench *b) { b->sink += b->K->rmsnorm_f32(b->y, b->x, b->w, b->n, 1e-5f); }
 static void run_softmax(Bench *b) {
@@ -416,11 +420,11 @@ static void bench_table(SimdIsa isa, const Limits *L, BenchData *d, ThreadPool *
             "an axpy_f32 call per (query, key)");
 
     {
-        double flop = 2.0 * MIX_ROWS * MIX_T * MIX_D, sb = time_call(run_axpyv_base, &b), sv = time_call(run_axpyv, &b);
+        double flop = 2.0 * MIX_ROWS * MIX_P * MIX_T * MIX_D, sb = time_call(run_axpyv_base, &b), sv = time_call(run_axpyv, &b);
         snprintf(fig, sizeof fig, "%.1f GFLOP/s", flop / sv / 1e9);
-        snprintf(ratio, sizeof ratio, "%.2fx an axpy_f32 call per (row, position, head) (%.1f GFLOP/s)", sb / sv,
+        snprintf(ratio, sizeof ratio, "%.2fx an axpy_f32 call per (row, p, t, head) (%.1f GFLOP/s)", sb / sv,
                  flop / sb / 1e9);
-        row(name, 1, "axpyv_f32 (attribution: pattern transpose)", "64 rows x 8 positions x 64 (8 heads of 8)", fig, ratio);
+        row(name, 1, "axpyv_f32 (attribution: pattern transpose)", "64 rows x 16 p x 8 t x 64 (8 heads of 8)", fig, ratio);
     }
 
     // rmsnorm (per layer, per token) and softmax over the vocabulary: speed-up over scalar.

@@ -43,8 +43,9 @@ struct Sweeper {
     int **fidx;         // (nt) (max_nlp) feature indices of a source block
     void **GV;          // (nt) (MIX_TB, B, Hkv*Dh) a block of positions being mixed
     void **GX;          // (nt) (B, D)
-    void **AH;          // (nt) (MIX_TB, Dq) pattern coefficients of (p, t), t in a block, in GO's
-                        // column order, each repeated over its head's Dh dims
+    void **AH;          // (nt) (MIX_PC, grp, MIX_TB, Dkv) pattern coefficients of (p, hh, t): head
+                        // kvh grp + hh's weight of (p, t) repeated over its Dh dims at kvh Dh
+    void **XP;          // (nt) (MIX_PC grp) GO row pointers of one gradient row (mix_task)
     float **tmp;        // (nt) (D) decoder-row conversion scratch
     int *tl, *tpos;     // (B) targets of the current sweep
     void **rowp;        // (B) output rows of the current sweep
@@ -53,6 +54,7 @@ struct Sweeper {
 };
 
 #define MIX_TB 8   // positions mixed together (attribute_sweep.h mix_task)
+#define MIX_PC 16  // later positions mixed into them per kernel call (mix_task)
 
 typedef struct SweepJob {
     const Sweeper *sw;
@@ -104,13 +106,16 @@ static inline void axpy_f32(float *restrict y, float a, const float *restrict x,
 static inline void axpy_f64(double *restrict y, double a, const double *restrict x, size_t n) {
     for (size_t i = 0; i < n; i++) y[i] += a * x[i];
 }
-// Per row t < T: Y[t] += C[t] x elementwise (rows ldc apart in C).
-static inline void axpyv_f32(float *const *Y, size_t T, const float *C, size_t ldc, const float *X, size_t n) {
-    simd_kernels()->axpyv_f32(Y, T, C, ldc, X, n);
+// Per row t < T, for s < k in order: Y[t] += C[s lds + t ldt] X[s] elementwise.
+static inline void axpyv_f32(float *const *Y, size_t T, const float *C, size_t ldt, size_t lds, const float *const *X,
+                             size_t k, size_t n) {
+    simd_kernels()->axpyv_f32(Y, T, C, ldt, lds, X, k, n);
 }
-static inline void axpyv_f64(double *const *Y, size_t T, const double *C, size_t ldc, const double *X, size_t n) {
+static inline void axpyv_f64(double *const *Y, size_t T, const double *C, size_t ldt, size_t lds,
+                             const double *const *X, size_t k, size_t n) {
     for (size_t t = 0; t < T; t++)
-        for (size_t i = 0; i < n; i++) Y[t][i] += C[t * ldc + i] * X[i];
+        for (size_t s = 0; s < k; s++)
+            for (size_t i = 0; i < n; i++) Y[t][i] += C[s * lds + t * ldt + i] * X[s][i];
 }
 // Load fp32 data into REAL.
 static inline void loadf_f32(float *dst, const float *src, size_t n) { memcpy(dst, src, n * sizeof(float)); }
@@ -177,9 +182,10 @@ void sweeper_free(Sweeper *sw) {
         if (sw->GX) free(sw->GX[i]);
         if (sw->tmp) free(sw->tmp[i]);
         if (sw->AH) free(sw->AH[i]);
+        if (sw->XP) free(sw->XP[i]);
         if (sw->fidx) free(sw->fidx[i]);
     }
-    free(sw->fidx), free(sw->S), free(sw->Y), free(sw->GV), free(sw->GX), free(sw->tmp), free(sw->AH);
+    free(sw->fidx), free(sw->S), free(sw->Y), free(sw->GV), free(sw->GX), free(sw->tmp), free(sw->AH), free(sw->XP);
     free(sw->tl), free(sw->tpos), free(sw->rowp);
     free(sw->n_slot), free(sw->nr_slot), free(sw->slot_row), free(sw->row_slot);
     free(sw);
@@ -236,6 +242,7 @@ int sweeper_init(Sweeper **out, const Replacement *r, int max_batch, int fp64, T
     sw->GX = calloc((size_t)sw->nt, sizeof(void *));
     sw->tmp = calloc((size_t)sw->nt, sizeof(float *));
     sw->AH = calloc((size_t)sw->nt, sizeof(void *));
+    sw->XP = calloc((size_t)sw->nt, sizeof(void *));
     sw->fidx = calloc((size_t)sw->nt, sizeof(int *));
     sw->tl = malloc(B * sizeof(int));
     sw->tpos = malloc(B * sizeof(int));
@@ -246,7 +253,7 @@ int sweeper_init(Sweeper **out, const Replacement *r, int max_batch, int fp64, T
     sw->row_slot = malloc(T * B * sizeof(int));
     int ok = sw->WoT && sw->WvT && (sw->WskT || !r->clt->has_skip) && sw->emb &&
              sw->ufin && sw->wmean && sw->G && sw->GO && sw->tvec && sw->S && sw->Y && sw->GV &&
-             sw->GX && sw->tmp && sw->AH && sw->fidx && sw->tl && sw->tpos && sw->rowp && sw->n_slot && sw->nr_slot &&
+             sw->GX && sw->tmp && sw->AH && sw->XP && sw->fidx && sw->tl && sw->tpos && sw->rowp && sw->n_slot && sw->nr_slot &&
              sw->slot_row && sw->row_slot;
     for (int i = 0; ok && i < sw->nt; i++) {
         sw->S[i] = alloc_real(f64, (size_t)sw->src_chunk * D);
@@ -255,8 +262,9 @@ int sweeper_init(Sweeper **out, const Replacement *r, int max_batch, int fp64, T
         sw->GV[i] = alloc_real(f64, (size_t)MIX_TB * B * Dkv);
         sw->GX[i] = alloc_real(f64, B * D);
         sw->tmp[i] = malloc(D * sizeof(float));
-        sw->AH[i] = alloc_real(f64, (size_t)MIX_TB * Dq);
-        ok = sw->S[i] && sw->Y[i] && sw->GV[i] && sw->GX[i] && sw->tmp[i] && sw->AH[i] && sw->fidx[i];
+        sw->AH[i] = alloc_real(f64, (size_t)MIX_PC * MIX_TB * Dq);
+        sw->XP[i] = malloc((size_t)MIX_PC * (size_t)sw->H * sizeof(void *));
+        ok = sw->S[i] && sw->Y[i] && sw->GV[i] && sw->GX[i] && sw->tmp[i] && sw->AH[i] && sw->XP[i] && sw->fidx[i];
     }
     if (!ok) {
         sweeper_free(sw);

@@ -129,57 +129,59 @@ static void SFX(center_rows)(REAL *X, size_t n, size_t D) {
 
 // Step 2 of layer l: mix GO back through the frozen patterns (A^T), then through Wv (gain
 // folded in) and the frozen 1/rms.  Work comes in blocks of MIX_TB positions t (blocks
-// interleaved over tasks: low positions cost more); inside a block every GO row of p is read
-// once for all its t: for each row alive at p (alive at every t <= p too), one AXPYV per head
-// index hh in a kv group adds coef(h, p, t) go_h(p) into gv_kvh(t) for the block's t at once
-// (GO's columns are grouped by hh: WoT's row order).  Per entry the sum runs over p ascending,
-// then hh: a fixed order.  A head whose coefficient is 0 adds +-0, which changes no sum (a
-// sum that starts at +0 never becomes -0).
+// interleaved over tasks: low positions cost more).  Inside a block the later positions p
+// come MIX_PC at a time: their coefficients first, coef(h, p, t) repeated over head h's dims
+// (0 where t > p), then for each gradient row alive at the chunk's first p (a row alive at p
+// is alive at every position before it) one AXPYV adds its GO rows of the chunk's p, head
+// index hh by head index (GO's columns are grouped by hh: WoT's row order), into its gv rows
+// of the block's t, the sums held in registers.  Per entry the sum runs over p ascending, then
+// hh: a fixed order.  A zero coefficient adds +-0, which changes no sum (a sum that starts at
+// +0 never becomes -0).
 static void SFX(mix_task)(void *ctx, int task, int ntasks) {
     SweepJob *j = ctx;
     const Sweeper *sw = j->sw;
     const Replacement *r = sw->r;
-    int l = j->l, B = sw->B, H = sw->H, Hkv = sw->Hkv, Dh = sw->Dh, grp = sw->H / sw->Hkv, P = j->P;
+    int l = j->l, B = sw->B, Hkv = sw->Hkv, Dh = sw->Dh, grp = sw->H / sw->Hkv, P = j->P;
     size_t D = (size_t)sw->D, Dq = (size_t)sw->Dq, Dkv = (size_t)sw->Dkv;
-    size_t Tc = (size_t)r->cap.T, BDkv = (size_t)B * Dkv;
+    size_t Tc = (size_t)r->cap.T, BDkv = (size_t)B * Dkv, ct = MIX_TB * Dkv;   // cf: ct per (p, hh)
     REAL *G = (REAL *)sw->G;
     const REAL *GO = (const REAL *)sw->GO;
     REAL *GVb = (REAL *)sw->GV[task], *GX = (REAL *)sw->GX[task];
-    REAL *cf = (REAL *)sw->AH[task];   // (MIX_TB, Dq)
+    REAL *cf = (REAL *)sw->AH[task];               // (MIX_PC, grp, MIX_TB, Dkv)
+    const REAL **xp = (const REAL **)sw->XP[task];  // (MIX_PC grp)
     const REAL *WvT = (const REAL *)sw->WvT + (size_t)l * D * Dkv;
-    const float *att = r->cap.att + (size_t)l * (size_t)H * Tc * Tc;  // (H, Tc, Tc)
+    const float *att = r->cap.att + (size_t)l * (size_t)sw->H * Tc * Tc;  // (H, Tc, Tc)
     int nblk = (P + MIX_TB - 1) / MIX_TB;
     for (int blk = task; blk < nblk; blk += ntasks) {
         int t0 = blk * MIX_TB, t1 = t0 + MIX_TB < P ? t0 + MIX_TB : P;
         for (int t = t0; t < t1; t++) memset(GVb + (size_t)(t - t0) * BDkv, 0, (size_t)j->n_slot[t] * Dkv * sizeof(REAL));
-        for (int p = t0; p < P; p++) {
-            // the block's t <= p with a nonzero coefficient, and their coefficient rows
-            int tl[MIX_TB], nt = 0;
-            for (int t = t0; t < t1 && t <= p; t++) {
-                REAL *c = cf + (size_t)nt * Dq;
-                int any = 0;
+        for (int c0 = t0; c0 < P; c0 += MIX_PC) {
+            int c1 = c0 + MIX_PC < P ? c0 + MIX_PC : P;
+            for (int p = c0; p < c1; p++)
                 for (int hh = 0; hh < grp; hh++)
-                    for (int kvh = 0; kvh < Hkv; kvh++) {
-                        REAL a = (REAL)att[((size_t)(kvh * grp + hh) * Tc + (size_t)p) * Tc + (size_t)t];
-                        REAL *ch = c + ((size_t)hh * (size_t)Hkv + (size_t)kvh) * (size_t)Dh;
-                        for (int e = 0; e < Dh; e++) ch[e] = a;
-                        any |= a != 0;
+                    for (int t = t0; t < t1; t++) {
+                        REAL *c = cf + ((size_t)((p - c0) * grp + hh) * MIX_TB + (size_t)(t - t0)) * Dkv;
+                        for (int kvh = 0; kvh < Hkv; kvh++) {
+                            size_t h = (size_t)(kvh * grp + hh);
+                            REAL a = t <= p ? (REAL)att[(h * Tc + (size_t)p) * Tc + (size_t)t] : (REAL)0;
+                            for (int e = 0; e < Dh; e++) c[(size_t)kvh * (size_t)Dh + (size_t)e] = a;
+                        }
                     }
-                if (any) tl[nt++] = t;
-            }
-            if (nt == 0) continue;
-            const REAL *GOp = GO + (size_t)p * (size_t)B * Dq;
-            const int *prow = j->slot_row + (size_t)p * (size_t)B;
-            REAL *yp[MIX_TB];
-            for (int sp = 0; sp < j->n_slot[p]; sp++) {
-                int b = prow[sp];
-                for (int k = 0; k < nt; k++) {
-                    int t = tl[k], s = j->row_slot[(size_t)t * (size_t)B + (size_t)b];
-                    yp[k] = GVb + (size_t)(t - t0) * BDkv + (size_t)s * Dkv;
+            for (int s0 = 0; s0 < j->n_slot[c0]; s0++) {
+                int b = j->slot_row[(size_t)c0 * (size_t)B + (size_t)s0], nt = 0, k = 0;
+                REAL *gv[MIX_TB];   // the row's gv(t) for t = t0 .. t0+nt-1 (alive there)
+                for (int t = t0; t < t1; t++) {
+                    int st = j->row_slot[(size_t)t * (size_t)B + (size_t)b];
+                    if (st < 0) break;
+                    gv[nt++] = GVb + (size_t)(t - t0) * BDkv + (size_t)st * Dkv;
                 }
-                const REAL *go = GOp + (size_t)sp * Dq;
-                for (int hh = 0; hh < grp; hh++)
-                    AXPYV(yp, (size_t)nt, cf + (size_t)hh * Dkv, Dq, go + (size_t)hh * Dkv, Dkv);
+                for (int p = c0; p < c1; p++) {
+                    int sp = j->row_slot[(size_t)p * (size_t)B + (size_t)b];
+                    if (sp < 0) break;   // beyond the row's target: so are the later p
+                    const REAL *go = GO + ((size_t)p * (size_t)B + (size_t)sp) * Dq;
+                    for (int hh = 0; hh < grp; hh++) xp[k++] = go + (size_t)hh * Dkv;
+                }
+                AXPYV(gv, (size_t)nt, cf, Dkv, ct, xp, (size_t)k, Dkv);
             }
         }
         for (int t = t0; t < t1; t++) {

@@ -284,29 +284,48 @@ static void axpys_f32_neon(float *Y, size_t ldy, const float *A, size_t lda, siz
     }
 }
 
-// ref: scalar.c axpyv_f32_scalar.  8 floats of X in registers for all T rows, then 4, then
-// the last floats one by one.  Multiply then add (vmulq, vaddq: not fused).
-static void axpyv_f32_neon(float *const *Y, size_t T, const float *C, size_t ldc, const float *X, size_t n)
+// ref: scalar.c axpyv_f32_scalar.  4 floats at a time, rows 8 at a time: their sums stay in
+// registers over the k steps, each X vector loaded once for the 8 rows; the last floats one by
+// one.  Multiply then add (vmulq, vaddq: not fused).
+AI void axpyv_tile_neon(const int TT, float *const *Y, size_t i, const float *C, size_t ldt, size_t lds,
+                        const float *const *X, size_t k)
 {
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        float32x4_t x0 = vld1q_f32(X + i), x1 = vld1q_f32(X + i + 4);
-        for (size_t t = 0; t < T; t++) {
-            float *y = Y[t] + i;
-            const float *c = C + t * ldc + i;
-            vst1q_f32(y, vaddq_f32(vld1q_f32(y), vmulq_f32(vld1q_f32(c), x0)));
-            vst1q_f32(y + 4, vaddq_f32(vld1q_f32(y + 4), vmulq_f32(vld1q_f32(c + 4), x1)));
-        }
+    float32x4_t acc[8];
+#pragma GCC unroll 8
+    for (int t = 0; t < TT; t++) acc[t] = vld1q_f32(Y[t] + i);
+    for (size_t s = 0; s < k; s++) {
+        float32x4_t x = vld1q_f32(X[s] + i);
+        const float *c = C + s * lds + i;
+#pragma GCC unroll 8
+        for (int t = 0; t < TT; t++) acc[t] = vaddq_f32(acc[t], vmulq_f32(vld1q_f32(c + t * ldt), x));
     }
-    for (; i + 4 <= n; i += 4) {
-        float32x4_t x0 = vld1q_f32(X + i);
-        for (size_t t = 0; t < T; t++) {
-            float *y = Y[t] + i;
-            vst1q_f32(y, vaddq_f32(vld1q_f32(y), vmulq_f32(vld1q_f32(C + t * ldc + i), x0)));
+#pragma GCC unroll 8
+    for (int t = 0; t < TT; t++) vst1q_f32(Y[t] + i, acc[t]);
+}
+static void axpyv_f32_neon(float *const *Y, size_t T, const float *C, size_t ldt, size_t lds, const float *const *X,
+                           size_t k, size_t n)
+{
+    for (size_t t = 0; t < T; t += 8, C += 8 * ldt) {
+        size_t tt = T - t < 8 ? T - t : 8, i = 0;
+        for (; i + 4 <= n; i += 4) {
+            switch (tt) {
+            case 8: axpyv_tile_neon(8, Y + t, i, C, ldt, lds, X, k); break;
+            case 7: axpyv_tile_neon(7, Y + t, i, C, ldt, lds, X, k); break;
+            case 6: axpyv_tile_neon(6, Y + t, i, C, ldt, lds, X, k); break;
+            case 5: axpyv_tile_neon(5, Y + t, i, C, ldt, lds, X, k); break;
+            case 4: axpyv_tile_neon(4, Y + t, i, C, ldt, lds, X, k); break;
+            case 3: axpyv_tile_neon(3, Y + t, i, C, ldt, lds, X, k); break;
+            case 2: axpyv_tile_neon(2, Y + t, i, C, ldt, lds, X, k); break;
+            default: axpyv_tile_neon(1, Y + t, i, C, ldt, lds, X, k); break;
+            }
         }
+        for (size_t u = 0; u < tt; u++)
+            for (size_t j = i; j < n; j++) {
+                float v = Y[t + u][j];
+                for (size_t s = 0; s < k; s++) v += C[s * lds + u * ldt + j] * X[s][j];
+                Y[t + u][j] = v;
+            }
     }
-    for (size_t t = 0; t < T; t++)
-        for (size_t j = i; j < n; j++) Y[t][j] += C[t * ldc + j] * X[j];
 }
 
 // ref: scalar.c scale_f32_scalar.

@@ -109,11 +109,13 @@ static void axpys_f32_scalar(float *Y, size_t ldy, const float *A, size_t lda, s
         for (size_t s = 0; s < k; s++) axpy_f32_scalar(Y + t * ldy, A[t * lda + s], X + s * ldx, n);
 }
 
-// Per row: y += c x elementwise, product rounded then sum rounded.
-static void axpyv_f32_scalar(float *const *Y, size_t T, const float *C, size_t ldc, const float *X, size_t n)
+// Per row, k steps in order: y += c x elementwise, product rounded then sum rounded.
+static void axpyv_f32_scalar(float *const *Y, size_t T, const float *C, size_t ldt, size_t lds, const float *const *X,
+                             size_t k, size_t n)
 {
     for (size_t t = 0; t < T; t++)
-        for (size_t i = 0; i < n; i++) Y[t][i] += C[t * ldc + i] * X[i];
+        for (size_t s = 0; s < k; s++)
+            for (size_t i = 0; i < n; i++) Y[t][i] += C[s * lds + t * ldt + i] * X[s][i];
 }
 
 static void scale_f32_scalar(float *y, float a, const float *x, size_t n)

@@ -106,11 +106,13 @@ typedef struct SimdKernels {
     void (*axpys_f32)(float *Y, size_t ldy, const float *A, size_t lda, size_t T, const float *X, size_t ldx,
                       size_t k, size_t n);
 
-    // For each row t < T: Y[t][i] += C[t*ldc + i] * X[i] for i < n (one gradient row mixed back
-    // into T positions through their frozen attention weights, each weight repeated over its
-    // head's dims: attribution's backward sweep).  Contract: each step a product, then a sum,
-    // so every table gives scalar.c's bits.  The Y rows must not overlap C, X or each other.
-    void (*axpyv_f32)(float *const *Y, size_t T, const float *C, size_t ldc, const float *X, size_t n);
+    // For each row t < T, for s = 0 .. k-1 in order: Y[t][i] += C[s*lds + t*ldt + i] * X[s][i]
+    // for i < n (gradient rows of later positions mixed back into T positions through their
+    // frozen attention weights, each weight repeated over its head's dims: attribution's
+    // backward sweep).  Contract: each step a product, then a sum, so every table gives
+    // scalar.c's bits.  The Y rows must not overlap C, the X rows or each other.
+    void (*axpyv_f32)(float *const *Y, size_t T, const float *C, size_t ldt, size_t lds, const float *const *X,
+                      size_t k, size_t n);
 
     // ---- int8 (formats and layouts in quant/q8.h) --------------------------------------------
     // One output of W x (row r of W, activation row t), the same in every entry below and in

@@ -298,29 +298,48 @@ static void axpys_f32_avx2(float *Y, size_t ldy, const float *A, size_t lda, siz
     }
 }
 
-// ref: scalar.c axpyv_f32_scalar.  16 floats of X in registers for all T rows, then 8, then
-// the last floats one by one.  Multiply then add, neither fused.
-static void axpyv_f32_avx2(float *const *Y, size_t T, const float *C, size_t ldc, const float *X, size_t n)
+// ref: scalar.c axpyv_f32_scalar.  8 floats at a time, rows 8 at a time: their sums stay in
+// registers over the k steps, each X vector loaded once for the 8 rows; the last floats one by
+// one.  A multiply, then an add, neither fused.
+AI void axpyv_tile_avx2(const int TT, float *const *Y, size_t i, const float *C, size_t ldt, size_t lds,
+                        const float *const *X, size_t k)
 {
-    size_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        __m256 x0 = _mm256_loadu_ps(X + i), x1 = _mm256_loadu_ps(X + i + 8);
-        for (size_t t = 0; t < T; t++) {
-            float *y = Y[t] + i;
-            const float *c = C + t * ldc + i;
-            _mm256_storeu_ps(y, _mm256_add_ps(_mm256_loadu_ps(y), _mm256_mul_ps(_mm256_loadu_ps(c), x0)));
-            _mm256_storeu_ps(y + 8, _mm256_add_ps(_mm256_loadu_ps(y + 8), _mm256_mul_ps(_mm256_loadu_ps(c + 8), x1)));
-        }
+    __m256 acc[8];
+#pragma GCC unroll 8
+    for (int t = 0; t < TT; t++) acc[t] = _mm256_loadu_ps(Y[t] + i);
+    for (size_t s = 0; s < k; s++) {
+        __m256 x = _mm256_loadu_ps(X[s] + i);
+        const float *c = C + s * lds + i;
+#pragma GCC unroll 8
+        for (int t = 0; t < TT; t++) acc[t] = _mm256_add_ps(acc[t], _mm256_mul_ps(_mm256_loadu_ps(c + t * ldt), x));
     }
-    for (; i + 8 <= n; i += 8) {
-        __m256 x0 = _mm256_loadu_ps(X + i);
-        for (size_t t = 0; t < T; t++) {
-            float *y = Y[t] + i;
-            _mm256_storeu_ps(y, _mm256_add_ps(_mm256_loadu_ps(y), _mm256_mul_ps(_mm256_loadu_ps(C + t * ldc + i), x0)));
+#pragma GCC unroll 8
+    for (int t = 0; t < TT; t++) _mm256_storeu_ps(Y[t] + i, acc[t]);
+}
+static void axpyv_f32_avx2(float *const *Y, size_t T, const float *C, size_t ldt, size_t lds, const float *const *X,
+                           size_t k, size_t n)
+{
+    for (size_t t = 0; t < T; t += 8, C += 8 * ldt) {
+        size_t tt = T - t < 8 ? T - t : 8, i = 0;
+        for (; i + 8 <= n; i += 8) {
+            switch (tt) {
+            case 8: axpyv_tile_avx2(8, Y + t, i, C, ldt, lds, X, k); break;
+            case 7: axpyv_tile_avx2(7, Y + t, i, C, ldt, lds, X, k); break;
+            case 6: axpyv_tile_avx2(6, Y + t, i, C, ldt, lds, X, k); break;
+            case 5: axpyv_tile_avx2(5, Y + t, i, C, ldt, lds, X, k); break;
+            case 4: axpyv_tile_avx2(4, Y + t, i, C, ldt, lds, X, k); break;
+            case 3: axpyv_tile_avx2(3, Y + t, i, C, ldt, lds, X, k); break;
+            case 2: axpyv_tile_avx2(2, Y + t, i, C, ldt, lds, X, k); break;
+            default: axpyv_tile_avx2(1, Y + t, i, C, ldt, lds, X, k); break;
+            }
         }
+        for (size_t u = 0; u < tt; u++)
+            for (size_t j = i; j < n; j++) {
+                float v = Y[t + u][j];
+                for (size_t s = 0; s < k; s++) v += C[s * lds + u * ldt + j] * X[s][j];
+                Y[t + u][j] = v;
+            }
     }
-    for (size_t t = 0; t < T; t++)
-        for (size_t j = i; j < n; j++) Y[t][j] += C[t * ldc + j] * X[j];
 }
 
 // ref: scalar.c scale_f32_scalar.

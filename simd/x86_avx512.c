@@ -321,27 +321,41 @@ static void axpys_f32_avx512(float *Y, size_t ldy, const float *A, size_t lda, s
     }
 }
 
-// ref: scalar.c axpyv_f32_scalar.  32 floats of X in registers for all T rows, then 16 at a
-// time (the last masked).  Multiply then add, neither fused.
-static void axpyv_f32_avx512(float *const *Y, size_t T, const float *C, size_t ldc, const float *X, size_t n)
+// ref: scalar.c axpyv_f32_scalar.  16 floats at a time (the last masked), rows 8 at a time: their
+// sums stay in registers over the k steps, each X vector loaded once for the 8 rows.  A
+// multiply, then an add, neither fused.
+AI void axpyv_tile_avx512(const int TT, __mmask16 m, float *const *Y, size_t i, const float *C, size_t ldt, size_t lds,
+                          const float *const *X, size_t k)
 {
-    size_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-        __m512 x0 = _mm512_loadu_ps(X + i), x1 = _mm512_loadu_ps(X + i + 16);
-        for (size_t t = 0; t < T; t++) {
-            float *y = Y[t] + i;
-            const float *c = C + t * ldc + i;
-            _mm512_storeu_ps(y, _mm512_add_ps(_mm512_loadu_ps(y), _mm512_mul_ps(_mm512_loadu_ps(c), x0)));
-            _mm512_storeu_ps(y + 16, _mm512_add_ps(_mm512_loadu_ps(y + 16), _mm512_mul_ps(_mm512_loadu_ps(c + 16), x1)));
-        }
+    __m512 acc[8];
+#pragma GCC unroll 8
+    for (int t = 0; t < TT; t++) acc[t] = _mm512_maskz_loadu_ps(m, Y[t] + i);
+    for (size_t s = 0; s < k; s++) {
+        __m512 x = _mm512_maskz_loadu_ps(m, X[s] + i);
+        const float *c = C + s * lds + i;
+#pragma GCC unroll 8
+        for (int t = 0; t < TT; t++) acc[t] = _mm512_add_ps(acc[t], _mm512_mul_ps(_mm512_maskz_loadu_ps(m, c + t * ldt), x));
     }
-    for (; i < n; i += 16) {
-        __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : tail_mask16(n - i);
-        __m512 x0 = _mm512_maskz_loadu_ps(m, X + i);
-        for (size_t t = 0; t < T; t++) {
-            float *y = Y[t] + i;
-            __m512 c = _mm512_maskz_loadu_ps(m, C + t * ldc + i);
-            _mm512_mask_storeu_ps(y, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, y), _mm512_mul_ps(c, x0)));
+#pragma GCC unroll 8
+    for (int t = 0; t < TT; t++) _mm512_mask_storeu_ps(Y[t] + i, m, acc[t]);
+}
+static void axpyv_f32_avx512(float *const *Y, size_t T, const float *C, size_t ldt, size_t lds, const float *const *X,
+                             size_t k, size_t n)
+{
+    for (size_t t = 0; t < T; t += 8, C += 8 * ldt) {
+        size_t tt = T - t < 8 ? T - t : 8;
+        for (size_t i = 0; i < n; i += 16) {
+            __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : tail_mask16(n - i);
+            switch (tt) {
+            case 8: axpyv_tile_avx512(8, m, Y + t, i, C, ldt, lds, X, k); break;
+            case 7: axpyv_tile_avx512(7, m, Y + t, i, C, ldt, lds, X, k); break;
+            case 6: axpyv_tile_avx512(6, m, Y + t, i, C, ldt, lds, X, k); break;
+            case 5: axpyv_tile_avx512(5, m, Y + t, i, C, ldt, lds, X, k); break;
+            case 4: axpyv_tile_avx512(4, m, Y + t, i, C, ldt, lds, X, k); break;
+            case 3: axpyv_tile_avx512(3, m, Y + t, i, C, ldt, lds, X, k); break;
+            case 2: axpyv_tile_avx512(2, m, Y + t, i, C, ldt, lds, X, k); break;
+            default: axpyv_tile_avx512(1, m, Y + t, i, C, ldt, lds, X, k); break;
+            }
         }
     }
 }

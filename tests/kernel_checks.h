@@ -554,49 +554,63 @@ static inline void kc_check_axpys(KcStats *st, const SimdKernels *K, const SimdK
                     }
 }
 
-// ---- axpyv: per row y += c x elementwise, scalar.c's bits in every table ---------------------
-// Each Y row is a buffer of its own (the rows are pointers), with canaries around it.
+// ---- axpyv: per row, k steps y += c x elementwise, scalar.c's bits in every table -----------
+// Each Y and X row is a buffer of its own (the rows are pointers), the Y rows with canaries.
 static inline void kc_check_axpyv(KcStats *st, const SimdKernels *K, const SimdKernels *S)
 {
-    static const size_t Ts[] = {0, 1, 2, 3, 5, 8, 9};
+    enum { MT = 17, MK = 6 };
+    static const size_t Ts[] = {0, 1, 2, 3, 5, 8, 9, 17}, ks[] = {0, 1, 2, 6};
     uint64_t seed = 23;
     for (size_t ti = 0; ti < sizeof Ts / sizeof Ts[0]; ti++)
-        for (size_t si = 0; si < KC_NSIZES; si++)
-            for (size_t off = 0; off < 2; off++) {
-                size_t T = Ts[ti], n = kc_sizes[si], ldc = n + 3 * off;   // ldc > n: gaps never read
-                if (n > 1001 && T > 2) continue;
-                size_t nc = T ? (T - 1) * ldc + n : 0;
-                float *X = kc_in(off, n), *C = kc_in(off, nc), *Y[9], *Ys[9], *Yp[9], *Ysp[9];
-                double *ref = malloc((T * n + 1) * sizeof(double)), *tol = malloc((T * n + 1) * sizeof(double));
-                kc_fill(X + off, n, &seed, -2, 2);
-                kc_fill(C + off, nc, &seed, -1, 1);
-                for (size_t t = 0; t < T; t++) {
-                    Y[t] = kc_out(off + t % 2, n), Ys[t] = kc_out(off + t % 2, n);   // rows at mixed alignments
-                    Yp[t] = Y[t] + off + t % 2, Ysp[t] = Ys[t] + off + t % 2;
-                    kc_fill(Yp[t], n, &seed, -2, 2);
-                    memcpy(Ysp[t], Yp[t], n * sizeof(float));
-                    for (size_t i = 0; i < n; i++) {   // two roundings: |err| <= 2 eps (|y| + |c x|)
-                        double cx = (double)C[off + t * ldc + i] * X[off + i];
-                        ref[t * n + i] = Yp[t][i] + cx;
-                        tol[t * n + i] = 2.0 * FLT_EPSILON * (fabs(Yp[t][i]) + fabs(cx)) + 1e-37;
+        for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++)
+            for (size_t si = 0; si < KC_NSIZES; si++)
+                for (size_t off = 0; off < 2; off++) {
+                    size_t T = Ts[ti], k = ks[ki], n = kc_sizes[si];
+                    size_t ldt = n + 3 * off, lds = T * ldt + 5 * off;   // gaps never read
+                    if (n > 1001 && (T > 2 || k > 2)) continue;
+                    if ((T > 3 || k > 2) && (si + ti + ki) % 2 != off) continue;   // fewer of the big cases
+                    size_t nc = k ? (k - 1) * lds + (T ? (T - 1) * ldt + n : 0) : 0;
+                    float *C = kc_in(off, nc), *Y[MT], *Ys[MT], *Yp[MT], *Ysp[MT], *Xb[MK];
+                    const float *Xp[MK];
+                    double *ref = malloc((T * n + 1) * sizeof(double)), *tol = malloc((T * n + 1) * sizeof(double));
+                    kc_fill(C + off, nc, &seed, -1, 1);
+                    for (size_t u = 0; u < k; u++) {
+                        Xb[u] = kc_in(1 - off + u % 2, n);   // rows at mixed alignments
+                        kc_fill(Xb[u] + 1 - off + u % 2, n, &seed, -2, 2);
+                        Xp[u] = Xb[u] + 1 - off + u % 2;
                     }
+                    for (size_t t = 0; t < T; t++) {
+                        Y[t] = kc_out(off + t % 2, n), Ys[t] = kc_out(off + t % 2, n);
+                        Yp[t] = Y[t] + off + t % 2, Ysp[t] = Ys[t] + off + t % 2;
+                        kc_fill(Yp[t], n, &seed, -2, 2);
+                        memcpy(Ysp[t], Yp[t], n * sizeof(float));
+                        for (size_t i = 0; i < n; i++) {   // k steps of two roundings each
+                            double v = Yp[t][i], mag = fabs(v);
+                            for (size_t u = 0; u < k; u++) {
+                                double cx = (double)C[off + u * lds + t * ldt + i] * Xp[u][i];
+                                v += cx;
+                                mag += fabs(cx);
+                            }
+                            ref[t * n + i] = v;
+                            tol[t * n + i] = 2.0 * (double)(k + 1) * FLT_EPSILON * mag + 1e-37;
+                        }
+                    }
+                    K->axpyv_f32(Yp, T, C + off, ldt, lds, Xp, k, n);
+                    S->axpyv_f32(Ysp, T, C + off, ldt, lds, Xp, k, n);
+                    int ok = 1, same = 1;
+                    for (size_t t = 0; t < T; t++) {
+                        ok = ok && kc_guards_ok(Y[t], off + t % 2, n);
+                        same = same && memcmp(Yp[t], Ysp[t], n * sizeof(float)) == 0;
+                        for (size_t i = 0; i < n && ok; i++) ok = fabs(Yp[t][i] - ref[t * n + i]) <= tol[t * n + i];
+                    }
+                    kc_case(st, ok && same, K->name, "axpyv_f32 T=%zu k=%zu n=%zu ldt=%zu lds=%zu off=%zu%s", T, k, n, ldt,
+                            lds, off, same ? "" : ": differs from scalar.c's axpyv_f32");
+                    for (size_t t = 0; t < T; t++) free(Y[t]), free(Ys[t]);
+                    for (size_t u = 0; u < k; u++) free(Xb[u]);
+                    free(C);
+                    free(ref);
+                    free(tol);
                 }
-                K->axpyv_f32(Yp, T, C + off, ldc, X + off, n);
-                S->axpyv_f32(Ysp, T, C + off, ldc, X + off, n);
-                int ok = 1, same = 1;
-                for (size_t t = 0; t < T; t++) {
-                    ok = ok && kc_guards_ok(Y[t], off + t % 2, n);
-                    same = same && memcmp(Yp[t], Ysp[t], n * sizeof(float)) == 0;
-                    for (size_t i = 0; i < n && ok; i++) ok = fabs(Yp[t][i] - ref[t * n + i]) <= tol[t * n + i];
-                }
-                kc_case(st, ok && same, K->name, "axpyv_f32 T=%zu n=%zu ldc=%zu off=%zu%s", T, n, ldc, off,
-                        same ? "" : ": differs from scalar.c's axpyv_f32");
-                for (size_t t = 0; t < T; t++) free(Y[t]), free(Ys[t]);
-                free(X);
-                free(C);
-                free(ref);
-                free(tol);
-            }
 }
 
 // ---- scalar fidelity: scalar.c is llama2.c run.c, bit for bit --------------------------------
