@@ -238,14 +238,17 @@ int simd_q8_matvec_streams(int n);
 int simd_q8_matvec_streams_forced(void);   // 0 or the forced count
 // Its products' width: 512-bit on AMD cores; elsewhere 512-bit unless this core runs slower
 // beside 512-bit vpdpbusd (simd_avx512_vnni_clock_ratio under 0.97, measured once, at the first
-// call: some Intel cores lower their clock for them), then 256-bit halves.  CTRACE_Q8_WIDTH=256
+// call, when the avx512 or amx table is active: some Intel cores lower their clock for them),
+// then 256-bit halves.  CTRACE_Q8_WIDTH=256
 // or 512 overrides that choice.  bits = 256 or 512 forces one, 0 restores the default; returns 0,
 // or -1 (and changes nothing) for any other value.
 int simd_q8_matvec_width(int bits);
 int simd_q8_matvec_width_forced(void);    // 0 or the forced width
 int simd_q8_matvec_width_default(void);   // 256 or 512: this CPU's default
 // x86-64 with AVX-512 VNNI only: the core clock beside 512-bit vpdpbusd over the clock alone,
-// measured now (~10 ms).  ~1.0 on AMD Zen 4/5; 0.94 on one Intel Xeon VM, 1.00 on another.
+// measured now (~20 ms: the median of 5 rounds).  bench_q8's probe of the same read 0.97-1.00
+// on the AMD (Zen 5) VM, 0.94 on one Intel Xeon VM and 1.00 on another (where this reads
+// 0.98-1.01).
 double simd_avx512_vnni_clock_ratio(void);
 // How the AVX-512 GEMM tiles form dw * dx when every activation scale is a power of two
 // (Q8Act.pow2: 16-bit activations): by vgetexpps / vscalefps on AMD cores (Zen 5 runs
