@@ -263,7 +263,7 @@ int sweeper_init(Sweeper **out, const Replacement *r, int max_batch, int fp64, T
         sw->GX[i] = alloc_real(f64, B * D);
         sw->tmp[i] = malloc(D * sizeof(float));
         sw->AH[i] = alloc_real(f64, (size_t)MIX_PC * MIX_TB * Dq);
-        sw->XP[i] = malloc((size_t)MIX_PC * (size_t)sw->H * sizeof(void *));
+        sw->XP[i] = malloc((size_t)MIX_PC * (size_t)(sw->H / sw->Hkv) * sizeof(void *));
         ok = sw->S[i] && sw->Y[i] && sw->GV[i] && sw->GX[i] && sw->tmp[i] && sw->AH[i] && sw->XP[i] && sw->fidx[i];
     }
     if (!ok) {
